@@ -1,0 +1,324 @@
+//! The settings table: one line per setting gives its field, type, default, environment name and
+//! help text; the struct, its defaults, the command-line flags and the list of environment names
+//! are all generated from it so they cannot disagree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, Role, Secret};
+
+/// Which WhatsApp provider outbound messages are sent through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WaProvider {
+    #[default]
+    Gowa,
+    Meta,
+}
+
+impl std::str::FromStr for WaProvider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gowa" => Ok(Self::Gowa),
+            "meta" => Ok(Self::Meta),
+            other => Err(format!("{other:?} is not a provider; use gowa or meta")),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is not a log format; use text or json")),
+        }
+    }
+}
+
+macro_rules! text_setting {
+    ($env:literal, String) => { $env };
+    ($env:literal, Secret) => { $env };
+    ($env:literal, $other:ident) => { "" };
+}
+
+macro_rules! settings {
+    ($( $(#[$fattr:meta])* $field:ident : $ty:ident = $default:expr, $default_doc:literal, $env:literal, $help:literal $(, [$($arg:tt)*])? ; )*) => {
+        /// Every wacenter setting, after all layers are merged.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct Settings {
+            $( #[doc = $help] $(#[$fattr])* pub $field: $ty, )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        /// The environment variable of every setting, in table order.
+        pub const ENV_NAMES: &[&str] = &[$($env),*];
+
+        /// Settings whose values are text even when they look like numbers (`0012`, `12345`).
+        pub(crate) const TEXT_SETTINGS: &[&str] = &[$( text_setting!($env, $ty) ),*];
+
+        /// Command-line flags: one per setting, each optional (unset flags leave lower layers alone).
+        #[derive(Debug, Clone, Default, Serialize, clap::Args)]
+        #[command(next_help_heading = "Settings (flag > environment > config file > default)")]
+        pub struct SettingsArgs {
+            $(
+                #[arg(long, help = concat!($help, " [env: ", $env, "] [default: ", $default_doc, "]") $(, $($arg)*)?)]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+settings! {
+    otomax_enabled: bool = true, "true", "OTOMAX_ENABLED", "Forward WhatsApp messages to OtomaX", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_api_url: String = "http://127.0.0.1:5000/".into(), "http://127.0.0.1:5000/", "OTOMAX_API_URL", "Base URL of the OtomaX Open API", [value_name = "URL"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_app_id: String = String::new(), "", "OTOMAX_APP_ID", "OtomaX App ID", [value_name = "ID"];
+    otomax_app_key: Secret = Secret::default(), "", "OTOMAX_APP_KEY", "OtomaX App Key (secret)", [value_name = "KEY"];
+    otomax_dev_key: Secret = Secret::default(), "", "OTOMAX_DEV_KEY", "OtomaX Dev Key (secret)", [value_name = "KEY"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_default_reseller: String = String::new(), "", "OTOMAX_DEFAULT_RESELLER", "kode_reseller sent with every InsertInbox", [value_name = "CODE"];
+    otomax_default_kode_terminal: i64 = 1, "1", "OTOMAX_DEFAULT_KODE_TERMINAL", "kode_terminal sent with every InsertInbox", [value_name = "N"];
+    otomax_forward_incoming: bool = true, "true", "OTOMAX_FORWARD_INCOMING", "Forward messages other people send to us", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    otomax_forward_outgoing: bool = false, "false", "OTOMAX_FORWARD_OUTGOING", "Forward messages our own number sends (never wacenter's own replies)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    otomax_forward_groups: bool = false, "false", "OTOMAX_FORWARD_GROUPS", "Forward messages from group chats", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    otomax_forward_media: bool = false, "false", "OTOMAX_FORWARD_MEDIA", "Forward media messages (their caption as text)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    otomax_auto_reply_enabled: bool = true, "true", "OTOMAX_AUTO_REPLY_ENABLED", "Send OtomaX's immediate answer back to the sender", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    debug: bool = false, "false", "DEBUG", "Debug logging (secrets stay hidden)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    otomax_exp_seconds: u64 = 30, "30", "OTOMAX_EXP_SECONDS", "_exp = WhatsApp message time + this many seconds", [value_name = "SECONDS"];
+    otomax_timeout_seconds: u64 = 30, "30", "OTOMAX_TIMEOUT_SECONDS", "Timeout of one OtomaX attempt (never past _exp)", [value_name = "SECONDS"];
+    otomax_max_retries: u32 = 3, "3", "OTOMAX_MAX_RETRIES", "Retries after the first attempt (1 s, 2 s, 4 s ...)", [value_name = "N"];
+    otomax_rate_limit: u32 = 0, "0", "OTOMAX_RATE_LIMIT", "OtomaX requests per second per process, 0 = unlimited", [value_name = "PER_SECOND"];
+    otomax_callback_secret: Secret = Secret::default(), "", "OTOMAX_CALLBACK_SECRET", "Shared secret OtomaX presents on /otomax/callback (required by the callback service)", [value_name = "SECRET"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_callback_allow_ips: String = String::new(), "", "OTOMAX_CALLBACK_ALLOW_IPS", "Comma-separated CIDRs allowed to call /otomax/callback (empty = any)", [value_name = "CIDRS"];
+    otomax_outbox_ack: bool = true, "true", "OTOMAX_OUTBOX_ACK", "Report outbox delivery to OtomaX with UpdateStatusOutbox (20/40)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    app_basic_auth: Secret = Secret::default(), "", "APP_BASIC_AUTH", "user:pass[,user:pass...] for the /otomax/* admin routes", [value_name = "USER:PASS"];
+    #[serde(deserialize_with = "crate::de::text")] public_url: String = String::new(), "", "PUBLIC_URL", "Public base URL of the callback service (for set-callback)", [value_name = "URL"];
+    #[serde(deserialize_with = "crate::de::text")] nats_url: String = "nats://127.0.0.1:4222".into(), "nats://127.0.0.1:4222", "NATS_URL", "NATS server(s), comma-separated", [value_name = "URL"];
+    nats_stream_replicas: usize = 1, "1", "NATS_STREAM_REPLICAS", "Replicas of each JetStream stream and bucket (3 on a cluster)", [value_name = "N"];
+    forwarder_concurrency: usize = 64, "64", "FORWARDER_CONCURRENCY", "Messages in flight per forwarder replica", [value_name = "N"];
+    reply_concurrency: usize = 64, "64", "REPLY_CONCURRENCY", "Messages in flight per reply replica", [value_name = "N"];
+    wa_provider: WaProvider = WaProvider::Gowa, "gowa", "WA_PROVIDER", "Provider that sends WhatsApp messages: gowa or meta", [value_name = "gowa|meta"];
+    wa_webhook_secret: Secret = Secret::default(), "", "WA_WEBHOOK_SECRET", "GOWA webhook HMAC secret (enables /webhook/gowa)", [value_name = "SECRET"];
+    #[serde(deserialize_with = "crate::de::text")] wa_default_country_code: String = "62".into(), "62", "WA_DEFAULT_COUNTRY_CODE", "Country code that replaces a leading 0", [value_name = "DIGITS"];
+    #[serde(deserialize_with = "crate::de::text")] gowa_url: String = "http://127.0.0.1:3100".into(), "http://127.0.0.1:3100", "GOWA_URL", "GOWA REST base URL", [value_name = "URL"];
+    gowa_basic_auth: Secret = Secret::default(), "", "GOWA_BASIC_AUTH", "user:pass for GOWA's REST API", [value_name = "USER:PASS"];
+    #[serde(deserialize_with = "crate::de::text")] gowa_device_id: String = String::new(), "", "GOWA_DEVICE_ID", "GOWA device for messages with no known account", [value_name = "ID"];
+    meta_app_secret: Secret = Secret::default(), "", "META_APP_SECRET", "Meta app secret (enables /webhook/meta)", [value_name = "SECRET"];
+    meta_verify_token: Secret = Secret::default(), "", "META_VERIFY_TOKEN", "Meta webhook verification token", [value_name = "TOKEN"];
+    meta_access_token: Secret = Secret::default(), "", "META_ACCESS_TOKEN", "Meta Graph API access token", [value_name = "TOKEN"];
+    #[serde(deserialize_with = "crate::de::text")] meta_phone_number_id: String = String::new(), "", "META_PHONE_NUMBER_ID", "Meta phone number id for messages with no known account", [value_name = "ID"];
+    #[serde(deserialize_with = "crate::de::text")] meta_graph_url: String = "https://graph.facebook.com/v21.0".into(), "https://graph.facebook.com/v21.0", "META_GRAPH_URL", "Meta Graph API base URL with version", [value_name = "URL"];
+    log_format: LogFormat = LogFormat::Text, "text", "LOG_FORMAT", "Log format: text or json", [value_name = "text|json"];
+    #[serde(deserialize_with = "crate::de::text")] otel_exporter_otlp_endpoint: String = String::new(), "", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP endpoint for traces (empty = off)", [value_name = "URL"];
+    ingress_port: u16 = 3001, "3001", "INGRESS_PORT", "Ingress HTTP port", [value_name = "PORT"];
+    forwarder_port: u16 = 9091, "9091", "FORWARDER_PORT", "Forwarder ops port (health, metrics)", [value_name = "PORT"];
+    reply_port: u16 = 9092, "9092", "REPLY_PORT", "Reply ops port (health, metrics)", [value_name = "PORT"];
+    app_port: u16 = 3000, "3000", "APP_PORT", "Callback service / REST API port", [value_name = "PORT"];
+}
+
+impl Settings {
+    /// Checks everything `role` needs; the first problem is returned, naming its setting.
+    pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
+        check_url("NATS_URL", &self.nats_url.split(',').next().unwrap_or_default().trim(), &["nats", "tls", "ws", "wss"])?;
+        if self.nats_stream_replicas == 0 || self.nats_stream_replicas > 5 {
+            return Err(ConfigError::new("NATS_STREAM_REPLICAS", "must be between 1 and 5"));
+        }
+        for (name, port) in [
+            ("INGRESS_PORT", self.ingress_port),
+            ("FORWARDER_PORT", self.forwarder_port),
+            ("REPLY_PORT", self.reply_port),
+            ("APP_PORT", self.app_port),
+        ] {
+            if port == 0 {
+                return Err(ConfigError::new(name, "must be a port number between 1 and 65535"));
+            }
+        }
+        if !self.public_url.is_empty() {
+            check_url("PUBLIC_URL", &self.public_url, &["http", "https"])?;
+        }
+        if !self.otel_exporter_otlp_endpoint.is_empty() {
+            check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otel_exporter_otlp_endpoint, &["http", "https"])?;
+        }
+        if !self.wa_default_country_code.chars().all(|c| c.is_ascii_digit()) || self.wa_default_country_code.is_empty() {
+            return Err(ConfigError::new("WA_DEFAULT_COUNTRY_CODE", "must be digits, e.g. 62"));
+        }
+        self.basic_auth_users()?;
+        self.callback_allow_list()?;
+        let needs_otomax = match role {
+            Role::Forwarder | Role::Callback => self.otomax_enabled,
+            Role::Reply => self.otomax_enabled && self.otomax_outbox_ack,
+            Role::OtomaxTool => true,
+            Role::Ingress | Role::NatsTool => false,
+        };
+        if needs_otomax {
+            self.check_otomax()?;
+        }
+        match role {
+            Role::Forwarder => {
+                if self.forwarder_concurrency == 0 {
+                    return Err(ConfigError::new("FORWARDER_CONCURRENCY", "must be at least 1"));
+                }
+            }
+            Role::Reply => {
+                if self.reply_concurrency == 0 {
+                    return Err(ConfigError::new("REPLY_CONCURRENCY", "must be at least 1"));
+                }
+                match self.wa_provider {
+                    WaProvider::Gowa => check_url("GOWA_URL", &self.gowa_url, &["http", "https"])?,
+                    WaProvider::Meta => {
+                        check_url("META_GRAPH_URL", &self.meta_graph_url, &["http", "https"])?;
+                        require("META_ACCESS_TOKEN", self.meta_access_token.expose(), "needed to send through Meta (WA_PROVIDER=meta)")?;
+                        require("META_PHONE_NUMBER_ID", &self.meta_phone_number_id, "needed to send through Meta (WA_PROVIDER=meta)")?;
+                    }
+                }
+            }
+            Role::Callback => {
+                require(
+                    "OTOMAX_CALLBACK_SECRET",
+                    self.otomax_callback_secret.expose(),
+                    "required: OtomaX must present it on /otomax/callback (set a long random value)",
+                )?;
+            }
+            Role::Ingress => {
+                if self.wa_webhook_secret.is_empty() && self.meta_app_secret.is_empty() {
+                    return Err(ConfigError::new(
+                        "WA_WEBHOOK_SECRET",
+                        "no provider enabled: set WA_WEBHOOK_SECRET (GOWA webhooks) and/or META_APP_SECRET (Meta webhooks)",
+                    ));
+                }
+                if !self.meta_app_secret.is_empty() && self.meta_verify_token.is_empty() {
+                    return Err(ConfigError::new("META_VERIFY_TOKEN", "required with META_APP_SECRET for Meta's webhook handshake"));
+                }
+            }
+            Role::OtomaxTool | Role::NatsTool => {}
+        }
+        Ok(())
+    }
+
+    fn check_otomax(&self) -> Result<(), ConfigError> {
+        check_url("OTOMAX_API_URL", &self.otomax_api_url, &["http", "https"])?;
+        require("OTOMAX_APP_ID", &self.otomax_app_id, "the OtomaX App ID is needed to sign requests")?;
+        require("OTOMAX_APP_KEY", self.otomax_app_key.expose(), "the OtomaX App Key is needed to sign requests")?;
+        require("OTOMAX_DEV_KEY", self.otomax_dev_key.expose(), "the OtomaX Dev Key is needed to sign requests")?;
+        if self.otomax_exp_seconds == 0 {
+            return Err(ConfigError::new("OTOMAX_EXP_SECONDS", "must be at least 1"));
+        }
+        if self.otomax_timeout_seconds == 0 {
+            return Err(ConfigError::new("OTOMAX_TIMEOUT_SECONDS", "must be at least 1"));
+        }
+        if self.otomax_max_retries > 10 {
+            return Err(ConfigError::new("OTOMAX_MAX_RETRIES", "must be 10 or less"));
+        }
+        Ok(())
+    }
+
+    /// `APP_BASIC_AUTH` as (user, password) pairs.
+    pub fn basic_auth_users(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        parse_user_pass_list("APP_BASIC_AUTH", self.app_basic_auth.expose())
+    }
+
+    /// `GOWA_BASIC_AUTH` as one (user, password) pair, if set.
+    pub fn gowa_basic_auth(&self) -> Result<Option<(String, String)>, ConfigError> {
+        Ok(parse_user_pass_list("GOWA_BASIC_AUTH", self.gowa_basic_auth.expose())?.into_iter().next())
+    }
+
+    /// `OTOMAX_CALLBACK_ALLOW_IPS` as networks.
+    pub fn callback_allow_list(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.otomax_callback_allow_ips
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| IpNet::parse(s).ok_or_else(|| ConfigError::new("OTOMAX_CALLBACK_ALLOW_IPS", format!("{s:?} is not an IP address or CIDR"))))
+            .collect()
+    }
+
+    /// The OtomaX base URL (validated by [`Settings::validate`]).
+    pub fn otomax_base_url(&self) -> Result<url::Url, ConfigError> {
+        check_url("OTOMAX_API_URL", &self.otomax_api_url, &["http", "https"])?;
+        Ok(url::Url::parse(&self.otomax_api_url).expect("checked above"))
+    }
+}
+
+fn require(setting: &str, value: &str, why: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::new(setting, format!("missing; {why}")))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => Ok(()),
+        Ok(u) => Err(ConfigError::new(
+            setting,
+            format!("{value:?} must be a {} URL with a host (got scheme {:?})", schemes.join("/"), u.scheme()),
+        )),
+        Err(e) => Err(ConfigError::new(setting, format!("{value:?} is not a valid URL ({e})"))),
+    }
+}
+
+fn parse_user_pass_list(setting: &str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok((u.to_string(), p.to_string())),
+            _ => Err(ConfigError::new(setting, "every entry must be user:password (separate several with commas)")),
+        })
+        .collect()
+}
+
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<std::net::IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
