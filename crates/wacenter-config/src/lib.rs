@@ -29,7 +29,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { setting: setting.into(), message: message.into() }
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -47,17 +50,25 @@ pub enum Role {
 }
 
 /// Loads the settings from every layer and validates them for `role`.
-pub fn load(args: &SettingsArgs, config_file: Option<&Path>, role: Role) -> Result<Settings, ConfigError> {
+pub fn load(
+    args: &SettingsArgs,
+    config_file: Option<&Path>,
+    role: Role,
+) -> Result<Settings, ConfigError> {
     let settings = load_unvalidated(args, config_file)?;
     settings.validate(role)?;
     Ok(settings)
 }
 
 /// Loads without role checks (for tools that want to show settings).
-pub fn load_unvalidated(args: &SettingsArgs, config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+pub fn load_unvalidated(
+    args: &SettingsArgs,
+    config_file: Option<&Path>,
+) -> Result<Settings, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-    let file: Option<PathBuf> =
-        config_file.map(Path::to_path_buf).or_else(|| std::env::var_os("WACENTER_CONFIG").map(PathBuf::from));
+    let file: Option<PathBuf> = config_file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("WACENTER_CONFIG").map(PathBuf::from));
     if let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) {
         if !path.is_file() {
             return Err(ConfigError::new(
@@ -83,11 +94,15 @@ impl Provider for EnvVars {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut dict = Dict::new();
         for name in ENV_NAMES {
-            let Ok(raw) = std::env::var(name) else { continue };
+            let Ok(raw) = std::env::var(name) else {
+                continue;
+            };
             let value = if settings::TEXT_SETTINGS.contains(name) {
                 Value::from(raw)
             } else {
-                raw.trim().parse::<Value>().unwrap_or_else(|_| Value::from(raw))
+                raw.trim()
+                    .parse::<Value>()
+                    .unwrap_or_else(|_| Value::from(raw))
             };
             dict.insert(name.to_ascii_lowercase(), value);
         }
@@ -97,7 +112,11 @@ impl Provider for EnvVars {
 
 fn figment_error(err: figment::Error) -> ConfigError {
     // Name the setting as the user wrote it: the environment name, upper case.
-    let setting = err.path.first().map(|k| k.to_ascii_uppercase()).unwrap_or_else(|| "configuration".into());
+    let setting = err
+        .path
+        .first()
+        .map(|k| k.to_ascii_uppercase())
+        .unwrap_or_else(|| "configuration".into());
     let source = err
         .metadata
         .as_ref()
@@ -105,8 +124,14 @@ fn figment_error(err: figment::Error) -> ConfigError {
         .unwrap_or_default();
     let kind = err.kind.to_string();
     // Never echo a secret's value back: figment's message quotes the value it could not parse.
-    let secret_like = ["KEY", "SECRET", "TOKEN", "AUTH", "PASS"].iter().any(|w| setting.contains(w));
-    let message = if secret_like { "has a value of the wrong type".to_string() } else { kind };
+    let secret_like = ["KEY", "SECRET", "TOKEN", "AUTH", "PASS"]
+        .iter()
+        .any(|w| setting.contains(w));
+    let message = if secret_like {
+        "has a value of the wrong type".to_string()
+    } else {
+        kind
+    };
     ConfigError::new(setting, format!("{message}{source}"))
 }
 

@@ -47,9 +47,15 @@ impl std::str::FromStr for LogFormat {
 }
 
 macro_rules! text_setting {
-    ($env:literal, String) => { $env };
-    ($env:literal, Secret) => { $env };
-    ($env:literal, $other:ident) => { "" };
+    ($env:literal, String) => {
+        $env
+    };
+    ($env:literal, Secret) => {
+        $env
+    };
+    ($env:literal, $other:ident) => {
+        ""
+    };
 }
 
 macro_rules! settings {
@@ -135,9 +141,16 @@ settings! {
 impl Settings {
     /// Checks everything `role` needs; the first problem is returned, naming its setting.
     pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
-        check_url("NATS_URL", &self.nats_url.split(',').next().unwrap_or_default().trim(), &["nats", "tls", "ws", "wss"])?;
+        check_url(
+            "NATS_URL",
+            &self.nats_url.split(',').next().unwrap_or_default().trim(),
+            &["nats", "tls", "ws", "wss"],
+        )?;
         if self.nats_stream_replicas == 0 || self.nats_stream_replicas > 5 {
-            return Err(ConfigError::new("NATS_STREAM_REPLICAS", "must be between 1 and 5"));
+            return Err(ConfigError::new(
+                "NATS_STREAM_REPLICAS",
+                "must be between 1 and 5",
+            ));
         }
         for (name, port) in [
             ("INGRESS_PORT", self.ingress_port),
@@ -146,17 +159,32 @@ impl Settings {
             ("APP_PORT", self.app_port),
         ] {
             if port == 0 {
-                return Err(ConfigError::new(name, "must be a port number between 1 and 65535"));
+                return Err(ConfigError::new(
+                    name,
+                    "must be a port number between 1 and 65535",
+                ));
             }
         }
         if !self.public_url.is_empty() {
             check_url("PUBLIC_URL", &self.public_url, &["http", "https"])?;
         }
         if !self.otel_exporter_otlp_endpoint.is_empty() {
-            check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otel_exporter_otlp_endpoint, &["http", "https"])?;
+            check_url(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &self.otel_exporter_otlp_endpoint,
+                &["http", "https"],
+            )?;
         }
-        if !self.wa_default_country_code.chars().all(|c| c.is_ascii_digit()) || self.wa_default_country_code.is_empty() {
-            return Err(ConfigError::new("WA_DEFAULT_COUNTRY_CODE", "must be digits, e.g. 62"));
+        if !self
+            .wa_default_country_code
+            .chars()
+            .all(|c| c.is_ascii_digit())
+            || self.wa_default_country_code.is_empty()
+        {
+            return Err(ConfigError::new(
+                "WA_DEFAULT_COUNTRY_CODE",
+                "must be digits, e.g. 62",
+            ));
         }
         self.basic_auth_users()?;
         self.callback_allow_list()?;
@@ -172,7 +200,10 @@ impl Settings {
         match role {
             Role::Forwarder => {
                 if self.forwarder_concurrency == 0 {
-                    return Err(ConfigError::new("FORWARDER_CONCURRENCY", "must be at least 1"));
+                    return Err(ConfigError::new(
+                        "FORWARDER_CONCURRENCY",
+                        "must be at least 1",
+                    ));
                 }
             }
             Role::Reply => {
@@ -183,8 +214,16 @@ impl Settings {
                     WaProvider::Gowa => check_url("GOWA_URL", &self.gowa_url, &["http", "https"])?,
                     WaProvider::Meta => {
                         check_url("META_GRAPH_URL", &self.meta_graph_url, &["http", "https"])?;
-                        require("META_ACCESS_TOKEN", self.meta_access_token.expose(), "needed to send through Meta (WA_PROVIDER=meta)")?;
-                        require("META_PHONE_NUMBER_ID", &self.meta_phone_number_id, "needed to send through Meta (WA_PROVIDER=meta)")?;
+                        require(
+                            "META_ACCESS_TOKEN",
+                            self.meta_access_token.expose(),
+                            "needed to send through Meta (WA_PROVIDER=meta)",
+                        )?;
+                        require(
+                            "META_PHONE_NUMBER_ID",
+                            &self.meta_phone_number_id,
+                            "needed to send through Meta (WA_PROVIDER=meta)",
+                        )?;
                     }
                 }
             }
@@ -203,7 +242,10 @@ impl Settings {
                     ));
                 }
                 if !self.meta_app_secret.is_empty() && self.meta_verify_token.is_empty() {
-                    return Err(ConfigError::new("META_VERIFY_TOKEN", "required with META_APP_SECRET for Meta's webhook handshake"));
+                    return Err(ConfigError::new(
+                        "META_VERIFY_TOKEN",
+                        "required with META_APP_SECRET for Meta's webhook handshake",
+                    ));
                 }
             }
             Role::OtomaxTool | Role::NatsTool => {}
@@ -213,14 +255,29 @@ impl Settings {
 
     fn check_otomax(&self) -> Result<(), ConfigError> {
         check_url("OTOMAX_API_URL", &self.otomax_api_url, &["http", "https"])?;
-        require("OTOMAX_APP_ID", &self.otomax_app_id, "the OtomaX App ID is needed to sign requests")?;
-        require("OTOMAX_APP_KEY", self.otomax_app_key.expose(), "the OtomaX App Key is needed to sign requests")?;
-        require("OTOMAX_DEV_KEY", self.otomax_dev_key.expose(), "the OtomaX Dev Key is needed to sign requests")?;
+        require(
+            "OTOMAX_APP_ID",
+            &self.otomax_app_id,
+            "the OtomaX App ID is needed to sign requests",
+        )?;
+        require(
+            "OTOMAX_APP_KEY",
+            self.otomax_app_key.expose(),
+            "the OtomaX App Key is needed to sign requests",
+        )?;
+        require(
+            "OTOMAX_DEV_KEY",
+            self.otomax_dev_key.expose(),
+            "the OtomaX Dev Key is needed to sign requests",
+        )?;
         if self.otomax_exp_seconds == 0 {
             return Err(ConfigError::new("OTOMAX_EXP_SECONDS", "must be at least 1"));
         }
         if self.otomax_timeout_seconds == 0 {
-            return Err(ConfigError::new("OTOMAX_TIMEOUT_SECONDS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "OTOMAX_TIMEOUT_SECONDS",
+                "must be at least 1",
+            ));
         }
         if self.otomax_max_retries > 10 {
             return Err(ConfigError::new("OTOMAX_MAX_RETRIES", "must be 10 or less"));
@@ -235,7 +292,11 @@ impl Settings {
 
     /// `GOWA_BASIC_AUTH` as one (user, password) pair, if set.
     pub fn gowa_basic_auth(&self) -> Result<Option<(String, String)>, ConfigError> {
-        Ok(parse_user_pass_list("GOWA_BASIC_AUTH", self.gowa_basic_auth.expose())?.into_iter().next())
+        Ok(
+            parse_user_pass_list("GOWA_BASIC_AUTH", self.gowa_basic_auth.expose())?
+                .into_iter()
+                .next(),
+        )
     }
 
     /// `OTOMAX_CALLBACK_ALLOW_IPS` as networks.
@@ -244,7 +305,14 @@ impl Settings {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| IpNet::parse(s).ok_or_else(|| ConfigError::new("OTOMAX_CALLBACK_ALLOW_IPS", format!("{s:?} is not an IP address or CIDR"))))
+            .map(|s| {
+                IpNet::parse(s).ok_or_else(|| {
+                    ConfigError::new(
+                        "OTOMAX_CALLBACK_ALLOW_IPS",
+                        format!("{s:?} is not an IP address or CIDR"),
+                    )
+                })
+            })
             .collect()
     }
 
@@ -268,9 +336,16 @@ fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigE
         Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => Ok(()),
         Ok(u) => Err(ConfigError::new(
             setting,
-            format!("{value:?} must be a {} URL with a host (got scheme {:?})", schemes.join("/"), u.scheme()),
+            format!(
+                "{value:?} must be a {} URL with a host (got scheme {:?})",
+                schemes.join("/"),
+                u.scheme()
+            ),
         )),
-        Err(e) => Err(ConfigError::new(setting, format!("{value:?} is not a valid URL ({e})"))),
+        Err(e) => Err(ConfigError::new(
+            setting,
+            format!("{value:?} is not a valid URL ({e})"),
+        )),
     }
 }
 
@@ -281,7 +356,10 @@ fn parse_user_pass_list(setting: &str, value: &str) -> Result<Vec<(String, Strin
         .filter(|s| !s.is_empty())
         .map(|pair| match pair.split_once(':') {
             Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok((u.to_string(), p.to_string())),
-            _ => Err(ConfigError::new(setting, "every entry must be user:password (separate several with commas)")),
+            _ => Err(ConfigError::new(
+                setting,
+                "every entry must be user:password (separate several with commas)",
+            )),
         })
         .collect()
 }
@@ -296,7 +374,10 @@ pub struct IpNet {
 impl IpNet {
     pub fn parse(s: &str) -> Option<Self> {
         let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.parse::<std::net::IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            Some((a, p)) => (
+                a.parse::<std::net::IpAddr>().ok()?,
+                Some(p.parse::<u8>().ok()?),
+            ),
             None => (s.parse().ok()?, None),
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -311,11 +392,19 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,

@@ -33,16 +33,26 @@ fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
 
 #[test]
 fn defaults_are_the_seed_defaults() {
-    let s = with_env(&[], || load_unvalidated(&SettingsArgs::default(), None).unwrap());
+    let s = with_env(&[], || {
+        load_unvalidated(&SettingsArgs::default(), None).unwrap()
+    });
     assert!(s.otomax_enabled);
     assert_eq!(s.otomax_api_url, "http://127.0.0.1:5000/");
     assert_eq!(s.otomax_default_kode_terminal, 1);
-    assert!(s.otomax_forward_incoming && !s.otomax_forward_outgoing && !s.otomax_forward_groups && !s.otomax_forward_media);
+    assert!(
+        s.otomax_forward_incoming
+            && !s.otomax_forward_outgoing
+            && !s.otomax_forward_groups
+            && !s.otomax_forward_media
+    );
     assert!(s.otomax_auto_reply_enabled);
     assert_eq!(s.otomax_exp_seconds, 30);
     assert_eq!(s.otomax_max_retries, 3);
     assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
-    assert_eq!((s.ingress_port, s.forwarder_port, s.reply_port, s.app_port), (3001, 9091, 9092, 3000));
+    assert_eq!(
+        (s.ingress_port, s.forwarder_port, s.reply_port, s.app_port),
+        (3001, 9091, 9092, 3000)
+    );
     assert_eq!(s.wa_provider, WaProvider::Gowa);
 }
 
@@ -51,12 +61,27 @@ fn layers_file_then_env_then_flags() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wacenter.toml");
     std::fs::write(&file, "otomax_app_id = \"from-file\"\notomax_default_reseller = \"FILE\"\notomax_exp_seconds = 10\n").unwrap();
-    let s = with_env(&[("OTOMAX_DEFAULT_RESELLER", "ENV"), ("OTOMAX_APP_KEY", "12345"), ("OTOMAX_FORWARD_GROUPS", "true")], || {
-        load_unvalidated(&args(&["--otomax-exp-seconds", "45", "--otomax-forward-media"]), Some(&file)).unwrap()
-    });
+    let s = with_env(
+        &[
+            ("OTOMAX_DEFAULT_RESELLER", "ENV"),
+            ("OTOMAX_APP_KEY", "12345"),
+            ("OTOMAX_FORWARD_GROUPS", "true"),
+        ],
+        || {
+            load_unvalidated(
+                &args(&["--otomax-exp-seconds", "45", "--otomax-forward-media"]),
+                Some(&file),
+            )
+            .unwrap()
+        },
+    );
     assert_eq!(s.otomax_app_id, "from-file");
     assert_eq!(s.otomax_default_reseller, "ENV");
-    assert_eq!(s.otomax_app_key.expose(), "12345", "a numeric key is still text");
+    assert_eq!(
+        s.otomax_app_key.expose(),
+        "12345",
+        "a numeric key is still text"
+    );
     assert_eq!(s.otomax_exp_seconds, 45);
     assert!(s.otomax_forward_groups);
     assert!(s.otomax_forward_media);
@@ -64,9 +89,14 @@ fn layers_file_then_env_then_flags() {
 
 #[test]
 fn numeric_text_settings_from_env() {
-    let s = with_env(&[("OTOMAX_APP_ID", "777"), ("OTOMAX_DEFAULT_RESELLER", "0012"), ("GOWA_DEVICE_ID", "628111")], || {
-        load_unvalidated(&SettingsArgs::default(), None).unwrap()
-    });
+    let s = with_env(
+        &[
+            ("OTOMAX_APP_ID", "777"),
+            ("OTOMAX_DEFAULT_RESELLER", "0012"),
+            ("GOWA_DEVICE_ID", "628111"),
+        ],
+        || load_unvalidated(&SettingsArgs::default(), None).unwrap(),
+    );
     assert_eq!(s.otomax_app_id, "777");
     assert_eq!(s.otomax_default_reseller, "0012", "leading zeros are kept");
     assert_eq!(s.gowa_device_id, "628111");
@@ -74,7 +104,11 @@ fn numeric_text_settings_from_env() {
 
 #[test]
 fn seed_flag_forms() {
-    let a = args(&["--otomax-enabled=false", "--otomax-api-url=https://api.example", "--debug"]);
+    let a = args(&[
+        "--otomax-enabled=false",
+        "--otomax-api-url=https://api.example",
+        "--debug",
+    ]);
     assert_eq!(a.otomax_enabled, Some(false));
     assert_eq!(a.debug, Some(true));
     assert_eq!(a.otomax_api_url.as_deref(), Some("https://api.example"));
@@ -82,50 +116,83 @@ fn seed_flag_forms() {
 
 #[test]
 fn bad_values_name_the_setting() {
-    let e = with_env(&[("OTOMAX_ENABLED", "maybe")], || load_unvalidated(&SettingsArgs::default(), None).unwrap_err());
+    let e = with_env(&[("OTOMAX_ENABLED", "maybe")], || {
+        load_unvalidated(&SettingsArgs::default(), None).unwrap_err()
+    });
     assert_eq!(e.setting, "OTOMAX_ENABLED", "{e}");
-    let e = with_env(&[("APP_PORT", "70000")], || load_unvalidated(&SettingsArgs::default(), None).unwrap_err());
+    let e = with_env(&[("APP_PORT", "70000")], || {
+        load_unvalidated(&SettingsArgs::default(), None).unwrap_err()
+    });
     assert_eq!(e.setting, "APP_PORT", "{e}");
-    let e = with_env(&[("WA_PROVIDER", "telegram")], || load_unvalidated(&SettingsArgs::default(), None).unwrap_err());
+    let e = with_env(&[("WA_PROVIDER", "telegram")], || {
+        load_unvalidated(&SettingsArgs::default(), None).unwrap_err()
+    });
     assert_eq!(e.setting, "WA_PROVIDER", "{e}");
-    let e = with_env(&[("OTOMAX_API_URL", "not a url")], || load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err());
+    let e = with_env(&[("OTOMAX_API_URL", "not a url")], || {
+        load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err()
+    });
     assert_eq!(e.setting, "OTOMAX_API_URL", "{e}");
-    let e = with_env(&[], || load_unvalidated(&SettingsArgs::default(), Some(std::path::Path::new("/nonexistent.toml"))).unwrap_err());
+    let e = with_env(&[], || {
+        load_unvalidated(
+            &SettingsArgs::default(),
+            Some(std::path::Path::new("/nonexistent.toml")),
+        )
+        .unwrap_err()
+    });
     assert!(e.to_string().contains("/nonexistent.toml"), "{e}");
 }
 
 #[test]
 fn missing_secrets_are_named_per_role() {
-    let e = with_env(&[], || load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err());
-    assert_eq!(e.setting, "OTOMAX_APP_ID");
-    let e = with_env(&[("OTOMAX_ENABLED", "false")], || load(&SettingsArgs::default(), None, Role::Callback).unwrap_err());
-    assert_eq!(e.setting, "OTOMAX_CALLBACK_SECRET");
-    let e = with_env(&[], || load(&SettingsArgs::default(), None, Role::Ingress).unwrap_err());
-    assert_eq!(e.setting, "WA_WEBHOOK_SECRET");
-    let e = with_env(&[("WA_PROVIDER", "meta"), ("OTOMAX_OUTBOX_ACK", "false")], || {
-        load(&SettingsArgs::default(), None, Role::Reply).unwrap_err()
+    let e = with_env(&[], || {
+        load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err()
     });
+    assert_eq!(e.setting, "OTOMAX_APP_ID");
+    let e = with_env(&[("OTOMAX_ENABLED", "false")], || {
+        load(&SettingsArgs::default(), None, Role::Callback).unwrap_err()
+    });
+    assert_eq!(e.setting, "OTOMAX_CALLBACK_SECRET");
+    let e = with_env(&[], || {
+        load(&SettingsArgs::default(), None, Role::Ingress).unwrap_err()
+    });
+    assert_eq!(e.setting, "WA_WEBHOOK_SECRET");
+    let e = with_env(
+        &[("WA_PROVIDER", "meta"), ("OTOMAX_OUTBOX_ACK", "false")],
+        || load(&SettingsArgs::default(), None, Role::Reply).unwrap_err(),
+    );
     assert_eq!(e.setting, "META_ACCESS_TOKEN");
 }
 
 #[test]
 fn secrets_never_echoed() {
-    let e = with_env(&[("OTOMAX_APP_KEY", "[unbalanced")], || load_unvalidated(&SettingsArgs::default(), None));
+    let e = with_env(&[("OTOMAX_APP_KEY", "[unbalanced")], || {
+        load_unvalidated(&SettingsArgs::default(), None)
+    });
     if let Err(e) = e {
         assert!(!e.to_string().contains("unbalanced"), "{e}");
     }
-    let s = with_env(&[("OTOMAX_APP_KEY", "topsecret"), ("APP_BASIC_AUTH", "a:hunter2")], || {
-        load_unvalidated(&SettingsArgs::default(), None).unwrap()
-    });
+    let s = with_env(
+        &[
+            ("OTOMAX_APP_KEY", "topsecret"),
+            ("APP_BASIC_AUTH", "a:hunter2"),
+        ],
+        || load_unvalidated(&SettingsArgs::default(), None).unwrap(),
+    );
     let shown = format!("{s:?}");
-    assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+    assert!(
+        !shown.contains("topsecret") && !shown.contains("hunter2"),
+        "{shown}"
+    );
 }
 
 #[test]
 fn basic_auth_and_allow_list_parsing() {
     let mut s = Settings::default();
     s.app_basic_auth = Secret::new("admin:a:b, ops:x");
-    assert_eq!(s.basic_auth_users().unwrap(), vec![("admin".into(), "a:b".into()), ("ops".into(), "x".into())]);
+    assert_eq!(
+        s.basic_auth_users().unwrap(),
+        vec![("admin".into(), "a:b".into()), ("ops".into(), "x".into())]
+    );
     s.app_basic_auth = Secret::new("nopassword");
     assert_eq!(s.basic_auth_users().unwrap_err().setting, "APP_BASIC_AUTH");
     s.otomax_callback_allow_ips = "10.0.0.0/8, 192.168.1.7, ::1".into();
@@ -133,7 +200,10 @@ fn basic_auth_and_allow_list_parsing() {
     assert!(nets[0].contains("10.2.3.4".parse().unwrap()));
     assert!(!nets[0].contains("11.0.0.1".parse().unwrap()));
     assert!(nets[1].contains("192.168.1.7".parse().unwrap()));
-    assert!(nets[0].contains("::ffff:10.0.0.1".parse().unwrap()), "v4-mapped v6 is the v4 address");
+    assert!(
+        nets[0].contains("::ffff:10.0.0.1".parse().unwrap()),
+        "v4-mapped v6 is the v4 address"
+    );
     assert!(nets[2].contains("::1".parse().unwrap()));
     s.otomax_callback_allow_ips = "10.0.0.0/33".into();
     assert!(s.callback_allow_list().is_err());

@@ -107,7 +107,9 @@ struct Inner {
 
 impl std::fmt::Debug for OtomaxClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtomaxClient").field("base", &self.inner.base).finish_non_exhaustive()
+        f.debug_struct("OtomaxClient")
+            .field("base", &self.inner.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,7 +143,11 @@ impl OtomaxClient {
     /// `<base>/<Endpoint>` with exactly one `/` between them.
     pub fn endpoint_url(&self, endpoint: &str) -> Result<Url, OtomaxError> {
         let endpoint = endpoint.trim_matches('/');
-        if endpoint.is_empty() || !endpoint.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if endpoint.is_empty()
+            || !endpoint
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return Err(OtomaxError::InvalidRequest(format!(
                 "endpoint name {endpoint:?} must be letters and digits, e.g. InsertInbox"
             )));
@@ -151,18 +157,31 @@ impl OtomaxClient {
     }
 
     /// Signs exactly `body` for `endpoint`. The body must be JSON; it is sent as is, byte for byte.
-    pub fn sign(&self, endpoint: &str, body: impl Into<Bytes>) -> Result<SignedRequest, OtomaxError> {
+    pub fn sign(
+        &self,
+        endpoint: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<SignedRequest, OtomaxError> {
         let body = body.into();
         serde_json::from_slice::<serde::de::IgnoredAny>(&body)
             .map_err(|e| OtomaxError::InvalidRequest(format!("the body is not JSON: {e}")))?;
         let token = self.inner.signer.token(&body);
         let mut url = self.endpoint_url(endpoint)?;
         url.query_pairs_mut().append_pair("token", &token);
-        Ok(SignedRequest { endpoint: endpoint.to_string(), url, token, body })
+        Ok(SignedRequest {
+            endpoint: endpoint.to_string(),
+            url,
+            token,
+            body,
+        })
     }
 
     /// One attempt, no retry. `Ok` carries the whole envelope (`{"ok":true,…}`).
-    pub async fn send_once(&self, req: &SignedRequest, timeout: Duration) -> Result<Value, OtomaxError> {
+    pub async fn send_once(
+        &self,
+        req: &SignedRequest,
+        timeout: Duration,
+    ) -> Result<Value, OtomaxError> {
         if let Some(limiter) = &self.inner.limiter {
             limiter.acquire().await;
         }
@@ -190,7 +209,11 @@ impl OtomaxClient {
         outcome
     }
 
-    async fn send_inner(&self, req: &SignedRequest, timeout: Duration) -> Result<Value, OtomaxError> {
+    async fn send_inner(
+        &self,
+        req: &SignedRequest,
+        timeout: Duration,
+    ) -> Result<Value, OtomaxError> {
         let response = self
             .inner
             .http
@@ -203,7 +226,10 @@ impl OtomaxClient {
             .await
             .map_err(|e| self.transport_error(e, timeout))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.transport_error(e, timeout))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
         decode_envelope(status.as_u16(), &body)
     }
 
@@ -219,7 +245,10 @@ impl OtomaxClient {
                 reason = format!("{reason}: {s}");
                 source = s.source();
             }
-            OtomaxError::Connect { url: self.inner.base.clone(), reason }
+            OtomaxError::Connect {
+                url: self.inner.base.clone(),
+                reason,
+            }
         }
     }
 
@@ -238,24 +267,37 @@ impl OtomaxClient {
         let mut last: Option<OtomaxError> = None;
         loop {
             let Some(timeout) = policy.attempt_timeout(Utc::now(), deadline) else {
-                return Err(OtomaxError::Expired { last: last.map(Box::new) });
+                return Err(OtomaxError::Expired {
+                    last: last.map(Box::new),
+                });
             };
             debug!(endpoint, attempt, ?timeout, "calling OtomaX");
             match self.send_once(&req, timeout).await {
                 Ok(raw) => {
                     let result = raw.get("result").cloned().unwrap_or(Value::Null);
-                    return Ok(Response { result, raw, elapsed: started.elapsed(), attempts: attempt + 1 });
+                    return Ok(Response {
+                        result,
+                        raw,
+                        elapsed: started.elapsed(),
+                        attempts: attempt + 1,
+                    });
                 }
-                Err(err) => match policy.after_failure(attempt, err.is_transient(), Utc::now(), deadline) {
-                    RetryDecision::RetryAfter(wait) => {
-                        warn!(endpoint, attempt, error = %err, ?wait, "OtomaX call failed; retrying");
-                        last = Some(err);
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
+                Err(err) => {
+                    match policy.after_failure(attempt, err.is_transient(), Utc::now(), deadline) {
+                        RetryDecision::RetryAfter(wait) => {
+                            warn!(endpoint, attempt, error = %err, ?wait, "OtomaX call failed; retrying");
+                            last = Some(err);
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                        RetryDecision::GiveUp => return Err(err),
+                        RetryDecision::Expired => {
+                            return Err(OtomaxError::Expired {
+                                last: Some(Box::new(err)),
+                            })
+                        }
                     }
-                    RetryDecision::GiveUp => return Err(err),
-                    RetryDecision::Expired => return Err(OtomaxError::Expired { last: Some(Box::new(err)) }),
-                },
+                }
             }
         }
     }
@@ -267,31 +309,51 @@ impl OtomaxClient {
         request: &Req,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Response<T>, OtomaxError> {
-        let body = serde_json::to_vec(request).map_err(|e| OtomaxError::InvalidRequest(e.to_string()))?;
+        let body =
+            serde_json::to_vec(request).map_err(|e| OtomaxError::InvalidRequest(e.to_string()))?;
         let r = self.call_raw(endpoint, body, deadline).await?;
         let result = serde_json::from_value(normalize_result(&r.result))
             .map_err(|e| OtomaxError::Decode(format!("{endpoint} result: {e}")))?;
-        Ok(Response { result, raw: r.raw, elapsed: r.elapsed, attempts: r.attempts })
+        Ok(Response {
+            result,
+            raw: r.raw,
+            elapsed: r.elapsed,
+            attempts: r.attempts,
+        })
     }
 
     pub async fn test(&self, phone: &str) -> Result<Response<Value>, OtomaxError> {
-        self.call("Test", &TestRequest { phone: phone.into() }, None).await
+        self.call(
+            "Test",
+            &TestRequest {
+                phone: phone.into(),
+            },
+            None,
+        )
+        .await
     }
 
     /// InsertInbox; never sent after the request's own `_exp`.
-    pub async fn insert_inbox(&self, req: &InsertInboxRequest) -> Result<Response<InsertInboxResult>, OtomaxError> {
+    pub async fn insert_inbox(
+        &self,
+        req: &InsertInboxRequest,
+    ) -> Result<Response<InsertInboxResult>, OtomaxError> {
         let deadline = DateTime::parse_from_rfc3339(&req.exp)
-            .map_err(|e| OtomaxError::InvalidRequest(format!("_exp {:?} is not RFC3339: {e}", req.exp)))?
+            .map_err(|e| {
+                OtomaxError::InvalidRequest(format!("_exp {:?} is not RFC3339: {e}", req.exp))
+            })?
             .with_timezone(&Utc);
         self.call("InsertInbox", req, Some(deadline)).await
     }
 
     pub async fn get_rs(&self, kode: &str) -> Result<Response<Reseller>, OtomaxError> {
-        self.call("GetRs", &ResellerRequest { kode: kode.into() }, None).await
+        self.call("GetRs", &ResellerRequest { kode: kode.into() }, None)
+            .await
     }
 
     pub async fn get_saldo_rs(&self, kode: &str) -> Result<Response<Balance>, OtomaxError> {
-        self.call("GetSaldoRs", &ResellerRequest { kode: kode.into() }, None).await
+        self.call("GetSaldoRs", &ResellerRequest { kode: kode.into() }, None)
+            .await
     }
 
     pub async fn get_trx(&self, trxid: i64) -> Result<Response<Transaction>, OtomaxError> {
@@ -299,16 +361,27 @@ impl OtomaxClient {
     }
 
     pub async fn set_outbox_callback(&self, url: &str) -> Result<Response<Value>, OtomaxError> {
-        self.call("SetOutboxCallback", &CallbackUrl { url: url.into() }, None).await
+        self.call("SetOutboxCallback", &CallbackUrl { url: url.into() }, None)
+            .await
     }
 
     /// GetOutboxCallback is a POST with `{}` on the real server.
     pub async fn get_outbox_callback(&self) -> Result<Response<Value>, OtomaxError> {
-        self.call("GetOutboxCallback", &serde_json::json!({}), None).await
+        self.call("GetOutboxCallback", &serde_json::json!({}), None)
+            .await
     }
 
-    pub async fn update_status_outbox(&self, kode: i64, status: i64) -> Result<Response<Value>, OtomaxError> {
-        self.call("UpdateStatusOutbox", &UpdateStatusOutboxRequest { kode, status }, None).await
+    pub async fn update_status_outbox(
+        &self,
+        kode: i64,
+        status: i64,
+    ) -> Result<Response<Value>, OtomaxError> {
+        self.call(
+            "UpdateStatusOutbox",
+            &UpdateStatusOutboxRequest { kode, status },
+            None,
+        )
+        .await
     }
 }
 
@@ -321,13 +394,21 @@ pub fn decode_envelope(status: u16, body: &[u8]) -> Result<Value, OtomaxError> {
         .map(crate::lenient::value_as_string)
         .filter(|d| !d.is_empty());
     if status == 401 || status == 403 {
-        return Err(OtomaxError::Auth { desc: desc.unwrap_or_else(|| format!("HTTP {status}")) });
+        return Err(OtomaxError::Auth {
+            desc: desc.unwrap_or_else(|| format!("HTTP {status}")),
+        });
     }
     if !(200..300).contains(&status) {
-        return Err(OtomaxError::Status { status, body: excerpt(body, 200) });
+        return Err(OtomaxError::Status {
+            status,
+            body: excerpt(body, 200),
+        });
     }
     let Some(value) = parsed else {
-        return Err(OtomaxError::Decode(format!("body is not JSON: {:?}", excerpt(body, 120))));
+        return Err(OtomaxError::Decode(format!(
+            "body is not JSON: {:?}",
+            excerpt(body, 120)
+        )));
     };
     match value.get("ok") {
         Some(Value::Bool(true)) => Ok(value),
@@ -339,7 +420,10 @@ pub fn decode_envelope(status: u16, body: &[u8]) -> Result<Value, OtomaxError> {
                 Err(OtomaxError::Rejected { desc })
             }
         }
-        _ => Err(OtomaxError::Decode(format!("no boolean \"ok\" in {:?}", excerpt(body, 120)))),
+        _ => Err(OtomaxError::Decode(format!(
+            "no boolean \"ok\" in {:?}",
+            excerpt(body, 120)
+        ))),
     }
 }
 
@@ -396,15 +480,26 @@ mod tests {
     #[test]
     fn url_join_has_exactly_one_slash() {
         for base in ["http://h:5000", "http://h:5000/", "http://h:5000//"] {
-            assert_eq!(client(base).endpoint_url("GetRs").unwrap().as_str(), "http://h:5000/GetRs");
+            assert_eq!(
+                client(base).endpoint_url("GetRs").unwrap().as_str(),
+                "http://h:5000/GetRs"
+            );
         }
-        assert_eq!(client("http://h/api/").endpoint_url("InsertInbox").unwrap().as_str(), "http://h/api/InsertInbox");
+        assert_eq!(
+            client("http://h/api/")
+                .endpoint_url("InsertInbox")
+                .unwrap()
+                .as_str(),
+            "http://h/api/InsertInbox"
+        );
         assert!(client("http://h/").endpoint_url("../x").is_err());
     }
 
     #[test]
     fn signed_url_carries_the_token_of_the_exact_bytes() {
-        let r = client("http://127.0.0.1:5000/").sign("GetRs", r#"{"kode":"yusuf"}"#).unwrap();
+        let r = client("http://127.0.0.1:5000/")
+            .sign("GetRs", r#"{"kode":"yusuf"}"#)
+            .unwrap();
         assert_eq!(
             r.url.as_str(),
             "http://127.0.0.1:5000/GetRs?token=eyJpZCI6Ik90b21hWC5BZGRvbiJ9.aC2oX9iN94WqXGEbxdd_ilAPiqqXZlzElLqQBIH8QGI"
@@ -415,12 +510,29 @@ mod tests {
     #[test]
     fn envelope_decoding_tells_failures_apart() {
         assert!(decode_envelope(200, br#"{"ok":true,"result":{}}"#).is_ok());
-        assert!(matches!(decode_envelope(200, br#"{"ok":false,"desc":"Reseller tidak ada"}"#), Err(OtomaxError::Rejected { desc }) if desc == "Reseller tidak ada"));
-        assert!(matches!(decode_envelope(200, br#"{"ok":false,"desc":"Invalid token"}"#), Err(OtomaxError::Auth { .. })));
-        assert!(matches!(decode_envelope(401, b"nope"), Err(OtomaxError::Auth { .. })));
-        assert!(matches!(decode_envelope(503, b"busy"), Err(OtomaxError::Status { status: 503, .. })));
-        assert!(matches!(decode_envelope(200, b"<html>"), Err(OtomaxError::Decode(_))));
-        assert!(matches!(decode_envelope(200, br#"{"result":1}"#), Err(OtomaxError::Decode(_))));
+        assert!(
+            matches!(decode_envelope(200, br#"{"ok":false,"desc":"Reseller tidak ada"}"#), Err(OtomaxError::Rejected { desc }) if desc == "Reseller tidak ada")
+        );
+        assert!(matches!(
+            decode_envelope(200, br#"{"ok":false,"desc":"Invalid token"}"#),
+            Err(OtomaxError::Auth { .. })
+        ));
+        assert!(matches!(
+            decode_envelope(401, b"nope"),
+            Err(OtomaxError::Auth { .. })
+        ));
+        assert!(matches!(
+            decode_envelope(503, b"busy"),
+            Err(OtomaxError::Status { status: 503, .. })
+        ));
+        assert!(matches!(
+            decode_envelope(200, b"<html>"),
+            Err(OtomaxError::Decode(_))
+        ));
+        assert!(matches!(
+            decode_envelope(200, br#"{"result":1}"#),
+            Err(OtomaxError::Decode(_))
+        ));
         let _ = json!({});
     }
 }

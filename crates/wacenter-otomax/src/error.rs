@@ -61,9 +61,18 @@ impl OtomaxError {
 /// those with HTTP 200 and a text, so the text is all there is to go on.
 pub(crate) fn desc_means_auth_failure(desc: &str) -> bool {
     let d = desc.to_ascii_lowercase();
-    ["token", "auth", "signature", "unauthori", "credential", "app id", "appid", "app key"]
-        .iter()
-        .any(|w| d.contains(w))
+    [
+        "token",
+        "auth",
+        "signature",
+        "unauthori",
+        "credential",
+        "app id",
+        "appid",
+        "app key",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
 }
 
 /// At most `max` characters of a body, on a char boundary, for error messages.
@@ -82,14 +91,21 @@ mod tests {
 
     #[test]
     fn transient_classification() {
-        let status = |s| OtomaxError::Status { status: s, body: String::new() };
+        let status = |s| OtomaxError::Status {
+            status: s,
+            body: String::new(),
+        };
         assert!(status(429).is_transient());
         assert!(status(500).is_transient());
         assert!(status(503).is_transient());
         assert!(!status(400).is_transient());
         assert!(!status(404).is_transient());
         assert!(OtomaxError::Timeout(Duration::from_secs(1)).is_transient());
-        assert!(OtomaxError::Connect { url: "u".into(), reason: "r".into() }.is_transient());
+        assert!(OtomaxError::Connect {
+            url: "u".into(),
+            reason: "r".into()
+        }
+        .is_transient());
         assert!(!OtomaxError::Auth { desc: "x".into() }.is_transient());
         assert!(!OtomaxError::Rejected { desc: "x".into() }.is_transient());
         assert!(!OtomaxError::Expired { last: None }.is_transient());
@@ -106,7 +122,9 @@ mod tests {
 
     #[test]
     fn expired_mentions_last_error() {
-        let e = OtomaxError::Expired { last: Some(Box::new(OtomaxError::Timeout(Duration::from_secs(2)))) };
+        let e = OtomaxError::Expired {
+            last: Some(Box::new(OtomaxError::Timeout(Duration::from_secs(2)))),
+        };
         assert!(e.to_string().contains("did not answer"), "{e}");
     }
 }

@@ -20,7 +20,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_retries: 3, first_backoff: Duration::from_secs(1), attempt_timeout: Duration::from_secs(30) }
+        Self {
+            max_retries: 3,
+            first_backoff: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -38,11 +42,16 @@ pub enum RetryDecision {
 impl RetryPolicy {
     /// The wait before retry number `retry` (1-based): 1 s, 2 s, 4 s, …
     pub fn backoff(&self, retry: u32) -> Duration {
-        self.first_backoff.saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+        self.first_backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
     }
 
     /// Timeout for an attempt starting `now`, or `None` when `_exp` has passed (do not send).
-    pub fn attempt_timeout(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> Option<Duration> {
+    pub fn attempt_timeout(
+        &self,
+        now: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Option<Duration> {
         match deadline {
             None => Some(self.attempt_timeout),
             Some(deadline) => {
@@ -98,9 +107,18 @@ mod tests {
     fn three_retries_then_give_up() {
         let p = RetryPolicy::default();
         let far = Some(t0() + secs(3600));
-        assert_eq!(p.after_failure(0, true, t0(), far), RetryDecision::RetryAfter(Duration::from_secs(1)));
-        assert_eq!(p.after_failure(1, true, t0(), far), RetryDecision::RetryAfter(Duration::from_secs(2)));
-        assert_eq!(p.after_failure(2, true, t0(), far), RetryDecision::RetryAfter(Duration::from_secs(4)));
+        assert_eq!(
+            p.after_failure(0, true, t0(), far),
+            RetryDecision::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.after_failure(1, true, t0(), far),
+            RetryDecision::RetryAfter(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.after_failure(2, true, t0(), far),
+            RetryDecision::RetryAfter(Duration::from_secs(4))
+        );
         assert_eq!(p.after_failure(3, true, t0(), far), RetryDecision::GiveUp);
     }
 
@@ -112,7 +130,10 @@ mod tests {
 
     #[test]
     fn zero_retries_configured() {
-        let p = RetryPolicy { max_retries: 0, ..Default::default() };
+        let p = RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        };
         assert_eq!(p.after_failure(0, true, t0(), None), RetryDecision::GiveUp);
     }
 
@@ -120,9 +141,19 @@ mod tests {
     fn attempt_timeout_is_bounded_by_exp() {
         let p = RetryPolicy::default();
         assert_eq!(p.attempt_timeout(t0(), None), Some(Duration::from_secs(30)));
-        assert_eq!(p.attempt_timeout(t0(), Some(t0() + secs(5))), Some(Duration::from_secs(5)));
-        assert_eq!(p.attempt_timeout(t0(), Some(t0() + secs(60))), Some(Duration::from_secs(30)));
-        assert_eq!(p.attempt_timeout(t0(), Some(t0())), None, "no time left: never send");
+        assert_eq!(
+            p.attempt_timeout(t0(), Some(t0() + secs(5))),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.attempt_timeout(t0(), Some(t0() + secs(60))),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            p.attempt_timeout(t0(), Some(t0())),
+            None,
+            "no time left: never send"
+        );
         assert_eq!(p.attempt_timeout(t0(), Some(t0() - secs(1))), None);
     }
 
@@ -131,9 +162,18 @@ mod tests {
         let p = RetryPolicy::default();
         // 1.5 s left: a 2 s wait would end after _exp.
         let deadline = Some(t0() + chrono::Duration::milliseconds(1500));
-        assert_eq!(p.after_failure(1, true, t0(), deadline), RetryDecision::Expired);
-        assert_eq!(p.after_failure(0, true, t0(), deadline), RetryDecision::RetryAfter(Duration::from_secs(1)));
+        assert_eq!(
+            p.after_failure(1, true, t0(), deadline),
+            RetryDecision::Expired
+        );
+        assert_eq!(
+            p.after_failure(0, true, t0(), deadline),
+            RetryDecision::RetryAfter(Duration::from_secs(1))
+        );
         // exactly at the deadline counts as too late.
-        assert_eq!(p.after_failure(0, true, t0(), Some(t0() + secs(1))), RetryDecision::Expired);
+        assert_eq!(
+            p.after_failure(0, true, t0(), Some(t0() + secs(1))),
+            RetryDecision::Expired
+        );
     }
 }

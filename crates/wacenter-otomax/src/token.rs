@@ -95,9 +95,18 @@ mod tests {
     fn reference_vectors() {
         let s = demo();
         let cases: &[(&str, &str)] = &[
-            (r#"{"kode":"yusuf"}"#, "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.aC2oX9iN94WqXGEbxdd_ilAPiqqXZlzElLqQBIH8QGI"),
-            (r#"{"phone":"08123456789"}"#, "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.IWHE7KCWxXE1srdZ0HPPPYJWB_95Efb9EPfTQwyv5rA"),
-            ("{}", "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.mQMFh6OxI-slvRQu7k2yP9B4J-vb-rsZxJ8kwkJdY-4"),
+            (
+                r#"{"kode":"yusuf"}"#,
+                "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.aC2oX9iN94WqXGEbxdd_ilAPiqqXZlzElLqQBIH8QGI",
+            ),
+            (
+                r#"{"phone":"08123456789"}"#,
+                "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.IWHE7KCWxXE1srdZ0HPPPYJWB_95Efb9EPfTQwyv5rA",
+            ),
+            (
+                "{}",
+                "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.mQMFh6OxI-slvRQu7k2yP9B4J-vb-rsZxJ8kwkJdY-4",
+            ),
             (
                 r#"{"pesan":"Hello World","kode_reseller":"","pengirim":"6285219898489","tipe_pengirim":"W","kode_terminal":2,"_exp":"2025-10-18T20:30:05Z"}"#,
                 "eyJpZCI6Ik90b21hWC5BZGRvbiJ9.toLcoIrpHVuEssutKf3Wv4f5PiSJKxLDwVaON7AHe8s",
@@ -124,13 +133,22 @@ mod tests {
         let s = demo();
         let bodies = [
             r#"{"pesan":"Terima kasih 🙏 — saldo Rp 10.000","pengirim":"628123"}"#.to_string(),
-            r#"{"pesan":"<b>a & b</b> \u003c escaped \u003e","kode_reseller":"R&D<1>"}"#.to_string(),
+            r#"{"pesan":"<b>a & b</b> \u003c escaped \u003e","kode_reseller":"R&D<1>"}"#
+                .to_string(),
             format!(r#"{{"pesan":"{}"}}"#, "x".repeat(200_000)),
             format!(r#"{{"pesan":"{}"}}"#, "Ä".repeat(10_000)),
         ];
         for body in &bodies {
             let t = s.token(body.as_bytes());
-            assert_eq!(t, by_the_book("OtomaX.Addon", "demoKey", "YAR.OtomaX.OpenApi.App", body.as_bytes()));
+            assert_eq!(
+                t,
+                by_the_book(
+                    "OtomaX.Addon",
+                    "demoKey",
+                    "YAR.OtomaX.OpenApi.App",
+                    body.as_bytes()
+                )
+            );
             assert!(!t.contains(['=', '+', '/']), "token must be url-safe: {t}");
         }
     }
@@ -138,7 +156,10 @@ mod tests {
     #[test]
     fn whitespace_changes_the_token() {
         let s = demo();
-        assert_ne!(s.token(br#"{"kode":"yusuf"}"#), s.token(br#"{ "kode": "yusuf" }"#));
+        assert_ne!(
+            s.token(br#"{"kode":"yusuf"}"#),
+            s.token(br#"{ "kode": "yusuf" }"#)
+        );
     }
 
     #[test]
@@ -154,7 +175,9 @@ mod tests {
         let token = s.token(b"{}");
         assert!(!s.verify(br#"{"a":1}"#, &token));
         assert!(!s.verify(b"{}", &token[..token.len() - 1]));
-        assert!(!Signer::new("OtomaX.Addon", "other", "YAR.OtomaX.OpenApi.App").verify(b"{}", &token));
+        assert!(
+            !Signer::new("OtomaX.Addon", "other", "YAR.OtomaX.OpenApi.App").verify(b"{}", &token)
+        );
     }
 
     #[test]

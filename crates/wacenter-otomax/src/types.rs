@@ -182,7 +182,9 @@ mod tests {
 
     #[test]
     fn insert_inbox_serializes_in_reference_order() {
-        let exp = chrono::Utc.with_ymd_and_hms(2025, 10, 18, 20, 30, 5).unwrap();
+        let exp = chrono::Utc
+            .with_ymd_and_hms(2025, 10, 18, 20, 30, 5)
+            .unwrap();
         let req = InsertInboxRequest {
             kode_terminal: 2,
             ..InsertInboxRequest::whatsapp("Hello World", "", "6285219898489", 2, exp)
@@ -213,12 +215,28 @@ mod tests {
             pesan: pesan.into(),
             ..Default::default()
         };
-        assert_eq!(r(21, "Sukses Masuk Outbox", "TRX OK").auto_reply_text(), Some("TRX OK"));
-        assert_eq!(r(21, "Sukses Masuk Outbox", " ").auto_reply_text(), Some("Sukses Masuk Outbox"));
-        assert_eq!(r(41, "Bukan Reseller", "ignored").auto_reply_text(), Some("Bukan Reseller"));
-        assert_eq!(r(42, "Format Salah", "").auto_reply_text(), Some("Format Salah"));
+        assert_eq!(
+            r(21, "Sukses Masuk Outbox", "TRX OK").auto_reply_text(),
+            Some("TRX OK")
+        );
+        assert_eq!(
+            r(21, "Sukses Masuk Outbox", " ").auto_reply_text(),
+            Some("Sukses Masuk Outbox")
+        );
+        assert_eq!(
+            r(41, "Bukan Reseller", "ignored").auto_reply_text(),
+            Some("Bukan Reseller")
+        );
+        assert_eq!(
+            r(42, "Format Salah", "").auto_reply_text(),
+            Some("Format Salah")
+        );
         assert_eq!(r(20, "Sukses", "x").auto_reply_text(), None);
         assert_eq!(r(43, "Saldo Tidak Cukup", "x").auto_reply_text(), None);
-        assert_eq!(r(41, "", "").auto_reply_text(), None, "nothing to say, say nothing");
+        assert_eq!(
+            r(41, "", "").auto_reply_text(),
+            None,
+            "nothing to say, say nothing"
+        );
     }
 }

@@ -1,0 +1,131 @@
+//! Idempotency claims in a KV bucket: "claim the id with a create-if-absent write, never
+//! read-then-write", so two simultaneous deliveries of one message still give exactly one
+//! effect. The record then moves through its states with compare-and-set updates.
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::BusError;
+
+/// Where a message is in its one-time effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimState {
+    /// Claimed; the effect (OtomaX call, WhatsApp send) has not started.
+    Claimed,
+    /// The effect is on the wire: if the worker dies now, nobody can tell whether it happened.
+    InProgress,
+    /// The effect happened.
+    Done,
+    /// The effect definitely did not happen and will not be retried automatically.
+    Failed,
+}
+
+/// The record stored under the message's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub state: ClaimState,
+    /// Stream sequence of the message that owns the claim.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// What the effect produced (e.g. OtomaX's answer, the provider's message id).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+impl ClaimRecord {
+    pub fn new(state: ClaimState, seq: u64) -> Self {
+        Self {
+            state,
+            seq,
+            at: Utc::now(),
+            detail: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Result of trying to claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This caller owns the new claim.
+    New { revision: u64 },
+    /// Someone claimed it before (maybe this same message, in an earlier delivery).
+    Existing { record: ClaimRecord, revision: u64 },
+}
+
+#[derive(Clone)]
+pub struct Claims {
+    store: kv::Store,
+}
+
+impl Claims {
+    pub fn new(store: kv::Store) -> Self {
+        Self { store }
+    }
+
+    /// Claims `key` for the message with stream sequence `seq`.
+    pub async fn claim(&self, key: &str, seq: u64) -> Result<Claim, BusError> {
+        let record = ClaimRecord::new(ClaimState::Claimed, seq);
+        match self.store.create(key, encode(&record)).await {
+            Ok(revision) => Ok(Claim::New { revision }),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match self.get(key).await? {
+                    Some((record, revision)) => Ok(Claim::Existing { record, revision }),
+                    // Deleted between the two calls (TTL): claim again.
+                    None => Box::pin(self.claim(key, seq)).await,
+                }
+            }
+            Err(e) => Err(BusError::Kv(format!("claim {key}: {e}"))),
+        }
+    }
+
+    /// The record under `key` and its revision.
+    pub async fn get(&self, key: &str) -> Result<Option<(ClaimRecord, u64)>, BusError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| BusError::Kv(format!("read {key}: {e}")))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| {
+                let record = serde_json::from_slice(&e.value)
+                    .unwrap_or_else(|_| ClaimRecord::new(ClaimState::Done, 0));
+                (record, e.revision)
+            }))
+    }
+
+    /// Moves the record on, only if nobody changed it since `revision` (compare-and-set).
+    pub async fn advance(
+        &self,
+        key: &str,
+        record: &ClaimRecord,
+        revision: u64,
+    ) -> Result<u64, BusError> {
+        self.store
+            .update(key, encode(record), revision)
+            .await
+            .map_err(|e| BusError::Kv(format!("update {key}: {e}")))
+    }
+
+    /// Unconditional write (records that only ever grow, like "we sent this provider id").
+    pub async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+        self.store
+            .put(key, value)
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::Kv(format!("put {key}: {e}")))
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, BusError> {
+        Ok(self.get(key).await?.is_some())
+    }
+}
+
+fn encode(record: &ClaimRecord) -> Bytes {
+    serde_json::to_vec(record)
+        .expect("claim records serialize")
+        .into()
+}

@@ -1,0 +1,300 @@
+//! The NATS connection and the JetStream topology wacenter declares.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tracing::{info, warn};
+use wacenter_proto::names;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The NATS connection is down: callers answer 503 so the sender retries.
+    #[error("NATS is not connected")]
+    Disconnected,
+    #[error("NATS publish to {subject} failed: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("JetStream set-up failed: {0}")]
+    Setup(String),
+    #[error("NATS key-value operation failed: {0}")]
+    Kv(String),
+}
+
+/// Replicas and limits of the declared topology.
+#[derive(Debug, Clone, Copy)]
+pub struct Topology {
+    pub replicas: usize,
+    /// How long a consumer waits for an ack before redelivering (must exceed the longest
+    /// handler pause between progress acks).
+    pub ack_wait: Duration,
+    /// Deliveries before the worker dead-letters a message instead of handling it again.
+    pub max_deliver: i64,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 20,
+        }
+    }
+}
+
+/// What a dedupe publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOutcome {
+    pub sequence: u64,
+    /// JetStream already had a message with this `Nats-Msg-Id` inside its duplicate window.
+    pub duplicate: bool,
+}
+
+/// One NATS connection with JetStream, shared by everything in the process.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    topology: Topology,
+    ready: Arc<AtomicBool>,
+}
+
+impl Bus {
+    /// Connects (retrying in the background if NATS is not up yet, so services can start
+    /// before it) and names the connection after the service.
+    pub async fn connect(url: &str, service: &str, topology: Topology) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("wacenter-{service}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(move |event| async move {
+                match event {
+                    async_nats::Event::Connected => info!("NATS connected"),
+                    async_nats::Event::Disconnected => warn!("NATS disconnected; reconnecting"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(5));
+        Ok(Self {
+            client,
+            js,
+            topology,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// `/readyz`: connected and the topology declared.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.is_connected() {
+            return Err(format!(
+                "NATS is not connected (state: {})",
+                self.client.connection_state()
+            ));
+        }
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("JetStream streams are not declared yet".into());
+        }
+        Ok(())
+    }
+
+    /// Declares (creating or updating) every stream and bucket; idempotent, safe to run from
+    /// every replica at start. Retries until NATS answers.
+    pub async fn ensure_topology(&self) -> Result<(), BusError> {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.try_ensure_topology().await {
+                Ok(()) => {
+                    self.ready.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?wait, "JetStream set-up failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn try_ensure_topology(&self) -> Result<(), BusError> {
+        let replicas = self.topology.replicas;
+        let work_queue = |name: &str, subjects: &str| stream::Config {
+            name: name.to_string(),
+            subjects: vec![subjects.to_string()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            // Dedupe window for Nats-Msg-Id; longer-lived idempotency lives in KV buckets.
+            duplicate_window: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(14 * 24 * 3600),
+            ..Default::default()
+        };
+        for config in [
+            work_queue(names::INBOUND_STREAM, names::INBOUND_SUBJECTS),
+            work_queue(names::OUTBOUND_STREAM, names::OUTBOUND_SUBJECTS),
+            stream::Config {
+                name: names::DEADLETTER_STREAM.to_string(),
+                subjects: vec![names::DEADLETTER_SUBJECTS.to_string()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(10 * 60),
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                ..Default::default()
+            },
+        ] {
+            let name = config.name.clone();
+            self.js
+                .create_or_update_stream(config)
+                .await
+                .map_err(|e| BusError::Setup(format!("stream {name}: {e}")))?;
+        }
+        for bucket in [
+            names::FORWARDED_BUCKET,
+            names::DELIVERED_BUCKET,
+            names::OWN_MESSAGES_BUCKET,
+        ] {
+            self.js
+                .create_or_update_key_value(kv::Config {
+                    bucket: bucket.to_string(),
+                    history: 1,
+                    max_age: names::IDEMPOTENCY_TTL,
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BusError::Setup(format!("bucket {bucket}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The durable pull consumer `name` on `stream_name`, created or updated to the current
+    /// configuration. Every replica of a service binds the same one and they share its work.
+    pub async fn durable_consumer(
+        &self,
+        stream_name: &str,
+        name: &str,
+        max_ack_pending: i64,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| BusError::Setup(format!("stream {stream_name}: {e}")))?;
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.to_string()),
+                description: Some(format!("wacenter {name}: shared by all replicas")),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: self.topology.ack_wait,
+                max_deliver: self.topology.max_deliver,
+                max_ack_pending,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::Setup(format!("consumer {name} on {stream_name}: {e}")))
+    }
+
+    /// A KV bucket declared by [`Bus::ensure_topology`].
+    pub async fn bucket(&self, name: &str) -> Result<kv::Store, BusError> {
+        self.js
+            .get_key_value(name)
+            .await
+            .map_err(|e| BusError::Setup(format!("bucket {name}: {e}")))
+    }
+
+    /// Publishes to JetStream with `Nats-Msg-Id` = `msg_id` and waits for the stream's ack.
+    /// Fails fast with [`BusError::Disconnected`] while NATS is down (the caller answers 503).
+    pub async fn publish(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        mut headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<PublishOutcome, BusError> {
+        if !self.is_connected() {
+            return Err(BusError::Disconnected);
+        }
+        headers.insert(names::HEADER_MSG_ID, msg_id);
+        let err = |reason: String| BusError::Publish {
+            subject: subject.to_string(),
+            reason,
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.to_string(), headers, payload)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .await
+            .map_err(|e| {
+                if self.is_connected() {
+                    err(e.to_string())
+                } else {
+                    BusError::Disconnected
+                }
+            })?;
+        Ok(PublishOutcome {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Number of messages the durable consumer has not yet had acknowledged (pending +
+    /// in flight), for health and autoscaling.
+    pub async fn consumer_lag(&self, stream_name: &str, name: &str) -> Result<u64, BusError> {
+        let mut consumer: consumer::PullConsumer = self
+            .js
+            .get_consumer_from_stream(name, stream_name)
+            .await
+            .map_err(|e| BusError::Setup(format!("consumer {name}: {e}")))?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|e| BusError::Setup(format!("consumer {name}: {e}")))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    /// Messages in a stream (e.g. the dead-letter count).
+    pub async fn stream_messages(&self, stream_name: &str) -> Result<u64, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| BusError::Setup(format!("stream {stream_name}: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| BusError::Setup(format!("stream {stream_name}: {e}")))?;
+        Ok(info.state.messages)
+    }
+
+    /// Flushes what is buffered and closes the connection.
+    pub async fn drain(&self) {
+        let _ = self.client.flush().await;
+        let _ = self.client.drain().await;
+    }
+}

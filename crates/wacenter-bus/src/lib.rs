@@ -1,0 +1,15 @@
+//! NATS JetStream plumbing shared by the services.
+//!
+//! * [`Bus`]: one connection per process, the declared topology (streams, consumers, buckets,
+//!   `proto/README.md`), and publishing that waits for JetStream's ack with `Nats-Msg-Id` dedupe;
+//! * [`worker`]: the pull-consumer loop with bounded concurrency, progress acks while a handler
+//!   works, `Disposition`s (ack, retry later, dead-letter) and graceful shutdown;
+//! * [`claims`]: create-if-absent idempotency records in a KV bucket.
+
+pub mod claims;
+mod connection;
+pub mod worker;
+
+pub use async_nats::HeaderMap;
+pub use connection::{Bus, BusError, PublishOutcome, Topology};
+pub use worker::{Delivery, Disposition, WorkerConfig};

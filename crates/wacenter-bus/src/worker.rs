@@ -1,0 +1,255 @@
+//! The pull-consumer worker loop every consuming service runs.
+//!
+//! * at most `concurrency` messages are handled at once per replica;
+//! * while a handler works, the message gets an "in progress" ack so JetStream does not hand it
+//!   to another replica;
+//! * the handler's [`Disposition`] decides: ack, retry after a delay (nak with delay: a plain nak
+//!   would redeliver at once), or dead-letter (copied to the dead-letter subject *before* the
+//!   original is terminated, so nothing is lost);
+//! * consumer errors (missed heartbeats, NATS restarts) re-create the pull instead of ending the
+//!   loop;
+//! * on shutdown it stops pulling and waits for in-flight handlers to finish and ack.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, error, warn};
+use wacenter_proto::{DeadLetter, DeadLetterReason, PAYLOAD_VERSION};
+
+use crate::Bus;
+
+/// One message handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    pub headers: Option<HeaderMap>,
+    /// The stream sequence: the same across redeliveries of this message, different for a
+    /// second copy of the same content.
+    pub stream_sequence: u64,
+    /// 1 on the first delivery, 2 on the first redelivery, …
+    pub delivered: i64,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+}
+
+/// What to do with a handled message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Done (forwarded, sent, or deliberately skipped).
+    Ack,
+    /// Try again after this delay (the message stays in the stream).
+    RetryIn(Duration),
+    /// It cannot succeed: copy it to the dead-letter subject with the reason, then terminate it.
+    DeadLetter {
+        id: String,
+        reason: DeadLetterReason,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// For logs and metrics: `forwarder`, `reply`.
+    pub name: &'static str,
+    pub concurrency: usize,
+    /// Where dead letters go.
+    pub dead_letter_subject: &'static str,
+    /// Deliveries after which a message asking for another retry is dead-lettered instead.
+    pub max_deliver: i64,
+    /// How often a working handler's message gets an "in progress" ack.
+    pub progress_every: Duration,
+}
+
+/// Runs until `shutdown` becomes true, then finishes in-flight work and returns.
+pub async fn run<H, Fut>(
+    bus: Bus,
+    consumer: PullConsumer,
+    config: WorkerConfig,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Disposition> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let config = Arc::new(config);
+    let mut backoff = Duration::from_millis(100);
+    'pull: while !*shutdown.borrow() {
+        let stream = consumer
+            .stream()
+            .max_messages_per_batch(config.concurrency)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match stream {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(worker = config.name, error = %e, retry_in = ?backoff, "cannot pull from NATS; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break 'pull,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = shutdown.changed() => break 'pull,
+            };
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = shutdown.changed() => break 'pull,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    backoff = Duration::from_millis(100);
+                    let (bus, handler, config) = (bus.clone(), handler.clone(), config.clone());
+                    tokio::spawn(async move {
+                        handle(bus, msg, &config, handler.as_ref()).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    // Heartbeats missed, NATS restarting, consumer briefly gone: pull again.
+                    warn!(worker = config.name, error = %e, "consumer error; pulling again");
+                    drop(permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break 'pull,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue 'pull;
+                }
+                None => continue 'pull,
+            }
+        }
+    }
+    // Graceful shutdown: every permit back means every in-flight handler finished and acked.
+    let total = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(total).await;
+    debug!(
+        worker = config.name,
+        "worker stopped; in-flight work finished"
+    );
+}
+
+async fn handle<H, Fut>(bus: Bus, msg: Message, config: &WorkerConfig, handler: &H)
+where
+    H: Fn(Delivery) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
+    let (stream_sequence, delivered) = match msg.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(e) => {
+            error!(worker = config.name, error = %e, "message without JetStream metadata; leaving it for redelivery");
+            return;
+        }
+    };
+    let delivery = Delivery {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        headers: msg.headers.clone(),
+        stream_sequence,
+        delivered,
+    };
+    metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
+    let work = handler(delivery);
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(config.progress_every);
+    progress.tick().await;
+    let disposition = loop {
+        tokio::select! {
+            d = &mut work => break d,
+            _ = progress.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    warn!(worker = config.name, error = %e, "progress ack failed");
+                }
+            }
+        }
+    };
+    metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
+    let disposition = match disposition {
+        Disposition::RetryIn(_) if delivered >= config.max_deliver => Disposition::DeadLetter {
+            id: msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(wacenter_proto::names::HEADER_MSG_ID))
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| format!("seq:{stream_sequence}")),
+            reason: DeadLetterReason::RetriesExhausted,
+            error: format!("still failing after {delivered} deliveries"),
+        },
+        other => other,
+    };
+    let result = match disposition {
+        Disposition::Ack => msg.ack().await,
+        Disposition::RetryIn(delay) => msg.ack_with(AckKind::Nak(Some(delay))).await,
+        Disposition::DeadLetter { id, reason, error } => {
+            let letter = DeadLetter {
+                version: PAYLOAD_VERSION,
+                id: id.clone(),
+                reason,
+                error,
+                subject: msg.subject.to_string(),
+                payload: serde_json::from_slice(&msg.payload).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&msg.payload).into_owned())
+                }),
+                attempts: u32::try_from(delivered).unwrap_or(u32::MAX),
+                failed_at: chrono::Utc::now(),
+            };
+            match publish_dead_letter(&bus, config.dead_letter_subject, &letter, stream_sequence)
+                .await
+            {
+                Ok(()) => {
+                    metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "reason" => reason.as_str()).increment(1);
+                    msg.ack_with(AckKind::Term).await
+                }
+                Err(e) => {
+                    // Never terminate what was not safely copied: try again later.
+                    error!(worker = config.name, id, error = %e, "cannot write dead letter; will retry");
+                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        warn!(worker = config.name, error = %e, "ack failed; the message will be redelivered and deduplicated");
+    }
+}
+
+async fn publish_dead_letter(
+    bus: &Bus,
+    subject: &str,
+    letter: &DeadLetter,
+    stream_sequence: u64,
+) -> Result<(), crate::BusError> {
+    let payload = serde_json::to_vec(letter).expect("dead letters serialize");
+    // Unique per original stream message: a redelivery of the same message does not write a
+    // second letter, but a replayed message failing again does.
+    let msg_id = format!("dlq:{}:{}", letter.id, stream_sequence);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        wacenter_proto::names::HEADER_WA_MESSAGE_ID,
+        letter.id.as_str(),
+    );
+    bus.publish(subject, &msg_id, headers, payload.into())
+        .await
+        .map(|_| ())
+}

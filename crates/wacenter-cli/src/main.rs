@@ -1,0 +1,76 @@
+//! `wacenter`: the operator's command line.
+
+mod otomax_cmd;
+mod sim_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wacenter_config::SettingsArgs;
+
+/// wacenter connects WhatsApp to OtomaX. This tool runs the simulators, talks to OtomaX by hand
+/// and signs requests so you can check the HMAC implementation.
+///
+/// Settings come from (later wins) built-in defaults, a TOML file (--config or WACENTER_CONFIG),
+/// environment variables and flags.
+#[derive(Parser)]
+#[command(name = "wacenter", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every subcommand that uses them.
+#[derive(clap::Args, Clone, Default)]
+pub struct Common {
+    /// TOML file with settings (keys are the environment names in lower case) [env: WACENTER_CONFIG]
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Talk to OtomaX by hand: sign a body, call any endpoint.
+    Otomax {
+        #[command(subcommand)]
+        command: otomax_cmd::OtomaxCommand,
+    },
+    /// Run a simulator (OtomaX or a GOWA WhatsApp gateway) for demos, tests and benchmarks.
+    Sim {
+        #[command(subcommand)]
+        command: sim_cmd::SimCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Otomax { command } => otomax_cmd::run(command).await,
+            Command::Sim { command } => sim_cmd::run(command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Exit code for settings problems and bad arguments (like clap's own usage errors).
+pub const EXIT_USAGE: u8 = 2;

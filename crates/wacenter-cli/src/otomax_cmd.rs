@@ -1,0 +1,139 @@
+//! `wacenter otomax sign|call`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use wacenter_config::{Role, Settings};
+use wacenter_otomax::{ClientConfig, OtomaxClient, OtomaxError, RetryPolicy};
+
+use crate::{Common, EXIT_USAGE};
+
+#[derive(Subcommand)]
+pub enum OtomaxCommand {
+    /// Print the token and the full request URL for exactly this body (to verify an HMAC
+    /// implementation against wacenter's).
+    Sign {
+        /// The exact JSON body; whitespace matters, it is signed byte for byte.
+        #[arg(long, value_name = "JSON")]
+        body: String,
+        /// Endpoint for the URL.
+        #[arg(long, default_value = "InsertInbox", value_name = "NAME")]
+        endpoint: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Sign and send one call (Test, InsertInbox, GetRs, GetSaldoRs, GetTrx, SetOutboxCallback,
+    /// GetOutboxCallback, UpdateStatusOutbox, or any other endpoint name). Prints OtomaX's JSON;
+    /// exits 0 on ok:true, 1 with a one-line reason otherwise. Transient failures are retried
+    /// (1 s, 2 s, 4 s), never past the body's `_exp`.
+    Call {
+        /// Endpoint name, e.g. GetSaldoRs.
+        endpoint: String,
+        /// The JSON body, sent byte for byte.
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        body: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn client_from(settings: &Settings) -> anyhow::Result<OtomaxClient> {
+    Ok(OtomaxClient::new(ClientConfig {
+        base_url: settings.otomax_base_url()?,
+        app_id: settings.otomax_app_id.clone(),
+        app_key: settings.otomax_app_key.expose().to_string(),
+        dev_key: settings.otomax_dev_key.expose().to_string(),
+        policy: RetryPolicy {
+            max_retries: settings.otomax_max_retries,
+            attempt_timeout: std::time::Duration::from_secs(settings.otomax_timeout_seconds),
+            ..RetryPolicy::default()
+        },
+        rate_limit: settings.otomax_rate_limit,
+    }))
+}
+
+fn load(common: &Common) -> Result<Settings, ExitCode> {
+    wacenter_config::load(&common.settings, common.config.as_deref(), Role::OtomaxTool).map_err(
+        |e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        },
+    )
+}
+
+fn check_json(body: &str) -> Result<(), ExitCode> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .map(|_| ())
+        .map_err(|e| {
+            eprintln!("error: --body is not JSON ({e}); nothing was sent");
+            ExitCode::from(EXIT_USAGE)
+        })
+}
+
+pub async fn run(command: OtomaxCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OtomaxCommand::Sign {
+            body,
+            endpoint,
+            common,
+        } => {
+            if let Err(code) = check_json(&body) {
+                return Ok(code);
+            }
+            let settings = match load(&common) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let client = client_from(&settings)?;
+            match client.sign(&endpoint, body.into_bytes()) {
+                Ok(req) => {
+                    println!("token: {}", req.token);
+                    println!("url:   {}", req.url);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EXIT_USAGE))
+                }
+            }
+        }
+        OtomaxCommand::Call {
+            endpoint,
+            body,
+            common,
+        } => {
+            if let Err(code) = check_json(&body) {
+                return Ok(code);
+            }
+            let settings = match load(&common) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            wacenter_telemetry::init_logging(&settings);
+            let client = client_from(&settings)?;
+            // A body with `_exp` is never sent after it.
+            let deadline = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("_exp").and_then(|e| e.as_str()).map(str::to_string))
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            match client
+                .call_raw(&endpoint, body.into_bytes(), deadline)
+                .await
+            {
+                Ok(resp) => {
+                    println!("{}", serde_json::to_string_pretty(&resp.raw)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {endpoint}: {}", one_line(&e));
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+fn one_line(e: &OtomaxError) -> String {
+    e.to_string().replace('\n', " ")
+}

@@ -1,0 +1,136 @@
+//! `wacenter sim otomax|whatsapp`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use wacenter_config::{Role, Settings};
+use wacenter_sim::otomax::{load_resellers_file, Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+
+use crate::{Common, EXIT_USAGE};
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// The OtomaX Open API with resellers, commands, outbox callbacks and fault knobs.
+    ///
+    /// Credentials are the usual OTOMAX_APP_ID / OTOMAX_APP_KEY / OTOMAX_DEV_KEY settings. The
+    /// control API lives under /_sim/ (inbox, outbox, stats, reset, faults).
+    Otomax {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// A known reseller, PHONE=CODE (repeatable), e.g. 628123456789=R001.
+        #[arg(long = "reseller", value_name = "PHONE=CODE")]
+        resellers: Vec<String>,
+        /// TOML file with [[reseller]] tables (phone, code, name?, saldo?, pin?).
+        #[arg(long, value_name = "PATH")]
+        resellers_file: Option<PathBuf>,
+        /// Delay before a purchase's result is pushed to the outbox callback.
+        #[arg(long, default_value_t = 1500)]
+        result_delay_ms: u64,
+        /// Latency added to every call.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Fraction of calls answered with HTTP 500 (0..1).
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SimCommand::Otomax {
+            port,
+            bind,
+            resellers,
+            resellers_file,
+            result_delay_ms,
+            latency_ms,
+            error_rate,
+            common,
+        } => {
+            let settings: Settings = match wacenter_config::load(
+                &common.settings,
+                common.config.as_deref(),
+                Role::OtomaxTool,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            if !(0.0..=1.0).contains(&error_rate) {
+                eprintln!("error: --error-rate must be between 0 and 1");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            let mut known = Vec::new();
+            if let Some(path) = resellers_file {
+                match load_resellers_file(&path) {
+                    Ok(list) => known.extend(list),
+                    Err(e) => {
+                        eprintln!("error: --resellers-file {e}");
+                        return Ok(ExitCode::from(EXIT_USAGE));
+                    }
+                }
+            }
+            for arg in &resellers {
+                match SimReseller::parse_arg(arg) {
+                    Ok(r) => known.push(r),
+                    Err(e) => {
+                        eprintln!("error: --reseller {e}");
+                        return Ok(ExitCode::from(EXIT_USAGE));
+                    }
+                }
+            }
+            wacenter_telemetry::init_logging(&settings);
+            let sim = OtomaxSim::new(OtomaxSimConfig {
+                app_id: settings.otomax_app_id.clone(),
+                app_key: settings.otomax_app_key.expose().to_string(),
+                dev_key: settings.otomax_dev_key.expose().to_string(),
+                resellers: known.clone(),
+                result_delay: Duration::from_millis(result_delay_ms),
+                faults: Faults {
+                    latency_ms,
+                    error_rate,
+                    down_until: None,
+                },
+            });
+            let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {bind}:{port}: {e} (is another process using the port? try --port)");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            tracing::info!(addr = %listener.local_addr()?, resellers = known.len(), "OtomaX simulator listening");
+            sim.serve(listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

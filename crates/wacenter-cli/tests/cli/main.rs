@@ -1,0 +1,251 @@
+//! The `wacenter` binary as an operator uses it: real processes, real exit codes, real output.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wacenter");
+
+fn wacenter(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run wacenter")
+}
+
+fn demo_creds(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTOMAX_API_URL", url.to_string()),
+        ("OTOMAX_APP_ID", "OtomaX.Addon".into()),
+        ("OTOMAX_APP_KEY", "demoKey".into()),
+        ("OTOMAX_DEV_KEY", "YAR.OtomaX.OpenApi.App".into()),
+    ]
+}
+
+fn as_env<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn sim() -> String {
+    let sim = OtomaxSim::new(OtomaxSimConfig {
+        app_id: "OtomaX.Addon".into(),
+        app_key: "demoKey".into(),
+        dev_key: "YAR.OtomaX.OpenApi.App".into(),
+        resellers: vec![SimReseller::parse_arg("628123456789=R001").unwrap()],
+        result_delay: Duration::from_millis(10),
+        faults: Faults::default(),
+    });
+    format!("http://{}/", sim.spawn(0).await.unwrap())
+}
+
+#[test]
+fn sign_prints_the_reference_token_and_url() {
+    let env = demo_creds("http://127.0.0.1:5000/");
+    let out = wacenter(
+        &[
+            "otomax",
+            "sign",
+            "--endpoint",
+            "GetRs",
+            "--body",
+            r#"{"kode":"yusuf"}"#,
+        ],
+        &as_env(&env),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "token: eyJpZCI6Ik90b21hWC5BZGRvbiJ9.aC2oX9iN94WqXGEbxdd_ilAPiqqXZlzElLqQBIH8QGI"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("url:   http://127.0.0.1:5000/GetRs?token=eyJpZCI6Ik90b21hWC5BZGRvbiJ9.aC2oX9iN94WqXGEbxdd_ilAPiqqXZlzElLqQBIH8QGI"), "{stdout}");
+}
+
+#[test]
+fn sign_uses_flags_over_environment() {
+    let env = demo_creds("http://127.0.0.1:5000/");
+    let out = wacenter(
+        &[
+            "otomax",
+            "sign",
+            "--body",
+            "{}",
+            "--otomax-api-url",
+            "http://otomax.example/api/",
+            "--otomax-app-key",
+            "demoKey",
+        ],
+        &as_env(&env),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("url:   http://otomax.example/api/InsertInbox?token=eyJpZCI6Ik90b21hWC5BZGRvbiJ9.mQMFh6OxI-slvRQu7k2yP9B4J-vb-rsZxJ8kwkJdY-4"));
+}
+
+#[test]
+fn bad_body_and_missing_credentials_are_refused_before_sending() {
+    let env = demo_creds("http://127.0.0.1:1/");
+    let out = wacenter(
+        &["otomax", "call", "Test", "--body", "{oops"],
+        &as_env(&env),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = wacenter(
+        &["otomax", "sign", "--body", "{}"],
+        &[("OTOMAX_APP_KEY", "k"), ("OTOMAX_DEV_KEY", "d")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("OTOMAX_APP_ID") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let out = wacenter(
+        &["otomax", "sign", "--body", "{}"],
+        &[("OTOMAX_ENABLED", "yes please")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("OTOMAX_ENABLED"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_prints_otomax_json_and_exit_codes_follow_ok() {
+    let url = sim().await;
+    let env = demo_creds(&url);
+    let out = tokio::task::spawn_blocking({
+        let env = env.clone();
+        move || {
+            wacenter(
+                &[
+                    "otomax",
+                    "call",
+                    "GetSaldoRs",
+                    "--body",
+                    r#"{"kode":"R001"}"#,
+                ],
+                &as_env(&env),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"]["saldo"], serde_json::json!(1_000_000));
+
+    let out = tokio::task::spawn_blocking({
+        let env = env.clone();
+        move || {
+            wacenter(
+                &["otomax", "call", "GetRs", "--body", r#"{"kode":"NOPE"}"#],
+                &as_env(&env),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("NOPE"), "{err}");
+
+    let mut wrong = env.clone();
+    wrong[3].1 = "wrong-dev-key".into();
+    let out = tokio::task::spawn_blocking(move || {
+        wacenter(
+            &["otomax", "call", "Test", "--body", r#"{"phone":"0812"}"#],
+            &as_env(&wrong),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("OTOMAX_DEV_KEY"),
+        "auth errors say what to check: {}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sim_otomax_serves_as_a_process() {
+    let port = wacenter_test_support::free_port();
+    let env = demo_creds("http://127.0.0.1:1/");
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "otomax",
+            "--port",
+            &port.to_string(),
+            "--reseller",
+            "628123456789=R001",
+            "--result-delay-ms",
+            "10",
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/");
+    let env = demo_creds(&base);
+    let out = wacenter_test_support::eventually(Duration::from_secs(10), "sim to answer", || {
+        let env = env.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                wacenter(
+                    &["otomax", "call", "GetRs", "--body", r#"{"kode":"R001"}"#],
+                    &as_env(&env),
+                )
+            })
+            .await
+            .unwrap();
+            out.status.success().then_some(out)
+        }
+    })
+    .await;
+    assert!(text(&out.stdout).contains("R001"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn help_lists_settings_with_env_names_and_no_secrets() {
+    let out = wacenter(
+        &["otomax", "call", "--help"],
+        &[("OTOMAX_APP_KEY", "supersecretvalue")],
+    );
+    let help = text(&out.stdout);
+    for name in [
+        "OTOMAX_API_URL",
+        "OTOMAX_APP_KEY",
+        "OTOMAX_FORWARD_GROUPS",
+        "--otomax-enabled",
+        "NATS_URL",
+        "[default: 30]",
+    ] {
+        assert!(help.contains(name), "--help lacks {name}");
+    }
+    assert!(!help.contains("supersecretvalue"));
+}

@@ -1,0 +1,375 @@
+//! One inbound message, start to finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
+use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
+use wacenter_config::Settings;
+use wacenter_otomax::{
+    ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError, RetryPolicy,
+};
+use wacenter_proto::{
+    names, DeadLetterReason, InboundMessage, OutboundKind, OutboundMessage, PAYLOAD_VERSION,
+};
+
+use crate::flags::{skip_reason, ForwardingFlags};
+
+#[derive(Clone)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: Bus,
+    forwarded: Claims,
+    own_messages: Claims,
+    otomax: Option<OtomaxClient>,
+    flags: ForwardingFlags,
+    reseller: String,
+    kode_terminal: i64,
+    exp: chrono::Duration,
+    auto_reply: bool,
+    concurrency: usize,
+}
+
+impl Forwarder {
+    pub async fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
+        let otomax = if settings.otomax_enabled {
+            Some(OtomaxClient::new(ClientConfig {
+                base_url: settings.otomax_base_url()?,
+                app_id: settings.otomax_app_id.clone(),
+                app_key: settings.otomax_app_key.expose().to_string(),
+                dev_key: settings.otomax_dev_key.expose().to_string(),
+                policy: RetryPolicy {
+                    max_retries: settings.otomax_max_retries,
+                    attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
+                    ..RetryPolicy::default()
+                },
+                rate_limit: settings.otomax_rate_limit,
+            }))
+        } else {
+            None
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                forwarded: Claims::new(bus.bucket(names::FORWARDED_BUCKET).await?),
+                own_messages: Claims::new(bus.bucket(names::OWN_MESSAGES_BUCKET).await?),
+                bus,
+                otomax,
+                flags: ForwardingFlags::from_settings(settings),
+                reseller: settings.otomax_default_reseller.clone(),
+                kode_terminal: settings.otomax_default_kode_terminal,
+                exp: chrono::Duration::seconds(
+                    i64::try_from(settings.otomax_exp_seconds).unwrap_or(30),
+                ),
+                auto_reply: settings.otomax_auto_reply_enabled,
+                concurrency: settings.forwarder_concurrency,
+            }),
+        })
+    }
+
+    /// Consumes until `shutdown`, then finishes in-flight messages.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let bus = self.inner.bus.clone();
+        let consumer = loop {
+            match bus
+                .durable_consumer(
+                    names::INBOUND_STREAM,
+                    names::FORWARDER_CONSUMER,
+                    (self.inner.concurrency * 4) as i64,
+                )
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, "cannot bind the forwarder consumer; retrying");
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let topology = bus.topology();
+        let config = WorkerConfig {
+            name: "forwarder",
+            concurrency: self.inner.concurrency,
+            dead_letter_subject: names::DEADLETTER_INBOUND,
+            max_deliver: topology.max_deliver,
+            progress_every: topology.ack_wait / 3,
+        };
+        info!(
+            concurrency = config.concurrency,
+            "forwarder consuming {}",
+            names::INBOUND_STREAM
+        );
+        worker::run(
+            bus,
+            consumer,
+            config,
+            move |d| self.clone().handle(d),
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Handles one delivery. Public for tests that drive the handler directly.
+    pub async fn handle(self, d: Delivery) -> Disposition {
+        let msg: InboundMessage = match serde_json::from_slice(&d.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(seq = d.stream_sequence, error = %e, "inbound payload is not an InboundMessage");
+                return dead(
+                    d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
+                    DeadLetterReason::Invalid,
+                    format!("payload does not match the InboundMessage schema: {e}"),
+                );
+            }
+        };
+        let span = tracing::info_span!("inbound", wa_message_id = %msg.message_id, provider = %msg.provider, sender = %msg.sender);
+        self.process(d, msg).instrument(span).await
+    }
+
+    async fn process(&self, d: Delivery, msg: InboundMessage) -> Disposition {
+        let me = &self.inner;
+        let id = msg.dedupe_id();
+        if msg.version > PAYLOAD_VERSION {
+            return dead(&id, DeadLetterReason::Invalid, format!("payload version {} is newer than this forwarder understands ({PAYLOAD_VERSION}); upgrade the forwarder, then replay", msg.version));
+        }
+        if let Some(reason) = skip_reason(&msg, &me.flags) {
+            info!(reason, "not forwarded");
+            metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason).increment(1);
+            return Disposition::Ack;
+        }
+        if msg.from_me {
+            // An auto-reply or outbox delivery of ours, echoed back by the provider: forwarding
+            // it would make OtomaX and wacenter answer each other forever.
+            match me
+                .own_messages
+                .exists(&names::kv_key(&msg.message_id))
+                .await
+            {
+                Ok(true) => {
+                    info!(reason = "own_message", "not forwarded");
+                    metrics::counter!("wacenter_forwarder_skipped_total", "reason" => "own_message").increment(1);
+                    return Disposition::Ack;
+                }
+                Ok(false) => {}
+                Err(e) => return retry(e, "checking own messages"),
+            }
+        }
+        let key = names::kv_key(&id);
+        let revision = match me.forwarded.claim(&key, d.stream_sequence).await {
+            Err(e) => return retry(e, "claiming the message"),
+            Ok(Claim::New { revision }) => revision,
+            Ok(Claim::Existing { record, revision }) => {
+                if record.seq != d.stream_sequence {
+                    info!(first_seq = record.seq, state = ?record.state, "duplicate delivery of an already claimed message; dropped");
+                    metrics::counter!("wacenter_forwarder_duplicates_total").increment(1);
+                    return Disposition::Ack;
+                }
+                match record.state {
+                    // An earlier delivery of this very message stopped before calling OtomaX.
+                    ClaimState::Claimed => revision,
+                    ClaimState::InProgress => {
+                        warn!(
+                            "a previous attempt stopped while OtomaX was being called; not retried"
+                        );
+                        return dead(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
+                    }
+                    ClaimState::Done => {
+                        // Forwarded; finish what may not have happened after it (the auto-reply).
+                        let result: InsertInboxResult =
+                            serde_json::from_value(record.detail.clone()).unwrap_or_default();
+                        return self.auto_reply(&msg, &result).await;
+                    }
+                    ClaimState::Failed => {
+                        let reason = record
+                            .detail
+                            .get("reason")
+                            .and_then(|r| serde_json::from_value(r.clone()).ok())
+                            .unwrap_or(DeadLetterReason::Rejected);
+                        let error = record
+                            .detail
+                            .get("error")
+                            .and_then(|e| e.as_str())
+                            .unwrap_or("failed earlier")
+                            .to_string();
+                        return dead(&id, reason, error);
+                    }
+                }
+            }
+        };
+        let Some(otomax) = &me.otomax else {
+            return Disposition::Ack; // unreachable: skip_reason covers a disabled OtomaX
+        };
+        let exp = msg.timestamp + me.exp;
+        if Utc::now() >= exp {
+            warn!(%exp, "arrived already expired; not sent to OtomaX");
+            metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+            return self
+                .fail(
+                    &key,
+                    d.stream_sequence,
+                    revision,
+                    &id,
+                    DeadLetterReason::Expired,
+                    format!("_exp {exp} had passed when the forwarder received it"),
+                )
+                .await;
+        }
+        let req = InsertInboxRequest::whatsapp(
+            msg.text.clone(),
+            me.reseller.clone(),
+            msg.sender.clone(),
+            me.kode_terminal,
+            exp,
+        );
+        let revision = match me
+            .forwarded
+            .advance(
+                &key,
+                &ClaimRecord::new(ClaimState::InProgress, d.stream_sequence),
+                revision,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return retry(e, "marking the message in progress"),
+        };
+        tracing::debug!(exp = %req.exp, "InsertInbox");
+        match otomax.insert_inbox(&req).await {
+            Ok(resp) => {
+                let result = resp.result;
+                info!(kode_inbox = ?result.kode_inbox, status = result.status, status_desc = %result.status_desc, attempts = resp.attempts, "forwarded to OtomaX");
+                metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string()).increment(1);
+                let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
+                record.detail = serde_json::to_value(&result).unwrap_or_default();
+                self.record_durably(&key, &record, revision).await;
+                self.auto_reply(&msg, &result).await
+            }
+            Err(e) => {
+                let reason = match &e {
+                    OtomaxError::Expired { .. } => DeadLetterReason::Expired,
+                    OtomaxError::Auth { .. } => DeadLetterReason::AuthFailed,
+                    e if e.is_transient() => DeadLetterReason::RetriesExhausted,
+                    _ => DeadLetterReason::Rejected,
+                };
+                warn!(error = %e, reason = reason.as_str(), "InsertInbox failed");
+                if reason == DeadLetterReason::Expired {
+                    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+                }
+                metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind())
+                    .increment(1);
+                self.fail(
+                    &key,
+                    d.stream_sequence,
+                    revision,
+                    &id,
+                    reason,
+                    e.to_string(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`).
+    async fn auto_reply(&self, msg: &InboundMessage, result: &InsertInboxResult) -> Disposition {
+        let me = &self.inner;
+        if !me.auto_reply {
+            return Disposition::Ack;
+        }
+        let Some(text) = result.auto_reply_text() else {
+            metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "none")
+                .increment(1);
+            return Disposition::Ack;
+        };
+        let out = OutboundMessage {
+            version: PAYLOAD_VERSION,
+            id: format!("autoreply:{}", msg.dedupe_id()),
+            kind: OutboundKind::AutoReply,
+            provider: Some(msg.provider),
+            account: msg.account.clone(),
+            to: msg.sender.clone(),
+            text: text.to_string(),
+            reply_to: None,
+            in_reply_to: Some(msg.message_id.clone()),
+            outbox_kode: None,
+            kode_inbox: result.kode_inbox,
+            created_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
+        let mut headers = async_nats_headers();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        match me
+            .bus
+            .publish(names::OUTBOUND_AUTO_REPLY, &out.id, headers, payload.into())
+            .await
+        {
+            Ok(_) => {
+                info!(status = result.status, "auto-reply queued");
+                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "queued")
+                    .increment(1);
+                Disposition::Ack
+            }
+            // Forwarded and recorded: the redelivery publishes the reply (deduplicated by id).
+            Err(e) => retry(e, "queueing the auto-reply"),
+        }
+    }
+
+    /// Records a definite failure, then dead-letters.
+    async fn fail(
+        &self,
+        key: &str,
+        seq: u64,
+        revision: u64,
+        id: &str,
+        reason: DeadLetterReason,
+        error: String,
+    ) -> Disposition {
+        let mut record = ClaimRecord::new(ClaimState::Failed, seq);
+        record.detail = json!({"reason": reason, "error": error});
+        self.record_durably(key, &record, revision).await;
+        dead(id, reason, error)
+    }
+
+    /// After OtomaX answered, the record must land or a redelivery would call it "uncertain":
+    /// keep trying through a NATS blip (the message's progress acks keep it ours meanwhile).
+    async fn record_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..40 {
+            match self.inner.forwarded.advance(key, record, revision).await {
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot record the outcome yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        warn!("gave up recording the outcome; a redelivery will dead-letter it as uncertain");
+    }
+}
+
+fn async_nats_headers() -> wacenter_bus::HeaderMap {
+    wacenter_bus::HeaderMap::new()
+}
+
+fn dead(id: &str, reason: DeadLetterReason, error: String) -> Disposition {
+    Disposition::DeadLetter {
+        id: id.to_string(),
+        reason,
+        error,
+    }
+}
+
+fn retry(e: impl std::fmt::Display, doing: &str) -> Disposition {
+    warn!(error = %e, "NATS trouble while {doing}; will retry");
+    Disposition::RetryIn(Duration::from_secs(1))
+}

@@ -1,0 +1,293 @@
+//! The client and its retry policy against in-test servers that fail, stall and recover:
+//! attempts are counted, their spacing measured, and nothing may arrive after `_exp`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use wacenter_otomax::{ClientConfig, InsertInboxRequest, OtomaxClient, OtomaxError, RetryPolicy};
+
+/// How the scripted server answers attempt n (0-based).
+#[derive(Clone)]
+enum Answer {
+    Status(u16, &'static str),
+    Stall(Duration),
+    Json(&'static str),
+}
+
+#[derive(Clone)]
+struct Script {
+    answers: Arc<Vec<Answer>>,
+    arrivals: Arc<Mutex<Vec<(Instant, chrono::DateTime<Utc>)>>>,
+}
+
+async fn scripted(State(s): State<Script>, _body: Bytes) -> (StatusCode, String) {
+    let n = {
+        let mut a = s.arrivals.lock().unwrap();
+        a.push((Instant::now(), Utc::now()));
+        a.len() - 1
+    };
+    let answer = s
+        .answers
+        .get(n)
+        .or(s.answers.last())
+        .cloned()
+        .expect("script has answers");
+    match answer {
+        Answer::Status(code, body) => (StatusCode::from_u16(code).unwrap(), body.to_string()),
+        Answer::Stall(d) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::OK, r#"{"ok":true,"result":{}}"#.to_string())
+        }
+        Answer::Json(body) => (StatusCode::OK, body.to_string()),
+    }
+}
+
+struct Peer {
+    script: Script,
+    client: OtomaxClient,
+}
+
+impl Peer {
+    async fn start(answers: Vec<Answer>, policy: RetryPolicy) -> Self {
+        let script = Script {
+            answers: Arc::new(answers),
+            arrivals: Arc::default(),
+        };
+        let addr = wacenter_test_support::serve(
+            Router::new()
+                .route("/{name}", post(scripted))
+                .with_state(script.clone()),
+        )
+        .await;
+        Self {
+            script,
+            client: client(&format!("http://{addr}/"), policy),
+        }
+    }
+    fn attempts(&self) -> Vec<(Instant, chrono::DateTime<Utc>)> {
+        self.script.arrivals.lock().unwrap().clone()
+    }
+}
+
+fn client(base: &str, policy: RetryPolicy) -> OtomaxClient {
+    OtomaxClient::new(ClientConfig {
+        base_url: base.parse().unwrap(),
+        app_id: "OtomaX.Addon".into(),
+        app_key: "demoKey".into(),
+        dev_key: "YAR.OtomaX.OpenApi.App".into(),
+        policy,
+        rate_limit: 0,
+    })
+}
+
+const OK: &str = r#"{"ok":true,"result":{"kode_inbox":1,"status":21,"statusDesc":"Sukses Masuk Outbox","pesan":"ok"}}"#;
+
+fn gaps(arrivals: &[(Instant, chrono::DateTime<Utc>)]) -> Vec<f64> {
+    arrivals
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+        .collect()
+}
+
+#[tokio::test]
+async fn recovers_after_transient_failures_with_1_2_second_spacing() {
+    let peer = Peer::start(
+        vec![
+            Answer::Status(503, "busy"),
+            Answer::Status(429, "slow down"),
+            Answer::Json(OK),
+        ],
+        RetryPolicy::default(),
+    )
+    .await;
+    let r = peer
+        .client
+        .test("08123456789")
+        .await
+        .expect("third attempt succeeds");
+    assert_eq!(r.attempts, 3);
+    let g = gaps(&peer.attempts());
+    assert_eq!(g.len(), 2);
+    assert!((0.95..1.6).contains(&g[0]), "first wait ~1 s, was {g:?}");
+    assert!((1.95..2.6).contains(&g[1]), "second wait ~2 s, was {g:?}");
+}
+
+#[tokio::test]
+async fn gives_up_after_three_retries() {
+    let peer = Peer::start(vec![Answer::Status(500, "boom")], RetryPolicy::default()).await;
+    let err = peer.client.get_rs("R1").await.unwrap_err();
+    assert!(
+        matches!(err, OtomaxError::Status { status: 500, .. }),
+        "{err}"
+    );
+    let g = gaps(&peer.attempts());
+    assert_eq!(peer.attempts().len(), 4, "1 attempt + 3 retries");
+    assert!((3.9..4.6).contains(&g[2]), "third wait ~4 s, was {g:?}");
+}
+
+#[tokio::test]
+async fn final_errors_are_sent_once() {
+    for (answer, check) in [
+        (
+            Answer::Status(401, r#"{"ok":false,"desc":"invalid token"}"#),
+            "auth",
+        ),
+        (
+            Answer::Json(r#"{"ok":false,"desc":"Reseller tidak ditemukan"}"#),
+            "rejected",
+        ),
+        (
+            Answer::Json(r#"{"ok":false,"desc":"Invalid token"}"#),
+            "auth",
+        ),
+        (Answer::Status(400, "bad"), "http_status"),
+        (Answer::Status(404, "nope"), "http_status"),
+        (Answer::Json("<html>oops</html>"), "decode"),
+    ] {
+        let peer = Peer::start(vec![answer], RetryPolicy::default()).await;
+        let err = peer.client.get_saldo_rs("R1").await.unwrap_err();
+        assert_eq!(err.kind(), check, "{err}");
+        assert_eq!(peer.attempts().len(), 1, "{check} must not be retried");
+    }
+}
+
+#[tokio::test]
+async fn stalled_attempts_time_out_and_are_retried() {
+    let policy = RetryPolicy {
+        attempt_timeout: Duration::from_millis(300),
+        max_retries: 1,
+        ..Default::default()
+    };
+    let peer = Peer::start(
+        vec![Answer::Stall(Duration::from_secs(5)), Answer::Json(OK)],
+        policy,
+    )
+    .await;
+    let started = Instant::now();
+    let r = peer.client.test("1").await.expect("second attempt answers");
+    assert_eq!(r.attempts, 2);
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        (1.25..2.5).contains(&took),
+        "300 ms timeout + 1 s wait, took {took}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_after_exp() {
+    let peer = Peer::start(vec![Answer::Status(503, "down")], RetryPolicy::default()).await;
+    // 2.5 s of life: attempts at 0 s and 1 s; the next would start at 3 s, after _exp.
+    let exp = Utc::now() + chrono::Duration::milliseconds(2500);
+    let req = InsertInboxRequest::whatsapp("S5.08123456789.1234", "", "628123456789", 1, exp);
+    // _exp has whole seconds: use the rounded value as the real deadline.
+    let deadline = chrono::DateTime::parse_from_rfc3339(&req.exp)
+        .unwrap()
+        .with_timezone(&Utc);
+    let err = peer.client.insert_inbox(&req).await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Expired { .. }), "{err}");
+    let attempts = peer.attempts();
+    assert!(
+        !attempts.is_empty() && attempts.len() <= 3,
+        "{} attempts",
+        attempts.len()
+    );
+    for (_, at) in &attempts {
+        assert!(
+            *at < deadline,
+            "an attempt arrived at {at}, after _exp {deadline}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_message_is_never_sent() {
+    let peer = Peer::start(vec![Answer::Json(OK)], RetryPolicy::default()).await;
+    let req = InsertInboxRequest::whatsapp(
+        "S.1234",
+        "",
+        "628123456789",
+        1,
+        Utc::now() - chrono::Duration::seconds(1),
+    );
+    let err = peer.client.insert_inbox(&req).await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Expired { last: None }), "{err}");
+    assert!(peer.attempts().is_empty(), "nothing may be sent after _exp");
+}
+
+#[tokio::test]
+async fn an_attempt_is_cut_off_at_exp() {
+    let peer = Peer::start(
+        vec![Answer::Stall(Duration::from_secs(10))],
+        RetryPolicy::default(),
+    )
+    .await;
+    let exp = Utc::now() + chrono::Duration::milliseconds(1800);
+    let req = InsertInboxRequest::whatsapp("S.1234", "", "628123456789", 1, exp);
+    let started = Instant::now();
+    let err = peer.client.insert_inbox(&req).await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Expired { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2100),
+        "the 30 s timeout must shrink to _exp"
+    );
+    assert_eq!(peer.attempts().len(), 1);
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connect_error_and_retried() {
+    let port = wacenter_test_support::free_port();
+    let policy = RetryPolicy {
+        max_retries: 1,
+        ..Default::default()
+    };
+    let c = client(&format!("http://127.0.0.1:{port}/"), policy);
+    let started = Instant::now();
+    let err = c.test("1").await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Connect { .. }), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "one retry after 1 s"
+    );
+    assert!(
+        !err.to_string().contains("token="),
+        "errors never show the signed URL: {err}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_requests() {
+    let script = Script {
+        answers: Arc::new(vec![Answer::Json(OK)]),
+        arrivals: Arc::default(),
+    };
+    let addr = wacenter_test_support::serve(
+        Router::new()
+            .route("/{name}", post(scripted))
+            .with_state(script.clone()),
+    )
+    .await;
+    let c = OtomaxClient::new(ClientConfig {
+        base_url: format!("http://{addr}/").parse().unwrap(),
+        app_id: "a".into(),
+        app_key: "b".into(),
+        dev_key: "c".into(),
+        policy: RetryPolicy::default(),
+        rate_limit: 20,
+    });
+    let started = Instant::now();
+    for _ in 0..6 {
+        c.test("1").await.unwrap();
+    }
+    // 6 calls at 20/s: the last starts 250 ms after the first.
+    assert!(
+        started.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,156 @@
+//! Payload types. Field names are the JSON names (snake_case); see `proto/schemas/`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The WhatsApp provider a message came from or goes out through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Gowa,
+    Meta,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gowa => "gowa",
+            Self::Meta => "meta",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One WhatsApp chat message, normalized from any provider's webhook. Subject `wa.inbound.<provider>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub version: u32,
+    pub provider: Provider,
+    /// Our WhatsApp account that received it: GOWA device JID or Meta phone_number_id ("" if unknown).
+    pub account: String,
+    /// The provider's message id.
+    pub message_id: String,
+    /// Chat JID (GOWA) or the sender's number (Meta).
+    pub chat: String,
+    /// Sender phone, digits only, international form ("" if the provider hid it).
+    pub sender: String,
+    pub sender_name: String,
+    /// When WhatsApp says the message was sent; `_exp` is computed from it.
+    pub timestamp: DateTime<Utc>,
+    /// Text, or the caption of a media message.
+    pub text: String,
+    pub is_group: bool,
+    pub from_me: bool,
+    pub has_media: bool,
+    /// `image`, `video`, `audio`, `document`, `sticker`, … when `has_media`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// When ingress received the webhook.
+    pub received_at: DateTime<Utc>,
+}
+
+impl InboundMessage {
+    /// Unique across providers and accounts: provider + account + message id. Used as
+    /// `Nats-Msg-Id` and as the idempotency key.
+    pub fn dedupe_id(&self) -> String {
+        format!("{}:{}:{}", self.provider, self.account, self.message_id)
+    }
+}
+
+/// Why a message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundKind {
+    /// OtomaX's immediate answer to an InsertInbox.
+    AutoReply,
+    /// A row OtomaX pushed to the outbox callback.
+    Outbox,
+}
+
+/// One WhatsApp message to send. Subject `wa.outbound.autoreply` or `wa.outbound.outbox`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub version: u32,
+    /// Unique id: `autoreply:<inbound dedupe id>` or `outbox:<kode>`; `Nats-Msg-Id` and the
+    /// idempotency key.
+    pub id: String,
+    pub kind: OutboundKind,
+    /// Provider and account to send through (the ones that received the original); `None`/""
+    /// means the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    #[serde(default)]
+    pub account: String,
+    /// Recipient as given (digits, `08…`, `+62…` or a JID); the reply service normalizes it.
+    pub to: String,
+    pub text: String,
+    /// Provider message id to quote, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The WhatsApp message this answers (auto-replies), for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// OtomaX outbox row id: reported back with UpdateStatusOutbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_kode: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kode_inbox: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    /// `_exp` passed before OtomaX could be reached; never sent late.
+    Expired,
+    /// OtomaX refused the credentials.
+    AuthFailed,
+    /// OtomaX answered `ok:false` or a 4xx.
+    Rejected,
+    /// Transient errors outlasted every retry.
+    RetriesExhausted,
+    /// A worker stopped while the request was on the wire: it may or may not have arrived.
+    /// Not retried automatically (that could do it twice); check the peer, then replay.
+    Uncertain,
+    /// The payload could not be understood.
+    Invalid,
+    /// The WhatsApp provider refused the message for good.
+    SendFailed,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::AuthFailed => "auth_failed",
+            Self::Rejected => "rejected",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::Uncertain => "uncertain",
+            Self::Invalid => "invalid",
+            Self::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// A dead letter. Subject `wa.deadletter.inbound` or `wa.deadletter.outbound`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub version: u32,
+    /// The id of the original (inbound dedupe id or outbound id).
+    pub id: String,
+    pub reason: DeadLetterReason,
+    /// The last error, in words.
+    pub error: String,
+    /// Subject the original was consumed from; replay publishes it there again.
+    pub subject: String,
+    /// The original payload, unchanged.
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub failed_at: DateTime<Utc>,
+}

@@ -1,0 +1,208 @@
+//! Telemetry shared by every wacenter service: log set-up (`LOG_FORMAT`, `RUST_LOG`, `--debug`),
+//! the Prometheus recorder, and the ops router (`/healthz`, `/readyz`, `/metrics`).
+
+use std::sync::{Arc, OnceLock};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use wacenter_config::{LogFormat, Settings};
+
+/// wacenter's own crates: `--debug` turns these to debug without flooding the log with HTTP
+/// and NATS client internals.
+const OWN_CRATES: &[&str] = &[
+    "wacenter",
+    "wacenter_otomax",
+    "wacenter_ingress",
+    "wacenter_forwarder",
+    "wacenter_reply",
+    "wacenter_callback",
+    "wacenter_bus",
+    "wacenter_whatsapp",
+    "wacenter_sim",
+];
+
+/// Installs the global log subscriber once (later calls are no-ops, so `wacenter all` and tests
+/// can call it per service). `RUST_LOG` wins over `--debug`.
+pub fn init_logging(settings: &Settings) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| EnvFilter::try_new(v).ok())
+            .unwrap_or_else(|| {
+                let level = if settings.debug { "debug" } else { "info" };
+                let mut directives = String::from("warn");
+                for c in OWN_CRATES {
+                    directives.push_str(&format!(",{c}={level}"));
+                }
+                EnvFilter::new(directives)
+            });
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match settings.log_format {
+            LogFormat::Json => builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .try_init(),
+            LogFormat::Text => builder.with_target(false).try_init(),
+        };
+    });
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ])
+                .expect("static buckets are valid");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests embedding several services);
+            // then this handle still renders what is recorded through it.
+            let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok();
+            handle
+        })
+        .clone()
+}
+
+/// Readiness: `Ok` when the service can do its job, `Err(reason)` otherwise.
+pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// `/healthz` (the process answers), `/readyz` (the check passes; 503 with the reason
+/// otherwise) and `/metrics` (Prometheus text).
+pub fn ops_router(service: &'static str, ready: ReadinessCheck) -> Router {
+    let handle = metrics_handle();
+    Router::new()
+        .route(
+            "/healthz",
+            get(move || async move { Json(serde_json_lite(service, "ok", None)) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (
+                            StatusCode::OK,
+                            Json(serde_json_lite(service, "ready", None)),
+                        ),
+                        Err(reason) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(serde_json_lite(service, "not ready", Some(reason))),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}
+
+fn serde_json_lite(
+    service: &str,
+    status: &str,
+    reason: Option<String>,
+) -> std::collections::BTreeMap<&'static str, String> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("service", service.to_string());
+    m.insert("status", status.to_string());
+    if let Some(r) = reason {
+        m.insert("reason", r);
+    }
+    m
+}
+
+/// Binds `addr` and serves the ops router until `shutdown` turns true. Binding happens before
+/// this returns, so a taken port stops start-up with a clear error.
+pub async fn serve_ops(
+    service: &'static str,
+    addr: std::net::SocketAddr,
+    ready: ReadinessCheck,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = bind(addr, service).await?;
+    let router = ops_router(service, ready);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(wait_for(shutdown))
+            .await;
+    }))
+}
+
+/// Binds a listener, with an error that names the service and the port.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    service: &str,
+) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("{service} cannot listen on {addr}: {e} (is another process using the port?)"),
+        )
+    })
+}
+
+/// Resolves once `shutdown` is true.
+pub async fn wait_for(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A shutdown flag that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down: finishing in-flight work");
+        let _ = tx.send(true);
+    });
+    rx
+}
