@@ -11,7 +11,7 @@ mod secret;
 mod settings;
 
 pub use secret::Secret;
-pub use settings::{LogFormat, Settings, SettingsArgs, WaProvider, ENV_NAMES};
+pub use settings::{IpNet, LogFormat, Settings, SettingsArgs, WaProvider, ENV_NAMES};
 
 use std::path::{Path, PathBuf};
 

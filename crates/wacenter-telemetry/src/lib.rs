@@ -206,3 +206,60 @@ pub fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
     });
     rx
 }
+
+/// What every service binary takes on its command line: `--config` and every setting's flag.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServiceArgs {
+    /// TOML file with settings (keys are the environment names in lower case) [env: WACENTER_CONFIG]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub settings: wacenter_config::SettingsArgs,
+}
+
+/// The whole life of a service binary: load and validate settings (one clear line and exit
+/// code 2 on a bad one), set up logs, run until Ctrl-C/SIGTERM, finish in-flight work.
+pub fn service_main<F, Fut>(
+    service: &'static str,
+    role: wacenter_config::Role,
+    args: ServiceArgs,
+    run: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(Settings, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match wacenter_config::load(&args.settings, args.config.as_deref(), role) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{service}: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        init_logging(&settings);
+        tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
+        let shutdown = shutdown_on_signal();
+        match run(settings, shutdown).await {
+            Ok(()) => {
+                tracing::info!(service, "stopped");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(service, error = %format!("{e:#}"), "failed");
+                eprintln!("{service}: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        }
+    })
+}

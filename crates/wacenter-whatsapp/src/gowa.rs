@@ -87,6 +87,9 @@ fn parse_v8_payload(
             .clone()
             .ok_or_else(|| ParseError::Missing("payload.chat_id".to_owned()))?,
     };
+    if let Some(reason) = not_a_chat(&chat) {
+        return Ok(Parsed::Ignored(reason));
+    }
     let sender = sender_phone(from.as_deref(), &chat, from_me, default_cc);
     let sender_name = first_nonempty([
         opt_nonempty(p, P, "from_name")?,
@@ -164,6 +167,9 @@ fn parse_v7(
         (None, Some(jid)) => jid.to_owned(),
         (None, None) => return Err(ParseError::Missing("chat_id".to_owned())),
     };
+    if let Some(reason) = not_a_chat(&chat) {
+        return Ok(Parsed::Ignored(reason));
+    }
     let is_group = is_group_jid(&chat);
     // v7 has no from-me flag: outside groups, "<X> in <Y>" with two different numbers can only be
     // our own message. An explicit flag, which some forks add, wins.
@@ -223,6 +229,16 @@ fn not_a_chat_message(obj: &Object, path: &str) -> Result<Option<String>, ParseE
         return Ok(Some("a reaction is not a chat message".to_owned()));
     }
     Ok(None)
+}
+
+/// Status updates (`status@broadcast`), broadcast lists and channels arrive as messages too, but
+/// nobody there is talking to us: forwarding them would make OtomaX answer a status post.
+fn not_a_chat(chat: &str) -> Option<String> {
+    match jid_server(chat) {
+        Some("broadcast") => Some("a status update or broadcast is not a chat message".to_owned()),
+        Some("newsletter") => Some("a channel post is not a chat message".to_owned()),
+        _ => None,
+    }
 }
 
 /// `"<sender> in <chat>"` between two different phone numbers outside a group: only we can be
@@ -574,6 +590,29 @@ mod tests {
                 json!({"id": "E", "chat_id": "628123456789@s.whatsapp.net", "body": "  "})
             )),
             "the message has neither text nor media"
+        );
+    }
+
+    #[test]
+    fn status_updates_and_channels_are_ignored() {
+        assert_eq!(
+            ignored(v8(
+                json!({"id": "S", "chat_id": "status@broadcast", "from": "628123456789@s.whatsapp.net", "body": "my status"})
+            )),
+            "a status update or broadcast is not a chat message"
+        );
+        assert_eq!(
+            ignored(v8(
+                json!({"id": "N", "chat_id": "1203630@newsletter", "body": "news"})
+            )),
+            "a channel post is not a chat message"
+        );
+        assert_eq!(
+            ignored(json!({
+                "chat_id": "status", "from": "628123456789@s.whatsapp.net in status@broadcast",
+                "message": {"text": "my status", "id": "S7"}
+            })),
+            "a status update or broadcast is not a chat message"
         );
     }
 

@@ -233,9 +233,15 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_input_is_refused_before_sending() {
-        // Nothing listens on this address: a request would fail as Connect, not Invalid.
+        // Nothing listens on this address (bound, then let go): a request that went out would
+        // fail as Connect, not Invalid.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let sender = MetaSender::new(
-            Url::parse("http://127.0.0.1:9/v21.0").unwrap(),
+            Url::parse(&format!("http://127.0.0.1:{port}/v21.0")).unwrap(),
             "token",
             crate::test_http_client(),
         );

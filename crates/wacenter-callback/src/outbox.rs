@@ -1,0 +1,197 @@
+//! `POST /otomax/callback`: OtomaX pushes outbox rows here.
+//!
+//! Accepted shapes (reference §4): the outbox row (recipient `penerima`) and the seed's shape
+//! (recipient `pengirim`); numbers as JSON numbers or strings; JSON or a form body. Rows for
+//! another channel (`tipe_penerima` not `W`) or with an empty `pesan` are acknowledged and
+//! skipped. Each row is published with `Nats-Msg-Id` derived from its `kode`, so OtomaX repeating
+//! a callback still sends one WhatsApp message; 200 only after the publish ack, 503 while NATS is
+//! unreachable (OtomaX retries).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::response::Response;
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+use wacenter_bus::BusError;
+use wacenter_otomax::lenient::{value_as_i64, value_as_string};
+use wacenter_proto::{names, OutboundKind, OutboundMessage, PAYLOAD_VERSION};
+
+use crate::envelope::{success, ApiError};
+use crate::{Callback, BODY_LIMIT};
+
+pub async fn callback(State(app): State<Callback>, request: Request) -> Result<Response, ApiError> {
+    let outcome = handle(&app, request).await;
+    let label = match &outcome {
+        Ok((label, _)) => *label,
+        Err(e) => e.code,
+    };
+    metrics::counter!("wacenter_callback_received_total", "outcome" => label).increment(1);
+    outcome.map(|(_, r)| r)
+}
+
+async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Response), ApiError> {
+    let me = &app.inner;
+    if !me.allow_ips.is_empty() {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !peer.is_some_and(|ip| me.allow_ips.iter().any(|net| net.contains(ip))) {
+            warn!(
+                ?peer,
+                "callback refused: address not in OTOMAX_CALLBACK_ALLOW_IPS"
+            );
+            return Err(ApiError::forbidden(
+                "this address may not post callbacks (OTOMAX_CALLBACK_ALLOW_IPS)",
+            ));
+        }
+    }
+    let query_secret = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "secret")
+            .map(|(_, v)| v.into_owned())
+    });
+    let presented = query_secret.or_else(|| {
+        request
+            .headers()
+            .get("x-callback-secret")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let valid = presented
+        .as_deref()
+        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(me.callback_secret.as_bytes())));
+    if !valid {
+        warn!("callback refused: wrong or missing secret");
+        return Err(ApiError::unauthorized(
+            "wrong or missing callback secret (give it as ?secret= or X-Callback-Secret)",
+        ));
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let body = axum::body::to_bytes(request.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::too_large(BODY_LIMIT))?;
+    let row: Map<String, Value> = if is_form {
+        url::form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::validation(
+                    "the callback body must be a JSON object (an OtomaX outbox row)",
+                ))
+            }
+            Err(e) => return Err(ApiError::validation(format!("invalid JSON body: {e}"))),
+        }
+    };
+    let text = |k: &str| row.get(k).map(value_as_string).unwrap_or_default();
+    let kode = row.get("kode").and_then(value_as_i64);
+    let tipe = text("tipe_penerima");
+    if !tipe.is_empty() && !tipe.eq_ignore_ascii_case("W") {
+        info!(outbox_kode = ?kode, tipe_penerima = %tipe, "outbox row for another channel; skipped");
+        metrics::counter!("wacenter_callback_skipped_total", "reason" => "other_channel")
+            .increment(1);
+        return Ok((
+            "skipped",
+            success(
+                "skipped: tipe_penerima is not W (WhatsApp)",
+                json!({"skipped": true, "reason": "other_channel"}),
+            ),
+        ));
+    }
+    let pesan = text("pesan");
+    if pesan.trim().is_empty() {
+        info!(outbox_kode = ?kode, "outbox row without text; skipped");
+        metrics::counter!("wacenter_callback_skipped_total", "reason" => "empty_pesan")
+            .increment(1);
+        return Ok((
+            "skipped",
+            success(
+                "skipped: pesan is empty",
+                json!({"skipped": true, "reason": "empty_pesan"}),
+            ),
+        ));
+    }
+    let raw_recipient = [text("penerima"), text("pengirim")]
+        .into_iter()
+        .find(|r| !r.trim().is_empty());
+    let Some(raw_recipient) = raw_recipient else {
+        return Err(ApiError::validation(
+            "no recipient: the row has neither penerima nor pengirim",
+        ));
+    };
+    let Some(recipient) = wacenter_whatsapp::normalize_phone(&raw_recipient, &me.country_code)
+    else {
+        return Err(ApiError::validation(format!(
+            "recipient {raw_recipient:?} is not a WhatsApp phone number"
+        )));
+    };
+    let id = match kode {
+        Some(k) => format!("outbox:{k}"),
+        // No kode: the content identifies the row, so a repeated callback still sends once.
+        None => format!(
+            "outbox:sha256:{}",
+            &hex::encode(Sha256::digest(format!("{recipient}\n{pesan}")))[..32]
+        ),
+    };
+    let out = OutboundMessage {
+        version: PAYLOAD_VERSION,
+        id: id.clone(),
+        kind: OutboundKind::Outbox,
+        provider: None,
+        account: String::new(),
+        to: recipient.clone(),
+        text: pesan,
+        reply_to: None,
+        in_reply_to: None,
+        outbox_kode: kode,
+        kode_inbox: row.get("kode_inbox").and_then(value_as_i64),
+        created_at: Utc::now(),
+    };
+    let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
+    match me
+        .bus
+        .publish(
+            names::OUTBOUND_OUTBOX,
+            &id,
+            wacenter_bus::HeaderMap::new(),
+            payload.into(),
+        )
+        .await
+    {
+        Ok(outcome) => {
+            info!(outbox_kode = ?kode, kode_inbox = ?out.kode_inbox, to = %recipient, duplicate = outcome.duplicate, "outbox row queued");
+            Ok((
+                "queued",
+                success(
+                    if outcome.duplicate {
+                        "already queued"
+                    } else {
+                        "queued"
+                    },
+                    json!({"id": id, "to": recipient, "duplicate": outcome.duplicate}),
+                ),
+            ))
+        }
+        Err(BusError::Disconnected) => {
+            Err(ApiError::unavailable("NATS is unreachable; retry later"))
+        }
+        Err(e) => {
+            warn!(outbox_kode = ?kode, error = %e, "cannot queue outbox row");
+            Err(ApiError::unavailable(
+                "could not queue the message; retry later",
+            ))
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Ingress: `POST /webhook/gowa` (GOWA v8+ events and the v6/v7 flat form) and
+//! `GET`/`POST /webhook/meta` (Meta Cloud API handshake and messages). Signatures are checked on
+//! the raw bytes in constant time before anything is parsed; each chat message is normalized and
+//! published to JetStream with `Nats-Msg-Id` = provider + account + message id, and only after
+//! the publish ack does the provider get its 200 (503 while NATS is unreachable, so it retries).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use wacenter_bus::{Bus, BusError, Topology};
+use wacenter_config::Settings;
+use wacenter_proto::{names, InboundMessage, Provider};
+use wacenter_whatsapp::{
+    parse_webhook, verify_challenge, verify_hub_signature, Parsed, HUB_SIGNATURE_HEADER,
+};
+
+/// Webhook bodies above this are refused with 413 (a chat message is a few KiB).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct Ingress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: Bus,
+    gowa_secret: String,
+    meta_secret: String,
+    meta_verify_token: String,
+    country_code: String,
+}
+
+impl Ingress {
+    pub fn new(settings: &Settings, bus: Bus) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                bus,
+                gowa_secret: settings.wa_webhook_secret.expose().to_string(),
+                meta_secret: settings.meta_app_secret.expose().to_string(),
+                meta_verify_token: settings.meta_verify_token.expose().to_string(),
+                country_code: settings.wa_default_country_code.clone(),
+            }),
+        }
+    }
+
+    /// The webhook routes plus the ops endpoints, ready to serve.
+    pub fn router(&self) -> Router {
+        let bus = self.inner.bus.clone();
+        Router::new()
+            .route("/webhook/gowa", post(gowa))
+            .route("/webhook/meta", post(meta).get(meta_handshake))
+            .route("/webhook/{provider}", any(unknown_provider))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(self.clone())
+            .merge(wacenter_telemetry::ops_router(
+                "ingress",
+                Arc::new(move || bus.readiness()),
+            ))
+            .fallback(|| async {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no such route; webhooks go to /webhook/gowa or /webhook/meta",
+                )
+            })
+    }
+}
+
+/// Runs ingress on `INGRESS_PORT` until `shutdown`.
+pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let bus = Bus::connect(
+        &settings.nats_url,
+        "ingress",
+        Topology {
+            replicas: settings.nats_stream_replicas,
+            ..Topology::default()
+        },
+    )
+    .await?;
+    let listener = wacenter_telemetry::bind(
+        SocketAddr::from(([0, 0, 0, 0], settings.ingress_port)),
+        "ingress",
+    )
+    .await?;
+    let ingress = Ingress::new(&settings, bus.clone());
+    if settings.wa_webhook_secret.is_empty() {
+        info!("GOWA webhooks disabled (WA_WEBHOOK_SECRET is not set)");
+    }
+    if settings.meta_app_secret.is_empty() {
+        info!("Meta webhooks disabled (META_APP_SECRET is not set)");
+    }
+    let setup = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.ensure_topology().await })
+    };
+    info!(addr = %listener.local_addr()?, "ingress listening");
+    axum::serve(listener, ingress.router())
+        .with_graceful_shutdown(wacenter_telemetry::wait_for(shutdown))
+        .await?;
+    setup.abort();
+    bus.drain().await;
+    Ok(())
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"status": "error", "error": message.into()})),
+    )
+        .into_response()
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("body larger than {BODY_LIMIT} bytes")
+        } else {
+            rejection.body_text()
+        };
+        error(status, message)
+    })
+}
+
+async fn gowa(
+    State(ingress): State<Ingress>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let secret = ingress.inner.gowa_secret.clone();
+    ingress
+        .webhook(Provider::Gowa, &secret, "WA_WEBHOOK_SECRET", &headers, body)
+        .await
+}
+
+async fn meta(
+    State(ingress): State<Ingress>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let secret = ingress.inner.meta_secret.clone();
+    ingress
+        .webhook(Provider::Meta, &secret, "META_APP_SECRET", &headers, body)
+        .await
+}
+
+/// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches.
+async fn meta_handshake(
+    State(ingress): State<Ingress>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if ingress.inner.meta_secret.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Meta webhooks are disabled: set META_APP_SECRET and META_VERIFY_TOKEN",
+        );
+    }
+    match verify_challenge(&query, &ingress.inner.meta_verify_token) {
+        Some(challenge) => (StatusCode::OK, challenge).into_response(),
+        None => error(StatusCode::FORBIDDEN, "verification failed: hub.mode must be subscribe and hub.verify_token must match META_VERIFY_TOKEN"),
+    }
+}
+
+async fn unknown_provider(Path(provider): Path<String>) -> Response {
+    let shown: String = provider.chars().take(40).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!("unknown provider {shown:?}; wacenter accepts /webhook/gowa and /webhook/meta"),
+    )
+}
+
+impl Ingress {
+    async fn webhook(
+        &self,
+        provider: Provider,
+        secret: &str,
+        setting: &str,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Response {
+        let started = Instant::now();
+        let outcome = self
+            .webhook_inner(provider, secret, setting, headers, body)
+            .await;
+        let (label, response) = match outcome {
+            Ok((label, response)) => (label, response),
+            Err((label, response)) => (label, response),
+        };
+        metrics::counter!("wacenter_ingress_webhooks_total", "provider" => provider.as_str(), "outcome" => label).increment(1);
+        metrics::histogram!("wacenter_ingress_ack_seconds", "provider" => provider.as_str())
+            .record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn webhook_inner(
+        &self,
+        provider: Provider,
+        secret: &str,
+        setting: &str,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<(&'static str, Response), (&'static str, Response)> {
+        if secret.is_empty() {
+            return Err((
+                "disabled",
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("{provider} webhooks are disabled: set {setting} to enable them"),
+                ),
+            ));
+        }
+        let body = body_or_error(body).map_err(|r| ("bad_body", r))?;
+        let signature = headers
+            .get(HUB_SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = verify_hub_signature(secret.as_bytes(), &body, signature) {
+            warn!(%provider, error = %e, "webhook refused: bad signature");
+            return Err((
+                "bad_signature",
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    format!("{e}; sign the raw body with {setting} in {HUB_SIGNATURE_HEADER}"),
+                ),
+            ));
+        }
+        let parsed =
+            parse_webhook(provider, &body, Utc::now(), &self.inner.country_code).map_err(|e| {
+                warn!(%provider, error = %e, "webhook refused: cannot parse");
+                ("malformed", error(StatusCode::BAD_REQUEST, e.to_string()))
+            })?;
+        let messages = match parsed {
+            Parsed::Ignored(reason) => {
+                tracing::debug!(%provider, reason, "webhook is not a chat message; ignored");
+                return Ok((
+                    "ignored",
+                    (
+                        StatusCode::OK,
+                        Json(json!({"status": "ignored", "reason": reason})),
+                    )
+                        .into_response(),
+                ));
+            }
+            Parsed::Messages(messages) => messages,
+        };
+        let mut duplicates = 0;
+        for msg in &messages {
+            match self.publish(msg).await {
+                Ok(true) => duplicates += 1,
+                Ok(false) => {}
+                Err(BusError::Disconnected) => {
+                    return Err((
+                        "nats_down",
+                        error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "NATS is unreachable; retry later",
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    warn!(wa_message_id = %msg.message_id, error = %e, "publish failed");
+                    return Err((
+                        "publish_failed",
+                        error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "could not queue the message; retry later",
+                        ),
+                    ));
+                }
+            }
+        }
+        let body = json!({"status": "accepted", "published": messages.len() - duplicates, "duplicates": duplicates});
+        Ok(("accepted", (StatusCode::OK, Json(body)).into_response()))
+    }
+
+    /// Publishes one message; `Ok(true)` when JetStream already had it (a provider retry).
+    async fn publish(&self, msg: &InboundMessage) -> Result<bool, BusError> {
+        let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
+        let mut headers = wacenter_bus::HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        let outcome = self
+            .inner
+            .bus
+            .publish(
+                &names::inbound_subject(msg.provider),
+                &msg.dedupe_id(),
+                headers,
+                payload.into(),
+            )
+            .await?;
+        if outcome.duplicate {
+            info!(wa_message_id = %msg.message_id, provider = %msg.provider, "duplicate webhook; already queued");
+        } else {
+            info!(wa_message_id = %msg.message_id, provider = %msg.provider, sender = %msg.sender, seq = outcome.sequence, "queued");
+        }
+        metrics::counter!("wacenter_ingress_published_total", "provider" => msg.provider.as_str(), "duplicate" => outcome.duplicate.to_string()).increment(1);
+        Ok(outcome.duplicate)
+    }
+}

@@ -1,0 +1,408 @@
+//! One outbound message, start to finish.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
+use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
+use wacenter_config::{Settings, WaProvider};
+use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient, RetryPolicy};
+use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PAYLOAD_VERSION};
+use wacenter_whatsapp::{
+    normalize_phone, GowaSender, MetaSender, SendError, SendErrorClass, Sender,
+};
+
+#[derive(Clone)]
+pub struct Replier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: Bus,
+    delivered: Claims,
+    own_messages: Claims,
+    sender: Sender,
+    default_account: String,
+    country_code: String,
+    otomax: Option<OtomaxClient>,
+    concurrency: usize,
+    /// Recipients Meta asked us to slow down for, and until when.
+    held_back: Mutex<HashMap<String, Instant>>,
+}
+
+impl Replier {
+    pub async fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
+        let http = wacenter_otomax::client::shared_http_client();
+        let (sender, default_account) = match settings.wa_provider {
+            WaProvider::Gowa => (
+                Sender::Gowa(GowaSender::new(
+                    url::Url::parse(&settings.gowa_url)?,
+                    settings.gowa_basic_auth()?,
+                    http,
+                )),
+                settings.gowa_device_id.clone(),
+            ),
+            WaProvider::Meta => (
+                Sender::Meta(MetaSender::new(
+                    url::Url::parse(&settings.meta_graph_url)?,
+                    settings.meta_access_token.expose(),
+                    http,
+                )),
+                settings.meta_phone_number_id.clone(),
+            ),
+        };
+        let otomax = (settings.otomax_enabled && settings.otomax_outbox_ack).then(
+            || -> anyhow::Result<OtomaxClient> {
+                Ok(OtomaxClient::new(ClientConfig {
+                    base_url: settings.otomax_base_url()?,
+                    app_id: settings.otomax_app_id.clone(),
+                    app_key: settings.otomax_app_key.expose().to_string(),
+                    dev_key: settings.otomax_dev_key.expose().to_string(),
+                    policy: RetryPolicy {
+                        max_retries: settings.otomax_max_retries,
+                        attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
+                        ..RetryPolicy::default()
+                    },
+                    rate_limit: settings.otomax_rate_limit,
+                }))
+            },
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                delivered: Claims::new(bus.bucket(names::DELIVERED_BUCKET).await?),
+                own_messages: Claims::new(bus.bucket(names::OWN_MESSAGES_BUCKET).await?),
+                bus,
+                sender,
+                default_account,
+                country_code: settings.wa_default_country_code.clone(),
+                otomax: otomax.transpose()?,
+                concurrency: settings.reply_concurrency,
+                held_back: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let bus = self.inner.bus.clone();
+        let consumer = loop {
+            match bus
+                .durable_consumer(
+                    names::OUTBOUND_STREAM,
+                    names::REPLY_CONSUMER,
+                    (self.inner.concurrency * 4) as i64,
+                )
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, "cannot bind the reply consumer; retrying");
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let topology = bus.topology();
+        let config = WorkerConfig {
+            name: "reply",
+            concurrency: self.inner.concurrency,
+            dead_letter_subject: names::DEADLETTER_OUTBOUND,
+            max_deliver: topology.max_deliver,
+            progress_every: topology.ack_wait / 3,
+        };
+        info!(provider = %self.inner.sender.provider(), concurrency = config.concurrency, "reply service consuming {}", names::OUTBOUND_STREAM);
+        worker::run(
+            bus,
+            consumer,
+            config,
+            move |d| self.clone().handle(d),
+            shutdown,
+        )
+        .await;
+    }
+
+    pub async fn handle(self, d: Delivery) -> Disposition {
+        let out: OutboundMessage = match serde_json::from_slice(&d.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(seq = d.stream_sequence, error = %e, "outbound payload is not an OutboundMessage");
+                return dead(
+                    d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
+                    DeadLetterReason::Invalid,
+                    format!("payload does not match the OutboundMessage schema: {e}"),
+                );
+            }
+        };
+        let span = tracing::info_span!(
+            "outbound",
+            outbound_id = %out.id,
+            wa_message_id = out.in_reply_to.as_deref().unwrap_or(""),
+            kode_inbox = out.kode_inbox.unwrap_or_default(),
+            outbox_kode = out.outbox_kode.unwrap_or_default(),
+        );
+        self.process(d, out).instrument(span).await
+    }
+
+    async fn process(&self, d: Delivery, out: OutboundMessage) -> Disposition {
+        let me = &self.inner;
+        if out.version > PAYLOAD_VERSION {
+            return dead(
+                &out.id,
+                DeadLetterReason::Invalid,
+                format!(
+                    "payload version {} is newer than this reply service understands",
+                    out.version
+                ),
+            );
+        }
+        let Some(to) = normalize_phone(&out.to, &me.country_code) else {
+            self.report_outbox(&out, outbox_status::FAILED).await;
+            return dead(
+                &out.id,
+                DeadLetterReason::Invalid,
+                format!("recipient {:?} is not a phone number", out.to),
+            );
+        };
+        let key = names::kv_key(&out.id);
+        let revision = match me.delivered.claim(&key, d.stream_sequence).await {
+            Err(e) => return retry_nats(e, "claiming the message"),
+            Ok(Claim::New { revision }) => revision,
+            Ok(Claim::Existing { record, revision }) => {
+                if record.seq != d.stream_sequence {
+                    info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
+                    metrics::counter!("wacenter_reply_duplicates_total").increment(1);
+                    return Disposition::Ack;
+                }
+                match record.state {
+                    ClaimState::Claimed => revision,
+                    ClaimState::InProgress => {
+                        warn!("a previous attempt stopped while the provider was being called; not resent");
+                        return dead(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
+                    }
+                    ClaimState::Done => {
+                        self.report_outbox(&out, outbox_status::DELIVERED).await;
+                        return Disposition::Ack;
+                    }
+                    ClaimState::Failed => {
+                        let error = record
+                            .detail
+                            .get("error")
+                            .and_then(|e| e.as_str())
+                            .unwrap_or("failed earlier")
+                            .to_string();
+                        return dead(&out.id, DeadLetterReason::SendFailed, error);
+                    }
+                }
+            }
+        };
+        if let Some(wait) = self.held_back(&to) {
+            return Disposition::RetryIn(wait);
+        }
+        let account = match out.provider {
+            Some(p) if p == me.sender.provider() && !out.account.is_empty() => out.account.as_str(),
+            _ => me.default_account.as_str(),
+        };
+        let revision = match me
+            .delivered
+            .advance(
+                &key,
+                &ClaimRecord::new(ClaimState::InProgress, d.stream_sequence),
+                revision,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return retry_nats(e, "marking the message in progress"),
+        };
+        let kind = match out.kind {
+            wacenter_proto::OutboundKind::AutoReply => "auto_reply",
+            wacenter_proto::OutboundKind::Outbox => "outbox",
+        };
+        match me
+            .sender
+            .send_text(account, &to, &out.text, out.reply_to.as_deref())
+            .await
+        {
+            Ok(sent) => {
+                info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
+                metrics::counter!("wacenter_reply_sent_total", "kind" => kind).increment(1);
+                let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
+                record.detail = json!({"provider_message_id": sent.provider_message_id});
+                self.record_durably(&key, &record, revision).await;
+                if !sent.provider_message_id.is_empty() {
+                    let value = json!({"outbound_id": out.id, "at": Utc::now()}).to_string();
+                    if let Err(e) = me
+                        .own_messages
+                        .put(&names::kv_key(&sent.provider_message_id), value.into())
+                        .await
+                    {
+                        warn!(error = %e, "cannot record our own message id; its echo could be forwarded");
+                    }
+                }
+                self.report_outbox(&out, outbox_status::DELIVERED).await;
+                Disposition::Ack
+            }
+            Err(e) => {
+                self.send_failed(&d, &out, &key, revision, &to, e, kind)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_failed(
+        &self,
+        d: &Delivery,
+        out: &OutboundMessage,
+        key: &str,
+        revision: u64,
+        to: &str,
+        e: SendError,
+        kind: &'static str,
+    ) -> Disposition {
+        let class = e.class();
+        let label = match class {
+            SendErrorClass::RateLimited { .. } => "rate_limited",
+            SendErrorClass::Transient => "transient",
+            SendErrorClass::Permanent => "permanent",
+            SendErrorClass::Ambiguous => "ambiguous",
+        };
+        metrics::counter!("wacenter_reply_send_failed_total", "class" => label, "kind" => kind)
+            .increment(1);
+        let last_chance = d.delivered >= self.inner.bus.topology().max_deliver;
+        match class {
+            SendErrorClass::RateLimited { .. } | SendErrorClass::Transient if !last_chance => {
+                // Definitely not sent: give the claim back so the retry can send.
+                if let Err(err) = self
+                    .inner
+                    .delivered
+                    .advance(
+                        key,
+                        &ClaimRecord::new(ClaimState::Claimed, d.stream_sequence),
+                        revision,
+                    )
+                    .await
+                {
+                    warn!(error = %err, "cannot release the claim; the retry will dead-letter it as uncertain");
+                }
+                let wait = match class {
+                    SendErrorClass::RateLimited {
+                        retry_after,
+                        per_recipient,
+                    } => {
+                        let wait = retry_after.unwrap_or_else(|| backoff(d.delivered));
+                        if per_recipient {
+                            self.hold_back(to, wait);
+                        }
+                        wait
+                    }
+                    _ => backoff(d.delivered),
+                };
+                warn!(error = %e, class = label, retry_in = ?wait, "send failed; will retry");
+                Disposition::RetryIn(wait)
+            }
+            SendErrorClass::Ambiguous => {
+                warn!(error = %e, "send outcome unknown; not resent");
+                dead(&out.id, DeadLetterReason::Uncertain, e.to_string())
+            }
+            _ => {
+                warn!(error = %e, class = label, "send failed for good");
+                let mut record = ClaimRecord::new(ClaimState::Failed, d.stream_sequence);
+                record.detail = json!({"error": e.to_string()});
+                self.record_durably(key, &record, revision).await;
+                self.report_outbox(out, outbox_status::FAILED).await;
+                let reason = if last_chance && class != SendErrorClass::Permanent {
+                    DeadLetterReason::RetriesExhausted
+                } else {
+                    DeadLetterReason::SendFailed
+                };
+                dead(&out.id, reason, e.to_string())
+            }
+        }
+    }
+
+    /// Tells OtomaX what became of an outbox row (when it came from one and OTOMAX_OUTBOX_ACK).
+    async fn report_outbox(&self, out: &OutboundMessage, status: i64) {
+        let (Some(kode), Some(otomax)) = (out.outbox_kode, &self.inner.otomax) else {
+            return;
+        };
+        match otomax.update_status_outbox(kode, status).await {
+            Ok(_) => {
+                info!(outbox_kode = kode, status, "UpdateStatusOutbox done");
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok").increment(1);
+            }
+            Err(e) => {
+                warn!(outbox_kode = kode, status, error = %e, "UpdateStatusOutbox failed");
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "error").increment(1);
+            }
+        }
+    }
+
+    fn held_back(&self, to: &str) -> Option<Duration> {
+        let mut map = self.inner.held_back.lock().expect("hold-back lock");
+        let now = Instant::now();
+        map.retain(|_, until| *until > now);
+        map.get(to).map(|until| *until - now)
+    }
+
+    fn hold_back(&self, to: &str, wait: Duration) {
+        self.inner
+            .held_back
+            .lock()
+            .expect("hold-back lock")
+            .insert(to.to_string(), Instant::now() + wait);
+    }
+
+    async fn record_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..40 {
+            match self.inner.delivered.advance(key, record, revision).await {
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot record the outcome yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        warn!("gave up recording the outcome; a redelivery will dead-letter it as uncertain");
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, … capped at a minute.
+fn backoff(delivered: i64) -> Duration {
+    let exp = u32::try_from(delivered.clamp(1, 8) - 1).unwrap_or(0);
+    (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(60))
+}
+
+fn dead(id: &str, reason: DeadLetterReason, error: String) -> Disposition {
+    Disposition::DeadLetter {
+        id: id.to_string(),
+        reason,
+        error,
+    }
+}
+
+fn retry_nats(e: impl std::fmt::Display, doing: &str) -> Disposition {
+    warn!(error = %e, "NATS trouble while {doing}; will retry");
+    Disposition::RetryIn(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(50), Duration::from_secs(60));
+    }
+}
