@@ -38,7 +38,7 @@ impl Default for Topology {
     fn default() -> Self {
         Self {
             replicas: 1,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             max_deliver: 20,
         }
     }
@@ -177,15 +177,26 @@ impl Bus {
             names::DELIVERED_BUCKET,
             names::OWN_MESSAGES_BUCKET,
         ] {
+            // The KV stream declared directly (the shape the client library would create):
+            // its create-or-update helper asks for account details that nats-server 2.9
+            // answers in a form it cannot read.
+            let config = stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some(format!("wacenter idempotency records ({bucket})")),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age: names::IDEMPOTENCY_TTL,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(2 * 60),
+                ..Default::default()
+            };
             self.js
-                .create_or_update_key_value(kv::Config {
-                    bucket: bucket.to_string(),
-                    history: 1,
-                    max_age: names::IDEMPOTENCY_TTL,
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
+                .create_or_update_stream(config)
                 .await
                 .map_err(|e| BusError::Setup(format!("bucket {bucket}: {e}")))?;
         }

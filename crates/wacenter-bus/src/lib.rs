@@ -8,6 +8,7 @@
 
 pub mod claims;
 mod connection;
+pub mod deadletters;
 pub mod worker;
 
 pub use async_nats::HeaderMap;

@@ -18,9 +18,12 @@ use crate::Callback;
 /// How long an OtomaX probe result is reused.
 pub const PROBE_CACHE: Duration = Duration::from_secs(5);
 
+/// When the probe ran (monotonic and wall clock) and what it found.
+type Probe = (Instant, DateTime<Utc>, Result<Duration, String>);
+
 #[derive(Default)]
 pub struct ProbeCache {
-    last: Mutex<Option<(Instant, DateTime<Utc>, Result<Duration, String>)>>,
+    last: Mutex<Option<Probe>>,
 }
 
 pub async fn health(State(app): State<Callback>) -> Response {

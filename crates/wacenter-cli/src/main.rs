@@ -1,5 +1,7 @@
 //! `wacenter`: the operator's command line.
 
+mod all_cmd;
+mod dlq_cmd;
 mod otomax_cmd;
 mod sim_cmd;
 
@@ -38,6 +40,17 @@ enum Command {
         #[command(subcommand)]
         command: otomax_cmd::OtomaxCommand,
     },
+    /// Run the four services (ingress, forwarder, reply, callback) in one process, still talking
+    /// through NATS: the simplest deployment for one small server.
+    All {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// See and re-drive dead letters (messages that could not succeed).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq_cmd::DlqCommand,
+    },
     /// Run a simulator (OtomaX or a GOWA WhatsApp gateway) for demos, tests and benchmarks.
     Sim {
         #[command(subcommand)]
@@ -59,6 +72,8 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
+            Command::All { common } => all_cmd::run(common).await,
+            Command::Dlq { command } => dlq_cmd::run(command).await,
             Command::Otomax { command } => otomax_cmd::run(command).await,
             Command::Sim { command } => sim_cmd::run(command).await,
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use wacenter_config::{Role, Settings};
 use wacenter_sim::otomax::{load_resellers_file, Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
 
 use crate::{Common, EXIT_USAGE};
 
@@ -38,6 +39,28 @@ pub enum SimCommand {
         /// Fraction of calls answered with HTTP 500 (0..1).
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A GOWA-compatible WhatsApp gateway: POST /send/message records what arrives; POST
+    /// /_sim/incoming {from, text, group?, from_me?, id?, timestamp?} emits a signed GOWA v8 webhook
+    /// (key: WA_WEBHOOK_SECRET) to --webhook-url; GET /_sim/outbox lists what was sent.
+    Whatsapp {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 3100)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Where to post webhooks (wacenter-ingress's /webhook/gowa).
+        #[arg(long, default_value = "http://127.0.0.1:3001/webhook/gowa")]
+        webhook_url: String,
+        /// Our number's device JID, sent as device_id.
+        #[arg(long, default_value = "628987654321@s.whatsapp.net")]
+        device_id: String,
+        /// Echo every sent message back as a from_me webhook, like a real gateway.
+        #[arg(long)]
+        echo_sent: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -110,6 +133,50 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             tracing::info!(addr = %listener.local_addr()?, resellers = known.len(), "OtomaX simulator listening");
+            sim.serve(listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Whatsapp {
+            port,
+            bind,
+            webhook_url,
+            device_id,
+            echo_sent,
+            common,
+        } => {
+            let settings = match wacenter_config::load(
+                &common.settings,
+                common.config.as_deref(),
+                Role::NatsTool,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            if settings.wa_webhook_secret.is_empty() {
+                eprintln!(
+                    "error: WA_WEBHOOK_SECRET is not set: the simulator signs its webhooks with it"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            wacenter_telemetry::init_logging(&settings);
+            let sim = WhatsappSim::new(WhatsappSimConfig {
+                webhook_url: Some(webhook_url.clone()),
+                webhook_secret: settings.wa_webhook_secret.expose().to_string(),
+                device_id,
+                basic_auth: settings.gowa_basic_auth()?,
+                echo_sent,
+            });
+            let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {bind}:{port}: {e} (is another process using the port? try --port)");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            tracing::info!(addr = %listener.local_addr()?, webhook_url, "WhatsApp (GOWA) simulator listening");
             sim.serve(listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

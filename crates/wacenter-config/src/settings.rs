@@ -143,7 +143,7 @@ impl Settings {
     pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
         check_url(
             "NATS_URL",
-            &self.nats_url.split(',').next().unwrap_or_default().trim(),
+            self.nats_url.split(',').next().unwrap_or_default().trim(),
             &["nats", "tls", "ws", "wss"],
         )?;
         if self.nats_stream_replicas == 0 || self.nats_stream_replicas > 5 {

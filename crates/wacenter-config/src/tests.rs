@@ -15,6 +15,7 @@ fn args(argv: &[&str]) -> SettingsArgs {
 
 /// Figment reads the real process environment; tests that set variables use `figment::Jail`
 /// so they neither leak into nor race with each other.
+#[allow(clippy::result_large_err)] // figment's own Jail signature
 fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     let mut out = None;
     figment::Jail::expect_with(|jail| {
@@ -187,8 +188,10 @@ fn secrets_never_echoed() {
 
 #[test]
 fn basic_auth_and_allow_list_parsing() {
-    let mut s = Settings::default();
-    s.app_basic_auth = Secret::new("admin:a:b, ops:x");
+    let mut s = Settings {
+        app_basic_auth: Secret::new("admin:a:b, ops:x"),
+        ..Settings::default()
+    };
     assert_eq!(
         s.basic_auth_users().unwrap(),
         vec![("admin".into(), "a:b".into()), ("ops".into(), "x".into())]

@@ -122,7 +122,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -130,7 +130,7 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response>
         } else {
             rejection.body_text()
         };
-        error(status, message)
+        Box::new(error(status, message))
     })
 }
 
@@ -181,6 +181,13 @@ async fn unknown_provider(Path(provider): Path<String>) -> Response {
     )
 }
 
+/// A finished webhook: a label for metrics and the answer.
+type Answer = (&'static str, Response);
+
+fn refuse(label: &'static str, status: StatusCode, message: impl Into<String>) -> Box<Answer> {
+    Box::new((label, error(status, message)))
+}
+
 impl Ingress {
     async fn webhook(
         &self,
@@ -191,14 +198,15 @@ impl Ingress {
         body: Result<Bytes, BytesRejection>,
     ) -> Response {
         let started = Instant::now();
-        let outcome = self
+        let (label, response) = match self
             .webhook_inner(provider, secret, setting, headers, body)
-            .await;
-        let (label, response) = match outcome {
-            Ok((label, response)) => (label, response),
-            Err((label, response)) => (label, response),
+            .await
+        {
+            Ok(done) => done,
+            Err(refused) => *refused,
         };
-        metrics::counter!("wacenter_ingress_webhooks_total", "provider" => provider.as_str(), "outcome" => label).increment(1);
+        metrics::counter!("wacenter_ingress_webhooks_total", "provider" => provider.as_str(), "outcome" => label)
+            .increment(1);
         metrics::histogram!("wacenter_ingress_ack_seconds", "provider" => provider.as_str())
             .record(started.elapsed().as_secs_f64());
         response
@@ -211,46 +219,36 @@ impl Ingress {
         setting: &str,
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
-    ) -> Result<(&'static str, Response), (&'static str, Response)> {
+    ) -> Result<Answer, Box<Answer>> {
         if secret.is_empty() {
-            return Err((
+            return Err(refuse(
                 "disabled",
-                error(
-                    StatusCode::NOT_FOUND,
-                    format!("{provider} webhooks are disabled: set {setting} to enable them"),
-                ),
+                StatusCode::NOT_FOUND,
+                format!("{provider} webhooks are disabled: set {setting} to enable them"),
             ));
         }
-        let body = body_or_error(body).map_err(|r| ("bad_body", r))?;
+        let body = body_or_error(body).map_err(|r| Box::new(("bad_body", *r)))?;
         let signature = headers
             .get(HUB_SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok());
         if let Err(e) = verify_hub_signature(secret.as_bytes(), &body, signature) {
             warn!(%provider, error = %e, "webhook refused: bad signature");
-            return Err((
+            return Err(refuse(
                 "bad_signature",
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    format!("{e}; sign the raw body with {setting} in {HUB_SIGNATURE_HEADER}"),
-                ),
+                StatusCode::UNAUTHORIZED,
+                format!("{e}; sign the raw body with {setting} in {HUB_SIGNATURE_HEADER}"),
             ));
         }
         let parsed =
             parse_webhook(provider, &body, Utc::now(), &self.inner.country_code).map_err(|e| {
                 warn!(%provider, error = %e, "webhook refused: cannot parse");
-                ("malformed", error(StatusCode::BAD_REQUEST, e.to_string()))
+                refuse("malformed", StatusCode::BAD_REQUEST, e.to_string())
             })?;
         let messages = match parsed {
             Parsed::Ignored(reason) => {
                 tracing::debug!(%provider, reason, "webhook is not a chat message; ignored");
-                return Ok((
-                    "ignored",
-                    (
-                        StatusCode::OK,
-                        Json(json!({"status": "ignored", "reason": reason})),
-                    )
-                        .into_response(),
-                ));
+                let body = Json(json!({"status": "ignored", "reason": reason}));
+                return Ok(("ignored", (StatusCode::OK, body).into_response()));
             }
             Parsed::Messages(messages) => messages,
         };
@@ -260,22 +258,18 @@ impl Ingress {
                 Ok(true) => duplicates += 1,
                 Ok(false) => {}
                 Err(BusError::Disconnected) => {
-                    return Err((
+                    return Err(refuse(
                         "nats_down",
-                        error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "NATS is unreachable; retry later",
-                        ),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "NATS is unreachable; retry later",
                     ));
                 }
                 Err(e) => {
                     warn!(wa_message_id = %msg.message_id, error = %e, "publish failed");
-                    return Err((
+                    return Err(refuse(
                         "publish_failed",
-                        error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "could not queue the message; retry later",
-                        ),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "could not queue the message; retry later",
                     ));
                 }
             }

@@ -9,3 +9,41 @@ pub use payloads::*;
 
 /// Version of every payload defined here. Bump on incompatible changes.
 pub const PAYLOAD_VERSION: u32 = 1;
+
+/// The JSON Schemas of `proto/schemas/`, embedded so tests anywhere in the workspace can check
+/// what they capture from NATS against the contract (bring your own validator, e.g. the
+/// `jsonschema` crate, as a dev-dependency). All are JSON Schema draft 2020-12 documents.
+pub mod schemas {
+    /// [`crate::InboundMessage`] on `wa.inbound.<provider>`.
+    pub const INBOUND_MESSAGE: &str =
+        include_str!("../../../proto/schemas/inbound-message.v1.json");
+    /// [`crate::OutboundMessage`] on `wa.outbound.autoreply` and `wa.outbound.outbox`.
+    pub const OUTBOUND_MESSAGE: &str =
+        include_str!("../../../proto/schemas/outbound-message.v1.json");
+    /// [`crate::DeadLetter`] on `wa.deadletter.inbound` and `wa.deadletter.outbound`.
+    pub const DEAD_LETTER: &str = include_str!("../../../proto/schemas/dead-letter.v1.json");
+    /// The idempotency record stored in the `wa_forwarded` and `wa_delivered` KV buckets.
+    pub const CLAIM_RECORD: &str = include_str!("../../../proto/schemas/claim-record.v1.json");
+
+    /// Every schema with its file name under `proto/schemas/`.
+    pub const ALL: [(&str, &str); 4] = [
+        ("inbound-message.v1.json", INBOUND_MESSAGE),
+        ("outbound-message.v1.json", OUTBOUND_MESSAGE),
+        ("dead-letter.v1.json", DEAD_LETTER),
+        ("claim-record.v1.json", CLAIM_RECORD),
+    ];
+
+    /// The schema of the payloads published on `subject` (`wa.inbound.gowa`,
+    /// `wa.outbound.outbox`, `wa.deadletter.inbound`, …), or `None` outside wacenter's streams.
+    pub fn for_subject(subject: &str) -> Option<&'static str> {
+        if subject.starts_with("wa.inbound.") {
+            Some(INBOUND_MESSAGE)
+        } else if subject.starts_with("wa.outbound.") {
+            Some(OUTBOUND_MESSAGE)
+        } else if subject.starts_with("wa.deadletter.") {
+            Some(DEAD_LETTER)
+        } else {
+            None
+        }
+    }
+}

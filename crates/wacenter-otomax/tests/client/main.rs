@@ -20,10 +20,13 @@ enum Answer {
     Json(&'static str),
 }
 
+/// When each attempt arrived: monotonic (for spacing) and wall clock (to compare with `_exp`).
+type Arrival = (Instant, chrono::DateTime<Utc>);
+
 #[derive(Clone)]
 struct Script {
     answers: Arc<Vec<Answer>>,
-    arrivals: Arc<Mutex<Vec<(Instant, chrono::DateTime<Utc>)>>>,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
 }
 
 async fn scripted(State(s): State<Script>, _body: Bytes) -> (StatusCode, String) {
@@ -70,7 +73,7 @@ impl Peer {
             client: client(&format!("http://{addr}/"), policy),
         }
     }
-    fn attempts(&self) -> Vec<(Instant, chrono::DateTime<Utc>)> {
+    fn attempts(&self) -> Vec<Arrival> {
         self.script.arrivals.lock().unwrap().clone()
     }
 }
@@ -88,7 +91,7 @@ fn client(base: &str, policy: RetryPolicy) -> OtomaxClient {
 
 const OK: &str = r#"{"ok":true,"result":{"kode_inbox":1,"status":21,"statusDesc":"Sukses Masuk Outbox","pesan":"ok"}}"#;
 
-fn gaps(arrivals: &[(Instant, chrono::DateTime<Utc>)]) -> Vec<f64> {
+fn gaps(arrivals: &[Arrival]) -> Vec<f64> {
     arrivals
         .windows(2)
         .map(|w| (w[1].0 - w[0].0).as_secs_f64())

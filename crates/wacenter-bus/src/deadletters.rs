@@ -1,0 +1,128 @@
+//! Dead-letter tools: list what is in `WA_DEADLETTER`, and replay letters to their original
+//! subject. Replaying clears the message's idempotency record (it failed or is uncertain, so
+//! nothing was done that a second attempt could duplicate — the operator decided) and removes
+//! the letter once the original is queued again.
+
+use wacenter_proto::{names, DeadLetter};
+
+use crate::{Bus, BusError};
+
+/// A dead letter and where it sits in the stream.
+#[derive(Debug, Clone)]
+pub struct StoredLetter {
+    pub sequence: u64,
+    pub letter: DeadLetter,
+}
+
+/// Every dead letter, oldest first (up to `limit`).
+pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<StoredLetter>, BusError> {
+    let stream = bus
+        .jetstream()
+        .get_stream(names::DEADLETTER_STREAM)
+        .await
+        .map_err(|e| BusError::Setup(e.to_string()))?;
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| BusError::Setup(e.to_string()))?;
+    let mut out = Vec::new();
+    if info.state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        if out.len() >= limit {
+            break;
+        }
+        // Gaps are letters already replayed (deleted).
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        match serde_json::from_slice::<DeadLetter>(&msg.payload) {
+            Ok(letter) => out.push(StoredLetter {
+                sequence: seq,
+                letter,
+            }),
+            Err(e) => tracing::warn!(seq, error = %e, "unreadable dead letter skipped"),
+        }
+    }
+    Ok(out)
+}
+
+/// Which letters to replay.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    All,
+    /// A letter's `id` (e.g. `gowa:628…@s.whatsapp.net:3EB0…`) or its stream sequence.
+    One(String),
+}
+
+/// What replay did with one letter.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub sequence: u64,
+    pub id: String,
+    pub subject: String,
+}
+
+/// Re-publishes the selected letters to their original subjects. With `fresh`, an inbound
+/// message gets a new timestamp (so a new `_exp`): use it to re-drive expired messages on purpose.
+pub async fn replay(
+    bus: &Bus,
+    selector: &Selector,
+    fresh: bool,
+) -> Result<Vec<Replayed>, BusError> {
+    let letters = list(bus, usize::MAX).await?;
+    let chosen: Vec<_> = letters
+        .into_iter()
+        .filter(|l| match selector {
+            Selector::All => true,
+            Selector::One(key) => l.letter.id == *key || l.sequence.to_string() == *key,
+        })
+        .collect();
+    let stream = bus
+        .jetstream()
+        .get_stream(names::DEADLETTER_STREAM)
+        .await
+        .map_err(|e| BusError::Setup(e.to_string()))?;
+    let mut done = Vec::new();
+    for stored in chosen {
+        let letter = &stored.letter;
+        let bucket = if letter.subject.starts_with("wa.inbound.") {
+            names::FORWARDED_BUCKET
+        } else if letter.subject.starts_with("wa.outbound.") {
+            names::DELIVERED_BUCKET
+        } else {
+            tracing::warn!(seq = stored.sequence, subject = %letter.subject, "dead letter from an unknown subject; not replayed");
+            continue;
+        };
+        let mut payload = letter.payload.clone();
+        if fresh && bucket == names::FORWARDED_BUCKET {
+            payload["timestamp"] = serde_json::json!(chrono::Utc::now());
+        }
+        let kv = bus.bucket(bucket).await?;
+        kv.purge(names::kv_key(&letter.id))
+            .await
+            .map_err(|e| BusError::Kv(e.to_string()))?;
+        let bytes = serde_json::to_vec(&payload).expect("JSON values serialize");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, letter.id.as_str());
+        // A new Nats-Msg-Id: the original id may still be inside the stream's dedupe window.
+        bus.publish(
+            &letter.subject,
+            &format!("replay:{}:{}", letter.id, stored.sequence),
+            headers,
+            bytes.into(),
+        )
+        .await?;
+        stream
+            .delete_message(stored.sequence)
+            .await
+            .map_err(|e| BusError::Setup(e.to_string()))?;
+        done.push(Replayed {
+            sequence: stored.sequence,
+            id: letter.id.clone(),
+            subject: letter.subject.clone(),
+        });
+    }
+    Ok(done)
+}

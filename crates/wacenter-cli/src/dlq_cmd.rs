@@ -1,0 +1,138 @@
+//! `wacenter dlq list|replay`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use wacenter_bus::deadletters::{self, Selector};
+use wacenter_bus::{Bus, Topology};
+use wacenter_config::Role;
+
+use crate::{Common, EXIT_USAGE};
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first: sequence, time, reason, id, error.
+    List {
+        /// Print JSON lines (the full letters) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// At most this many letters.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Publish dead letters again to their original subject (clearing their idempotency record)
+    /// and remove them from the dead-letter stream.
+    Replay {
+        /// A letter's id or stream sequence (see `wacenter dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Give replayed inbound messages a new timestamp, hence a new _exp (to re-drive messages
+        /// that expired, knowingly).
+        #[arg(long)]
+        fresh: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+async fn connect(common: &Common) -> Result<Bus, ExitCode> {
+    let settings =
+        wacenter_config::load(&common.settings, common.config.as_deref(), Role::NatsTool).map_err(
+            |e| {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_USAGE)
+            },
+        )?;
+    let bus = Bus::connect(&settings.nats_url, "cli", Topology::default())
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        })?;
+    // Fail fast instead of waiting forever for a NATS that is not there.
+    for _ in 0..50 {
+        if bus.is_connected() {
+            return Ok(bus);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "error: cannot reach NATS at {} (set NATS_URL)",
+        settings.nats_url
+    );
+    Err(ExitCode::from(1))
+}
+
+pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List {
+            json,
+            limit,
+            common,
+        } => {
+            let bus = match connect(&common).await {
+                Ok(b) => b,
+                Err(code) => return Ok(code),
+            };
+            let letters = deadletters::list(&bus, limit).await?;
+            if json {
+                for l in &letters {
+                    println!(
+                        "{}",
+                        serde_json::json!({"sequence": l.sequence, "letter": l.letter})
+                    );
+                }
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                println!(
+                    "{:>6}  {:<20}  {:<17}  {:<50}  error",
+                    "seq", "failed_at", "reason", "id"
+                );
+                for l in &letters {
+                    println!(
+                        "{:>6}  {:<20}  {:<17}  {:<50}  {}",
+                        l.sequence,
+                        l.letter.failed_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        l.letter.reason.as_str(),
+                        l.letter.id,
+                        l.letter.error
+                    );
+                }
+            }
+            bus.drain().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay {
+            id,
+            all,
+            fresh,
+            common,
+        } => {
+            let bus = match connect(&common).await {
+                Ok(b) => b,
+                Err(code) => return Ok(code),
+            };
+            let selector = if all {
+                Selector::All
+            } else {
+                Selector::One(id.unwrap_or_default())
+            };
+            let done = deadletters::replay(&bus, &selector, fresh).await?;
+            bus.drain().await;
+            if done.is_empty() {
+                eprintln!("error: no dead letter matched (see wacenter dlq list)");
+                return Ok(ExitCode::from(1));
+            }
+            for r in &done {
+                println!("replayed {} (seq {}) to {}", r.id, r.sequence, r.subject);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

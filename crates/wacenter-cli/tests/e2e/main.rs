@@ -1,0 +1,6 @@
+//! End-to-end tests: the `wacenter` binary as operators use it, and the whole pipeline (a real
+//! nats-server per test, the four services, both simulators) as users see it.
+
+mod cli;
+mod pipeline;
+mod stack;

@@ -1,0 +1,401 @@
+//! A whole wacenter on loopback for one test: its own nats-server, the OtomaX and WhatsApp
+//! simulators, and the four services running in this process (talking through NATS exactly as
+//! separate processes would).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wacenter_config::{Secret, Settings};
+use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+use wacenter_test_support::{eventually, free_port, NatsServer};
+
+pub const RESELLER_PHONE: &str = "628123456789";
+pub const POOR_RESELLER_PHONE: &str = "628555000111";
+pub const STRANGER_PHONE: &str = "628777000999";
+pub const DEVICE: &str = "628987654321@s.whatsapp.net";
+pub const DEFAULT_DEVICE: &str = "628111222333@s.whatsapp.net";
+pub const WEBHOOK_SECRET: &str = "gowa-webhook-secret";
+pub const CALLBACK_SECRET: &str = "callback-secret-123";
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub settings: Settings,
+    pub otomax_url: String,
+    pub wa_url: String,
+    pub ingress_url: String,
+    pub callback_url: String,
+    pub http: reqwest::Client,
+    stop: watch::Sender<bool>,
+    services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// Which services to run (tests of one stage leave the others out).
+#[derive(Clone, Copy)]
+pub struct Services {
+    pub ingress: bool,
+    pub forwarder: bool,
+    pub reply: bool,
+    pub callback: bool,
+}
+
+impl Services {
+    pub const ALL: Services = Services {
+        ingress: true,
+        forwarder: true,
+        reply: true,
+        callback: true,
+    };
+}
+
+pub fn base_settings(nats: &NatsServer) -> Settings {
+    Settings {
+        nats_url: nats.url(),
+        otomax_app_id: "OtomaX.Addon".into(),
+        otomax_app_key: Secret::new("demoKey"),
+        otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
+        otomax_callback_secret: Secret::new(CALLBACK_SECRET),
+        wa_webhook_secret: Secret::new(WEBHOOK_SECRET),
+        app_basic_auth: Secret::new("admin:admin-pass"),
+        gowa_device_id: DEFAULT_DEVICE.into(),
+        ingress_port: free_port(),
+        forwarder_port: free_port(),
+        reply_port: free_port(),
+        app_port: free_port(),
+        forwarder_concurrency: 16,
+        reply_concurrency: 16,
+        ..Settings::default()
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(Services::ALL, |_| {}).await
+    }
+
+    pub async fn start_with(services: Services, customize: impl FnOnce(&mut Settings)) -> Stack {
+        Self::start_full(services, Duration::from_millis(300), false, customize).await
+    }
+
+    pub async fn start_full(
+        services: Services,
+        result_delay: Duration,
+        echo_sent: bool,
+        customize: impl FnOnce(&mut Settings),
+    ) -> Stack {
+        let nats = NatsServer::start();
+        let mut settings = base_settings(&nats);
+        if std::env::var_os("WACENTER_TEST_LOG").is_some() {
+            wacenter_telemetry::init_logging(&settings);
+        }
+        let otomax = OtomaxSim::new(OtomaxSimConfig {
+            app_id: "OtomaX.Addon".into(),
+            app_key: "demoKey".into(),
+            dev_key: "YAR.OtomaX.OpenApi.App".into(),
+            resellers: vec![
+                SimReseller::parse_arg(&format!("{RESELLER_PHONE}=R001")).unwrap(),
+                SimReseller {
+                    phone: POOR_RESELLER_PHONE.into(),
+                    code: "R002".into(),
+                    name: String::new(),
+                    saldo: 100,
+                    pin: Some("9999".into()),
+                },
+            ],
+            result_delay,
+            faults: Faults::default(),
+        });
+        let otomax_url = format!("http://{}/", otomax.spawn(0).await.unwrap());
+        let ingress_url = format!("http://127.0.0.1:{}", settings.ingress_port);
+        let wa = WhatsappSim::new(WhatsappSimConfig {
+            webhook_url: Some(format!("{ingress_url}/webhook/gowa")),
+            webhook_secret: WEBHOOK_SECRET.into(),
+            device_id: DEVICE.into(),
+            basic_auth: None,
+            echo_sent,
+        });
+        let wa_url = format!("http://{}", wa.spawn(0).await.unwrap());
+        settings.otomax_api_url = otomax_url.clone();
+        settings.gowa_url = wa_url.clone();
+        settings.public_url = format!("http://127.0.0.1:{}", settings.app_port);
+        customize(&mut settings);
+        let (stop, shutdown) = watch::channel(false);
+        let mut handles = Vec::new();
+        if services.ingress {
+            handles.push((
+                "ingress",
+                tokio::spawn(wacenter_ingress::run(settings.clone(), shutdown.clone())),
+            ));
+        }
+        if services.forwarder {
+            handles.push((
+                "forwarder",
+                tokio::spawn(wacenter_forwarder::run(settings.clone(), shutdown.clone())),
+            ));
+        }
+        if services.reply {
+            handles.push((
+                "reply",
+                tokio::spawn(wacenter_reply::run(settings.clone(), shutdown.clone())),
+            ));
+        }
+        if services.callback {
+            handles.push((
+                "callback",
+                tokio::spawn(wacenter_callback::run(settings.clone(), shutdown.clone())),
+            ));
+        }
+        let stack = Stack {
+            nats,
+            callback_url: format!("http://127.0.0.1:{}", settings.app_port),
+            settings,
+            otomax_url,
+            wa_url,
+            ingress_url,
+            http: wacenter_otomax::client::shared_http_client(),
+            stop,
+            services: handles,
+        };
+        stack.wait_ready(services).await;
+        stack
+    }
+
+    async fn wait_ready(&self, services: Services) {
+        let ports = [
+            (services.ingress, self.settings.ingress_port),
+            (services.forwarder, self.settings.forwarder_port),
+            (services.reply, self.settings.reply_port),
+            (services.callback, self.settings.app_port),
+        ];
+        for (on, port) in ports {
+            if !on {
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            let started = std::time::Instant::now();
+            loop {
+                if let Some((name, _)) = self.services.iter().find(|(_, h)| h.is_finished()) {
+                    panic!(
+                        "{name} stopped during start-up (see its error with WACENTER_TEST_LOG=1)"
+                    );
+                }
+                match self.http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) if started.elapsed() > Duration::from_secs(30) => {
+                        panic!(
+                            "{url} not ready after 30 s: {}",
+                            r.text().await.unwrap_or_default()
+                        )
+                    }
+                    Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                        panic!("{url} not answering after 30 s: {e}")
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
+        if services.forwarder || services.reply {
+            // Consumers bind right after readiness; give them a moment so the first message
+            // is not waiting on the first pull.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the services gracefully and checks none failed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, handle) in self.services {
+            match tokio::time::timeout(Duration::from_secs(20), handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("{name} failed: {e:#}"),
+                Ok(Err(e)) => panic!("{name} panicked: {e}"),
+                Err(_) => panic!("{name} did not stop within 20 s"),
+            }
+        }
+    }
+
+    /// A reseller's phone sending `text` to our number (a signed GOWA webhook via the simulator).
+    pub async fn whatsapp_says(&self, from: &str, text: &str) -> Value {
+        self.incoming(json!({"from": from, "text": text})).await
+    }
+
+    pub async fn incoming(&self, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/_sim/incoming", self.wa_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "simulator could not deliver the webhook: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    pub async fn get_json(&self, url: &str) -> Value {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn otomax_inbox(&self) -> Vec<Value> {
+        self.get_json(&format!("{}_sim/inbox", self.otomax_url))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn otomax_outbox(&self) -> Vec<Value> {
+        self.get_json(&format!("{}_sim/outbox", self.otomax_url))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn whatsapp_sent(&self) -> Vec<Value> {
+        self.get_json(&format!("{}/_sim/outbox", self.wa_url))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn otomax_faults(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}_sim/faults", self.otomax_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn whatsapp_faults(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.wa_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// Waits until the WhatsApp simulator has received `n` messages; returns them.
+    pub async fn wait_sent(&self, n: usize) -> Vec<Value> {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{n} WhatsApp messages sent"),
+            || async {
+                let sent = self.whatsapp_sent().await;
+                (sent.len() >= n).then_some(sent)
+            },
+        )
+        .await
+    }
+
+    pub async fn wait_inbox(&self, n: usize) -> Vec<Value> {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{n} InsertInbox calls"),
+            || async {
+                let inbox = self.otomax_inbox().await;
+                (inbox.len() >= n).then_some(inbox)
+            },
+        )
+        .await
+    }
+
+    /// The dead letters currently stored.
+    pub async fn dead_letters(&self) -> Vec<wacenter_proto::DeadLetter> {
+        let bus = self.bus().await;
+        let letters = wacenter_bus::deadletters::list(&bus, 10_000).await.unwrap();
+        letters.into_iter().map(|l| l.letter).collect()
+    }
+
+    pub async fn wait_dead_letters(&self, n: usize) -> Vec<wacenter_proto::DeadLetter> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} dead letters"),
+            || async {
+                let letters = self.dead_letters().await;
+                (letters.len() >= n).then_some(letters)
+            },
+        )
+        .await
+    }
+
+    pub async fn bus(&self) -> wacenter_bus::Bus {
+        let bus =
+            wacenter_bus::Bus::connect(&self.nats.url(), "test", wacenter_bus::Topology::default())
+                .await
+                .unwrap();
+        eventually(Duration::from_secs(5), "test NATS connection", || async {
+            bus.is_connected().then_some(())
+        })
+        .await;
+        bus
+    }
+
+    /// Posts a raw, correctly signed GOWA webhook body to ingress.
+    pub async fn post_gowa(&self, body: &Value) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).unwrap();
+        let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &raw);
+        self.http
+            .post(format!("{}/webhook/gowa", self.ingress_url))
+            .header("content-type", "application/json")
+            .header("X-Hub-Signature-256", sig)
+            .body(raw)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts an OtomaX outbox row to the callback service with the right secret.
+    pub async fn callback(&self, row: &Value) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/otomax/callback?secret={CALLBACK_SECRET}",
+                self.callback_url
+            ))
+            .json(row)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A GOWA v8 message webhook body.
+pub fn gowa_message(
+    id: &str,
+    from: &str,
+    text: &str,
+    timestamp: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    json!({
+        "event": "message",
+        "device_id": DEVICE,
+        "payload": {
+            "id": id,
+            "chat_id": format!("{from}@s.whatsapp.net"),
+            "from": format!("{from}@s.whatsapp.net"),
+            "from_name": "Test",
+            "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "is_from_me": false,
+            "body": text,
+        }
+    })
+}
