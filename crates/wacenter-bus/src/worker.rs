@@ -70,6 +70,9 @@ pub struct WorkerConfig {
     pub max_deliver: i64,
     /// How often a working handler's message gets an "in progress" ack.
     pub progress_every: Duration,
+    /// The message's own id (the one dead letters and replay use), read from its payload; the
+    /// `Nats-Msg-Id` header is not it for replayed messages.
+    pub id_of: fn(&Delivery) -> Option<String>,
 }
 
 /// Runs until `shutdown` becomes true, then finishes in-flight work and returns.
@@ -169,6 +172,7 @@ where
         delivered,
     };
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
+    let delivery_for_id = delivery.clone();
     let work = handler(delivery);
     tokio::pin!(work);
     let mut progress = tokio::time::interval(config.progress_every);
@@ -186,11 +190,7 @@ where
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
     let disposition = match disposition {
         Disposition::RetryIn(_) if delivered >= config.max_deliver => Disposition::DeadLetter {
-            id: msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(wacenter_proto::names::HEADER_MSG_ID))
-                .map(|v| v.to_string())
+            id: (config.id_of)(&delivery_for_id)
                 .unwrap_or_else(|| format!("seq:{stream_sequence}")),
             reason: DeadLetterReason::RetriesExhausted,
             error: format!("still failing after {delivered} deliveries"),

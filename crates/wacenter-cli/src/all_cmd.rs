@@ -7,9 +7,29 @@ use wacenter_config::{Role, Settings};
 
 use crate::{Common, EXIT_USAGE};
 
-pub async fn run(common: Common) -> anyhow::Result<ExitCode> {
+/// A service `wacenter all` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Ingress,
+    Forwarder,
+    Reply,
+    Callback,
+}
+
+impl Service {
+    fn role(self) -> Role {
+        match self {
+            Self::Ingress => Role::Ingress,
+            Self::Forwarder => Role::Forwarder,
+            Self::Reply => Role::Reply,
+            Self::Callback => Role::Callback,
+        }
+    }
+}
+
+pub async fn run(services: Vec<Service>, common: Common) -> anyhow::Result<ExitCode> {
     let mut settings: Option<Settings> = None;
-    for role in [Role::Ingress, Role::Forwarder, Role::Reply, Role::Callback] {
+    for role in services.iter().map(|s| s.role()) {
         match wacenter_config::load(&common.settings, common.config.as_deref(), role) {
             Ok(s) => settings = Some(s),
             Err(e) => {
@@ -18,7 +38,10 @@ pub async fn run(common: Common) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let settings = settings.expect("validated for every role");
+    let Some(settings) = settings else {
+        eprintln!("error: --services names no service");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    };
     wacenter_telemetry::init_logging(&settings);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -33,26 +56,21 @@ pub async fn run(common: Common) -> anyhow::Result<ExitCode> {
             let _ = stop.send(true);
         });
     }
-    let services = [
-        (
-            "ingress",
-            tokio::spawn(wacenter_ingress::run(settings.clone(), shutdown.clone())),
-        ),
-        (
-            "forwarder",
-            tokio::spawn(wacenter_forwarder::run(settings.clone(), shutdown.clone())),
-        ),
-        (
-            "reply",
-            tokio::spawn(wacenter_reply::run(settings.clone(), shutdown.clone())),
-        ),
-        (
-            "callback",
-            tokio::spawn(wacenter_callback::run(settings.clone(), shutdown.clone())),
-        ),
-    ];
+    let handles: Vec<_> = services
+        .iter()
+        .map(|service| {
+            let (settings, shutdown) = (settings.clone(), shutdown.clone());
+            let handle = match service {
+                Service::Ingress => tokio::spawn(wacenter_ingress::run(settings, shutdown)),
+                Service::Forwarder => tokio::spawn(wacenter_forwarder::run(settings, shutdown)),
+                Service::Reply => tokio::spawn(wacenter_reply::run(settings, shutdown)),
+                Service::Callback => tokio::spawn(wacenter_callback::run(settings, shutdown)),
+            };
+            (format!("{service:?}").to_lowercase(), handle)
+        })
+        .collect();
     let mut failed = false;
-    for (name, handle) in services {
+    for (name, handle) in handles {
         let outcome = handle.await;
         let problem = match outcome {
             Ok(Ok(())) => None,

@@ -43,6 +43,15 @@ enum Command {
     /// Run the four services (ingress, forwarder, reply, callback) in one process, still talking
     /// through NATS: the simplest deployment for one small server.
     All {
+        /// Which services to run (comma-separated), e.g. `--services ingress,callback` on an
+        /// edge box and `--services forwarder,reply` on a worker box.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "ingress,forwarder,reply,callback"
+        )]
+        services: Vec<all_cmd::Service>,
         #[command(flatten)]
         common: Common,
     },
@@ -72,7 +81,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::All { common } => all_cmd::run(common).await,
+            Command::All { services, common } => all_cmd::run(services, common).await,
             Command::Dlq { command } => dlq_cmd::run(command).await,
             Command::Otomax { command } => otomax_cmd::run(command).await,
             Command::Sim { command } => sim_cmd::run(command).await,

@@ -102,6 +102,11 @@ impl Forwarder {
             dead_letter_subject: names::DEADLETTER_INBOUND,
             max_deliver: topology.max_deliver,
             progress_every: topology.ack_wait / 3,
+            id_of: |d| {
+                serde_json::from_slice::<InboundMessage>(&d.payload)
+                    .ok()
+                    .map(|m| m.dedupe_id())
+            },
         };
         info!(
             concurrency = config.concurrency,

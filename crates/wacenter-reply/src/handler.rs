@@ -115,6 +115,11 @@ impl Replier {
             dead_letter_subject: names::DEADLETTER_OUTBOUND,
             max_deliver: topology.max_deliver,
             progress_every: topology.ack_wait / 3,
+            id_of: |d| {
+                serde_json::from_slice::<OutboundMessage>(&d.payload)
+                    .ok()
+                    .map(|m| m.id)
+            },
         };
         info!(provider = %self.inner.sender.provider(), concurrency = config.concurrency, "reply service consuming {}", names::OUTBOUND_STREAM);
         worker::run(

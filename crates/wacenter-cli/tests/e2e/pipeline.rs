@@ -662,3 +662,100 @@ async fn dead_letters_can_be_replayed() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarder_killed_mid_flight_is_finished_by_another_replica_never_twice() {
+    let stack = Stack::start_with(
+        Services {
+            forwarder: false,
+            ..Services::ALL
+        },
+        |_| {},
+    )
+    .await;
+    stack.otomax_faults(json!({"latency_ms": 400})).await;
+    let mut a_settings = stack.settings.clone();
+    a_settings.forwarder_port = wacenter_test_support::free_port();
+    a_settings.forwarder_concurrency = 8;
+    let mut b_settings = a_settings.clone();
+    b_settings.forwarder_port = wacenter_test_support::free_port();
+    let mut a = spawn_services(&a_settings, "forwarder");
+    let mut b = spawn_services(&b_settings, "forwarder");
+    for port in [a_settings.forwarder_port, b_settings.forwarder_port] {
+        eventually(
+            Duration::from_secs(20),
+            "forwarder replica ready",
+            || async {
+                let r = stack
+                    .http
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+    const N: usize = 40;
+    for i in 0..N {
+        let r = stack
+            .post_gowa(&gowa_message(
+                &format!("KILL-{i}"),
+                RESELLER_PHONE,
+                &format!("pesan nomor {i}"),
+                Utc::now(),
+            ))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // Kill one replica with SIGKILL while OtomaX calls are on the wire.
+    stack.wait_inbox(3).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // Every message ends up inserted exactly once, or (if it was on the wire when its replica
+    // died) dead-lettered as uncertain — never inserted twice.
+    let (inserted, uncertain) = eventually(
+        Duration::from_secs(60),
+        "every message accounted for",
+        || async {
+            let inbox = stack.otomax_inbox().await;
+            let letters = stack.dead_letters().await;
+            let inserted: Vec<String> = inbox
+                .iter()
+                .map(|i| i["body"]["pesan"].as_str().unwrap().to_string())
+                .collect();
+            let uncertain: Vec<String> = letters
+                .iter()
+                .filter(|l| l.reason == DeadLetterReason::Uncertain)
+                .map(|l| l.payload["text"].as_str().unwrap().to_string())
+                .collect();
+            let mut all: Vec<_> = inserted.iter().chain(uncertain.iter()).cloned().collect();
+            all.sort();
+            all.dedup();
+            (all.len() == N).then_some((inserted, uncertain))
+        },
+    )
+    .await;
+    let mut unique = inserted.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        inserted.len(),
+        "a message was inserted twice: {inserted:?}"
+    );
+    println!(
+        "killed a replica: {} inserted, {} dead-lettered as uncertain",
+        inserted.len(),
+        uncertain.len()
+    );
+    assert!(
+        inserted.len() > N / 2,
+        "the surviving replica finished the rest"
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    stack.stop().await;
+}

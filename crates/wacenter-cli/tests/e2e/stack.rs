@@ -399,3 +399,36 @@ pub fn gowa_message(
         }
     })
 }
+
+/// The settings as the environment a separate service process would be given.
+pub fn env_of(settings: &Settings) -> Vec<(String, String)> {
+    let value = serde_json::to_value(settings).unwrap();
+    value
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.to_ascii_uppercase(), text)
+        })
+        .collect()
+}
+
+/// `wacenter all --services <services>` as a separate process (so it can be killed for real).
+pub fn spawn_services(settings: &Settings, services: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wacenter"))
+        .args(["all", "--services", services])
+        .env_clear()
+        .envs(env_of(settings))
+        .stdout(std::process::Stdio::null())
+        .stderr(if std::env::var_os("WACENTER_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .expect("start wacenter all")
+}
