@@ -57,7 +57,6 @@ ENV INGRESS_PORT=3001 \
 EXPOSE 3001 3000 9091 9092
 
 USER 10001:10001
-WORKDIR /tmp
 
 # The services stop cleanly on SIGTERM: in-flight messages finish and are acknowledged first.
 STOPSIGNAL SIGTERM

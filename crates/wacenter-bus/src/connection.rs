@@ -251,6 +251,11 @@ impl Bus {
             return Err(BusError::Disconnected);
         }
         headers.insert(names::HEADER_MSG_ID, msg_id);
+        if headers.get(names::HEADER_TRACEPARENT).is_none() {
+            if let Some(tp) = wacenter_trace::current_traceparent() {
+                headers.insert(names::HEADER_TRACEPARENT, tp.as_str());
+            }
+        }
         let err = |reason: String| BusError::Publish {
             subject: subject.to_string(),
             reason,

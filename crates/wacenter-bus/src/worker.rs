@@ -173,7 +173,13 @@ where
     };
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
     let delivery_for_id = delivery.clone();
-    let work = handler(delivery);
+    // The handler runs in a span continuing the publisher's trace.
+    let span = tracing::info_span!("consume", worker = config.name, subject = %delivery.subject, seq = stream_sequence, delivered);
+    wacenter_trace::set_parent(
+        &span,
+        delivery.header(wacenter_proto::names::HEADER_TRACEPARENT),
+    );
+    let work = tracing::Instrument::instrument(handler(delivery), span);
     tokio::pin!(work);
     let mut progress = tokio::time::interval(config.progress_every);
     progress.tick().await;

@@ -2,10 +2,11 @@
 //! constant time.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::envelope::ApiError;
@@ -18,34 +19,56 @@ pub async fn require_basic_auth(
 ) -> Response {
     let users = &app.inner.basic_auth;
     if users.is_empty() {
-        return ApiError::unauthorized("admin routes are locked: set APP_BASIC_AUTH=user:password[,user:password…] to use them").into_response();
+        // No challenge header: there are no credentials a browser could usefully prompt for.
+        return ApiError::unauthorized(
+            "admin routes are locked: set APP_BASIC_AUTH=user:password[,user:password…] on the callback service to use them",
+        )
+        .into_response();
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
-    let Some(presented) = presented else {
-        return ApiError::unauthorized("credentials required (HTTP Basic auth)").into_response();
+    let Some(presented) = credentials(&request) else {
+        return challenge(ApiError::unauthorized(
+            "credentials required (HTTP Basic auth, a user of APP_BASIC_AUTH)",
+        ));
     };
-    // Compare against every user without stopping early, so timing says nothing.
+    // Compare digests, against every user without stopping early, so neither the length nor
+    // the position of a match shows in the timing.
+    let presented = Sha256::digest(presented.as_bytes());
     let mut ok = subtle::Choice::from(0u8);
     for (user, pass) in users {
-        let expected = format!("{user}:{pass}");
-        ok |= expected.as_bytes().ct_eq(presented.as_bytes());
+        let expected = Sha256::digest(format!("{user}:{pass}").as_bytes());
+        ok |= expected.as_slice().ct_eq(presented.as_slice());
     }
     if bool::from(ok) {
         next.run(request).await
     } else {
-        ApiError::unauthorized("wrong user or password").into_response()
+        challenge(ApiError::unauthorized("wrong user or password"))
     }
+}
+
+/// `user:password` from an `Authorization: Basic …` header (the scheme name is
+/// case-insensitive, RFC 9110 §11.1).
+fn credentials(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    String::from_utf8(raw).ok()
+}
+
+fn challenge(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"wacenter\", charset=\"UTF-8\""),
+    );
+    response
 }

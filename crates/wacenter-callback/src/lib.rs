@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod health;
+pub mod openapi;
 pub mod outbox;
 pub mod rest;
 
@@ -45,6 +46,9 @@ pub(crate) struct Inner {
     pub default_kode_terminal: i64,
     pub exp: chrono::Duration,
     pub probe: health::ProbeCache,
+    /// Secrets that could appear inside error texts from other crates (the password of
+    /// OTOMAX_API_URL), replaced before those texts are shown.
+    pub hidden: Vec<String>,
 }
 
 impl Callback {
@@ -66,6 +70,12 @@ impl Callback {
         } else {
             None
         };
+        let hidden = url::Url::parse(&settings.otomax_api_url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 bus,
@@ -81,8 +91,19 @@ impl Callback {
                     i64::try_from(settings.otomax_exp_seconds).unwrap_or(30),
                 ),
                 probe: health::ProbeCache::default(),
+                hidden,
             }),
         })
+    }
+
+    /// `text` with every hidden secret replaced by `redacted`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.inner
+            .hidden
+            .iter()
+            .fold(text.to_string(), |t, secret| {
+                t.replace(secret.as_str(), "redacted")
+            })
     }
 
     pub fn router(&self) -> Router {
@@ -92,7 +113,10 @@ impl Callback {
             .route("/otomax/get-callback", get(rest::get_callback))
             .route("/otomax/test", post(rest::test))
             .route("/otomax/reseller/{code}", get(rest::reseller))
-            .route("/otomax/reseller/{code}/balance", get(rest::balance))
+            .route(
+                "/otomax/reseller/{code}/balance",
+                get(rest::reseller_balance),
+            )
             .route("/otomax/balance/{code}", get(rest::balance))
             .route_layer(middleware::from_fn_with_state(
                 self.clone(),
@@ -103,6 +127,7 @@ impl Callback {
             .merge(admin)
             .route("/otomax/callback", post(outbox::callback))
             .route("/otomax/health", get(health::health))
+            .route("/openapi.json", get(openapi::openapi_json))
             .with_state(self.clone())
             .merge(wacenter_telemetry::ops_router(
                 "callback",
@@ -112,13 +137,7 @@ impl Callback {
                 ApiError::not_found("no such route; see /openapi.json").into_response()
             })
             .method_not_allowed_fallback(|| async {
-                ApiError {
-                    status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                    code: "METHOD_NOT_ALLOWED",
-                    message: "method not allowed on this route".into(),
-                    results: None,
-                }
-                .into_response()
+                ApiError::method_not_allowed().into_response()
             })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(middleware::from_fn(payload_too_large_as_envelope))

@@ -21,14 +21,74 @@ use wacenter_bus::BusError;
 use wacenter_otomax::lenient::{value_as_i64, value_as_string};
 use wacenter_proto::{names, OutboundKind, OutboundMessage, PAYLOAD_VERSION};
 
-use crate::envelope::{success, ApiError};
+use crate::envelope::{object, success, ApiError, ErrorCode, ErrorEnvelope, SuccessEnvelope};
+use crate::openapi::int_or_string;
 use crate::{Callback, BODY_LIMIT};
 
+/// Room kept for the NATS headers (`Nats-Msg-Id`, trace context) next to the payload when
+/// checking it against the server's `max_payload`.
+const HEADER_ROOM: usize = 1024;
+
+/// An OtomaX outbox row as OtomaX posts it (reference §4), or the seed's shape. Only these fields
+/// are read; any others are accepted and ignored. Numbers may be JSON numbers or strings.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = json!({"kode": 9047001, "penerima": "628123456789", "tipe_penerima": "W", "pesan": "SUKSES S5.08123456789 SN:123", "kode_inbox": 218001}))]
+pub struct OutboxRow {
+    #[schema(schema_with = outbox_kode)]
+    pub kode: Option<Value>,
+    /// Recipient phone number or WhatsApp JID.
+    pub penerima: Option<String>,
+    /// Recipient when `penerima` is absent (the seed's shape).
+    pub pengirim: Option<String>,
+    /// Channel: rows whose type is not `W` (WhatsApp) are acknowledged and skipped.
+    pub tipe_penerima: Option<String>,
+    /// The text to send; rows with an empty `pesan` are acknowledged and skipped.
+    pub pesan: Option<String>,
+    #[schema(schema_with = outbox_kode_inbox)]
+    pub kode_inbox: Option<Value>,
+}
+
+fn outbox_kode() -> utoipa::openapi::schema::Schema {
+    int_or_string("The outbox row's id. Repeated callbacks with the same `kode` send one message.")
+}
+
+fn outbox_kode_inbox() -> utoipa::openapi::schema::Schema {
+    int_or_string("The inbox message this row answers.")
+}
+
+#[utoipa::path(
+    post,
+    path = "/otomax/callback",
+    tag = "callback",
+    operation_id = "outboxCallback",
+    summary = "OtomaX outbox callback",
+    description = "OtomaX posts its outbox rows here (register this URL with set-callback). \
+        Requires OTOMAX_CALLBACK_SECRET as the `secret` query parameter or the \
+        `X-Callback-Secret` header (not basic auth). The row is queued for WhatsApp once per \
+        `kode`; 200 only after NATS acknowledged it. `results`: `{id, to, duplicate}` when \
+        queued, `{skipped: true, reason}` when skipped.",
+    request_body(
+        content(
+            (OutboxRow = "application/json"),
+            (OutboxRow = "application/x-www-form-urlencoded"),
+        ),
+        description = "One outbox row, JSON or form-encoded",
+    ),
+    responses(
+        (status = 200, description = "Queued (or already queued, or skipped)", body = SuccessEnvelope),
+        (status = 400, description = "Not an outbox row: malformed JSON, not an object, no recipient, recipient not a phone number", body = ErrorEnvelope),
+        (status = 401, description = "Wrong or missing callback secret", body = ErrorEnvelope),
+        (status = 403, description = "Caller not in OTOMAX_CALLBACK_ALLOW_IPS", body = ErrorEnvelope),
+        (status = 413, description = "Body over 1 MiB, or the message too large for the bus", body = ErrorEnvelope),
+        (status = 503, description = "NATS unreachable; OtomaX should retry", body = ErrorEnvelope),
+    ),
+    security(("callback_secret_query" = []), ("callback_secret_header" = []))
+)]
 pub async fn callback(State(app): State<Callback>, request: Request) -> Result<Response, ApiError> {
     let outcome = handle(&app, request).await;
     let label = match &outcome {
         Ok((label, _)) => *label,
-        Err(e) => e.code,
+        Err(e) => e.code.as_str(),
     };
     metrics::counter!("wacenter_callback_received_total", "outcome" => label).increment(1);
     outcome.map(|(_, r)| r)
@@ -106,7 +166,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             "skipped",
             success(
                 "skipped: tipe_penerima is not W (WhatsApp)",
-                json!({"skipped": true, "reason": "other_channel"}),
+                object(json!({"skipped": true, "reason": "other_channel"})),
             ),
         ));
     }
@@ -119,7 +179,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             "skipped",
             success(
                 "skipped: pesan is empty",
-                json!({"skipped": true, "reason": "empty_pesan"}),
+                object(json!({"skipped": true, "reason": "empty_pesan"})),
             ),
         ));
     }
@@ -159,7 +219,23 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
         kode_inbox: row.get("kode_inbox").and_then(value_as_i64),
         created_at: Utc::now(),
     };
-    let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
+    let payload = serde_json::to_vec(&out).map_err(|e| {
+        // Cannot happen (plain strings and numbers), but a bug here must not be a panic.
+        warn!(error = %e, "cannot serialize an outbound message");
+        ApiError::unavailable("could not queue the message; retry later")
+    })?;
+    // The NATS client refuses oversized messages; that is permanent, not "retry later".
+    let max_payload = me.bus.client().max_payload();
+    if max_payload > 0 && payload.len() + HEADER_ROOM > max_payload {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "pesan is too long to queue: the message would be {} bytes and NATS takes at most {} (max_payload)",
+                payload.len() + HEADER_ROOM,
+                max_payload
+            ),
+        ));
+    }
     match me
         .bus
         .publish(
@@ -180,7 +256,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
                     } else {
                         "queued"
                     },
-                    json!({"id": id, "to": recipient, "duplicate": outcome.duplicate}),
+                    object(json!({"id": id, "to": recipient, "duplicate": outcome.duplicate})),
                 ),
             ))
         }

@@ -1,50 +1,84 @@
 //! The `/otomax/*` admin routes (seed: "WhatsApp Center OtomaX endpoints"). Each wraps one
 //! OtomaX call; OtomaX's own answer is passed through in `results` without dropping fields.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 use wacenter_otomax::{InsertInboxRequest, OtomaxClient};
 
-use crate::envelope::{json_body, success, ApiError};
+use crate::envelope::{json_body, object, success, ApiError, ErrorEnvelope, SuccessEnvelope};
+use crate::openapi::{AdminAuth, BadBody, OtomaxFailure};
 use crate::Callback;
 
+/// Longest reseller code accepted, in characters (the path parameter's `maxLength`).
+pub const MAX_RESELLER_CODE: usize = 64;
+
 fn client(app: &Callback) -> Result<&OtomaxClient, ApiError> {
-    app.inner
-        .otomax
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("OtomaX is disabled (OTOMAX_ENABLED=false)"))
+    app.inner.otomax.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "OtomaX is disabled on this service (OTOMAX_ENABLED=false); enable it to use /otomax/* routes",
+        )
+    })
 }
 
-fn reseller_code(code: &str) -> Result<String, ApiError> {
+/// The `{code}` path segment, trimmed; counted in characters as JSON Schema's `maxLength` is.
+fn reseller_code(code: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(code) =
+        code.map_err(|e| ApiError::validation(format!("reseller code: {}", e.body_text())))?;
     let code = code.trim();
     if code.is_empty() {
         return Err(ApiError::validation("reseller code is empty"));
     }
-    if code.len() > 64 || code.chars().any(|c| c.is_control()) {
-        return Err(ApiError::validation(
-            "reseller code must be at most 64 printable characters",
-        ));
+    if code.chars().count() > MAX_RESELLER_CODE || code.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!(
+            "reseller code must be at most {MAX_RESELLER_CODE} printable characters"
+        )));
     }
     Ok(code.to_string())
 }
 
-#[derive(Deserialize)]
-struct InsertInboxBody {
-    pesan: String,
-    pengirim: String,
+/// A manual InsertInbox, as if `pengirim` had sent `pesan` on WhatsApp.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"pesan": "S.1234", "pengirim": "08123456789"}))]
+pub struct InsertInboxBody {
+    /// The message text, as a reseller would type it. Must not be blank.
+    #[schema(min_length = 1)]
+    pub pesan: String,
+    /// The sender's phone number: `08…`, `+62 8…`, `628…` or a WhatsApp JID; sent to OtomaX as
+    /// digits in international form.
+    #[schema(min_length = 1)]
+    pub pengirim: String,
+    /// Reseller code; absent, null or blank means `OTOMAX_DEFAULT_RESELLER`.
     #[serde(default)]
-    kode_reseller: Option<String>,
+    pub kode_reseller: Option<String>,
+    /// Terminal code; absent or null means `OTOMAX_DEFAULT_KODE_TERMINAL`.
     #[serde(default)]
-    kode_terminal: Option<i64>,
+    pub kode_terminal: Option<i64>,
 }
 
 /// `POST /otomax/insert-inbox`: `{pesan, pengirim, kode_reseller?, kode_terminal?}`.
+#[utoipa::path(
+    post,
+    path = "/otomax/insert-inbox",
+    tag = "otomax",
+    operation_id = "insertInbox",
+    summary = "Manual InsertInbox",
+    description = "Sends InsertInbox to OtomaX (`tipe_pengirim` W, `_exp` now + OTOMAX_EXP_SECONDS) \
+        and returns OtomaX's answer. `results` is OtomaX's envelope (`ok`, `result` with \
+        `kode_inbox`, `status`, `statusDesc`, `pesan` and whatever else OtomaX sent) plus \
+        `request`, the exact InsertInbox body that was signed and sent.",
+    request_body = InsertInboxBody,
+    responses(
+        (status = 200, description = "OtomaX accepted the message; its answer is in `results`", body = SuccessEnvelope),
+        BadBody, AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
 pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
     let b: InsertInboxBody = json_body(&body)?;
     if b.pesan.trim().is_empty() {
@@ -52,73 +86,152 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
     }
     let pengirim = wacenter_whatsapp::normalize_phone(&b.pengirim, &app.inner.country_code)
         .ok_or_else(|| {
-            ApiError::validation(format!("pengirim {:?} is not a phone number", b.pengirim))
+            ApiError::validation(format!(
+                "pengirim {:?} is not a phone number (e.g. 08123456789 or 628123456789)",
+                b.pengirim
+            ))
         })?;
+    let client = client(&app)?;
+    let kode_reseller = b
+        .kode_reseller
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(|| app.inner.default_reseller.clone());
     let req = InsertInboxRequest::whatsapp(
         b.pesan,
-        b.kode_reseller
-            .unwrap_or_else(|| app.inner.default_reseller.clone()),
+        kode_reseller,
         pengirim,
         b.kode_terminal.unwrap_or(app.inner.default_kode_terminal),
         Utc::now() + app.inner.exp,
     );
-    let r = client(&app)?.insert_inbox(&req).await?;
+    let r = client.insert_inbox(&req).await?;
     Ok(success(
         "InsertInbox sent",
-        with_request(r.raw, json!({"request": req})),
+        with_additions(r.raw, [("request", json!(req))]),
     ))
 }
 
-#[derive(Deserialize)]
-struct SetCallbackBody {
-    url: String,
+/// Where OtomaX should post its outbox rows.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"url": "https://wacenter.example.com/otomax/callback?secret=s3cret"}))]
+pub struct SetCallbackBody {
+    /// An http(s) URL. Absent or null (or no body at all) registers this service's own
+    /// `PUBLIC_URL` + `/otomax/callback?secret=<OTOMAX_CALLBACK_SECRET>`.
+    #[serde(default)]
+    #[schema(format = "uri")]
+    pub url: Option<String>,
 }
 
 /// `POST /otomax/set-callback`: `{url}`, or no body for this service's own URL with the secret.
+#[utoipa::path(
+    post,
+    path = "/otomax/set-callback",
+    tag = "otomax",
+    operation_id = "setCallback",
+    summary = "SetOutboxCallback",
+    description = "Tells OtomaX where to post its outbox rows. With no body (or no `url`) it \
+        registers this service's own callback URL: `PUBLIC_URL` + `/otomax/callback?secret=…`. \
+        `results` is OtomaX's envelope plus `url`, the URL registered; secrets in URLs are \
+        shown redacted.",
+    request_body(content = Option<SetCallbackBody>, description = "Optional; no body means this service's own URL"),
+    responses(
+        (status = 200, description = "OtomaX registered the URL", body = SuccessEnvelope),
+        BadBody, AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
 pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
-    let url = if body.iter().all(u8::is_ascii_whitespace) {
-        let public = app.inner.public_url.trim_end_matches('/');
-        if public.is_empty() {
-            return Err(ApiError::validation(
-                "no body and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL",
-            ));
-        }
-        let mut url = url::Url::parse(&format!("{public}/otomax/callback"))
-            .map_err(|e| ApiError::validation(format!("PUBLIC_URL: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("secret", &app.inner.callback_secret);
-        url.to_string()
+    // No body and a JSON `null` body both mean "no body" (generated clients send `null`).
+    let b: SetCallbackBody = if body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<Value>(&body).is_ok_and(|v| v.is_null())
+    {
+        SetCallbackBody::default()
     } else {
-        let b: SetCallbackBody = json_body(&body)?;
-        match url::Url::parse(&b.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => b.url,
+        json_body(&body)?
+    };
+    let url = match b.url {
+        None => own_callback_url(&app)?,
+        Some(url) => match url::Url::parse(url.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                url.trim().to_string()
+            }
             _ => {
                 return Err(ApiError::validation(format!(
                     "url {:?} is not an http(s) URL",
-                    b.url
+                    redact_url(&url)
                 )))
             }
-        }
+        },
     };
     let r = client(&app)?.set_outbox_callback(&url).await?;
     Ok(success(
         "callback URL registered",
-        redact(&with_request(r.raw, json!({"url": url}))),
+        object(redact(&Value::Object(with_additions(
+            r.raw,
+            [("url", json!(url))],
+        )))),
     ))
 }
 
-/// `GET /otomax/get-callback` (a POST `{}` upstream).
-pub async fn get_callback(State(app): State<Callback>) -> Result<Response, ApiError> {
-    let r = client(&app)?.get_outbox_callback().await?;
-    Ok(success("callback URL", redact(&r.raw)))
+/// `PUBLIC_URL` + `/otomax/callback?secret=…`.
+fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
+    let public = app.inner.public_url.trim().trim_end_matches('/');
+    if public.is_empty() {
+        return Err(ApiError::validation(
+            "no url given and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL on the callback service",
+        ));
+    }
+    let mut url = url::Url::parse(&format!("{public}/otomax/callback"))
+        .map_err(|e| ApiError::validation(format!("PUBLIC_URL is not a URL: {e}")))?;
+    url.query_pairs_mut()
+        .append_pair("secret", &app.inner.callback_secret);
+    Ok(url.to_string())
 }
 
-#[derive(Deserialize)]
-struct TestBody {
-    phone: String,
+/// `GET /otomax/get-callback` (a POST `{}` upstream).
+#[utoipa::path(
+    get,
+    path = "/otomax/get-callback",
+    tag = "otomax",
+    operation_id = "getCallback",
+    summary = "GetOutboxCallback",
+    description = "The callback URL OtomaX has registered. `results` is OtomaX's envelope; \
+        secrets in URLs (`secret=`, `token=`, passwords) are shown redacted.",
+    responses(
+        (status = 200, description = "OtomaX's answer", body = SuccessEnvelope),
+        AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
+pub async fn get_callback(State(app): State<Callback>) -> Result<Response, ApiError> {
+    let r = client(&app)?.get_outbox_callback().await?;
+    Ok(success("callback URL", object(redact(&r.raw))))
+}
+
+/// A Test call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"phone": "6285219898489"}))]
+pub struct TestBody {
+    /// Any phone number; OtomaX echoes it. Must not be blank.
+    #[schema(min_length = 1)]
+    pub phone: String,
 }
 
 /// `POST /otomax/test`: `{phone}`; OtomaX's answer and the round-trip time.
+#[utoipa::path(
+    post,
+    path = "/otomax/test",
+    tag = "otomax",
+    operation_id = "test",
+    summary = "Test the connection to OtomaX",
+    description = "Sends OtomaX's Test call. `results` is OtomaX's envelope plus \
+        `round_trip_ms`, the time the call took in milliseconds.",
+    request_body = TestBody,
+    responses(
+        (status = 200, description = "OtomaX answered", body = SuccessEnvelope),
+        BadBody, AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
 pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
     let b: TestBody = json_body(&body)?;
     if b.phone.trim().is_empty() {
@@ -128,38 +241,94 @@ pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, 
     let rtt = r.elapsed.as_secs_f64() * 1000.0;
     Ok(success(
         format!("OtomaX answered in {rtt:.0} ms"),
-        with_request(r.raw, json!({"round_trip_ms": rtt})),
+        with_additions(r.raw, [("round_trip_ms", json!(rtt))]),
     ))
 }
 
 /// `GET /otomax/reseller/{code}`.
+#[utoipa::path(
+    get,
+    path = "/otomax/reseller/{code}",
+    tag = "otomax",
+    operation_id = "getReseller",
+    summary = "GetRs: a reseller",
+    description = "`results` is OtomaX's envelope; `result` holds the reseller (`kode`, `nama`, … \
+        as OtomaX sends them). An unknown reseller is OtomaX refusing: 502 with its reason.",
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    responses(
+        (status = 200, description = "The reseller, as OtomaX describes it", body = SuccessEnvelope),
+        (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
+        AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
 pub async fn reseller(
     State(app): State<Callback>,
-    Path(code): Path<String>,
+    code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let code = reseller_code(&code)?;
+    let code = reseller_code(code)?;
     let r = client(&app)?.get_rs(&code).await?;
-    Ok(success("reseller", r.raw))
+    Ok(success("reseller", object(r.raw)))
 }
 
 /// `GET /otomax/balance/{code}` and `GET /otomax/reseller/{code}/balance`.
+#[utoipa::path(
+    get,
+    path = "/otomax/balance/{code}",
+    tag = "otomax",
+    operation_id = "getBalance",
+    summary = "GetSaldoRs: a reseller's balance",
+    description = "`results` is OtomaX's envelope; `result` holds `saldo` and whatever else \
+        OtomaX sends. Same as `GET /otomax/reseller/{code}/balance`.",
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    responses(
+        (status = 200, description = "The balance, as OtomaX reports it", body = SuccessEnvelope),
+        (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
+        AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
 pub async fn balance(
     State(app): State<Callback>,
-    Path(code): Path<String>,
+    code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let code = reseller_code(&code)?;
+    let code = reseller_code(code)?;
     let r = client(&app)?.get_saldo_rs(&code).await?;
-    Ok(success("balance", r.raw))
+    Ok(success("balance", object(r.raw)))
 }
 
-/// OtomaX's envelope with wacenter's additions merged in (OtomaX's fields win nothing away).
-fn with_request(mut raw: Value, extra: Value) -> Value {
-    if let (Value::Object(map), Value::Object(extra)) = (&mut raw, extra) {
-        for (k, v) in extra {
-            map.entry(k).or_insert(v);
-        }
+/// `GET /otomax/reseller/{code}/balance`: the same handler as [`balance`], documented under its
+/// own path (one `#[utoipa::path]` describes one path).
+#[utoipa::path(
+    get,
+    path = "/otomax/reseller/{code}/balance",
+    tag = "otomax",
+    operation_id = "getResellerBalance",
+    summary = "GetSaldoRs: a reseller's balance",
+    description = "Same as `GET /otomax/balance/{code}`.",
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    responses(
+        (status = 200, description = "The balance, as OtomaX reports it", body = SuccessEnvelope),
+        (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
+        AdminAuth, OtomaxFailure,
+    ),
+    security(("basic_auth" = []))
+)]
+pub async fn reseller_balance(
+    state: State<Callback>,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    balance(state, code).await
+}
+
+/// OtomaX's envelope with wacenter's additions next to OtomaX's fields. OtomaX's own fields are
+/// never overwritten: an addition whose name OtomaX already uses is left out.
+fn with_additions<const N: usize>(raw: Value, extra: [(&str, Value); N]) -> Map<String, Value> {
+    let mut map = object(raw);
+    for (k, v) in extra {
+        map.entry(k).or_insert(v);
     }
-    raw
+    map
 }
 
 /// Hides `secret=…` (and any password in the authority) in every URL-looking string.
@@ -172,7 +341,7 @@ pub fn redact(v: &Value) -> Value {
     }
 }
 
-fn redact_url(s: &str) -> String {
+pub fn redact_url(s: &str) -> String {
     let Ok(mut url) = url::Url::parse(s) else {
         return s.to_string();
     };
@@ -210,19 +379,6 @@ fn is_secret_param(k: &str) -> bool {
         .any(|w| k.contains(w))
 }
 
-/// A Test call for the health check, bounded so probes never hang.
-pub async fn probe(client: &OtomaxClient) -> Result<Duration, String> {
-    let started = std::time::Instant::now();
-    let signed = client
-        .sign("Test", br#"{"phone":"health"}"#.to_vec())
-        .map_err(|e| e.to_string())?;
-    client
-        .send_once(&signed, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(started.elapsed())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,8 +398,22 @@ mod tests {
 
     #[test]
     fn reseller_codes() {
-        assert!(reseller_code(" ").is_err());
-        assert!(reseller_code(&"x".repeat(65)).is_err());
-        assert_eq!(reseller_code(" R001 ").unwrap(), "R001");
+        let code = |s: &str| reseller_code(Ok(Path(s.to_string())));
+        assert!(code(" ").is_err());
+        assert!(code(&"x".repeat(65)).is_err());
+        assert!(code("R\u{7}1").is_err());
+        assert_eq!(code(" R001 ").unwrap(), "R001");
+        // 64 characters is fine even when they take more bytes (JSON Schema counts characters).
+        assert_eq!(code(&"é".repeat(64)).unwrap().chars().count(), 64);
+    }
+
+    #[test]
+    fn additions_never_replace_otomax_fields() {
+        let m = with_additions(
+            json!({"ok": true, "url": "otomax's"}),
+            [("url", json!("ours")), ("round_trip_ms", json!(1.5))],
+        );
+        assert_eq!(m["url"], json!("otomax's"));
+        assert_eq!(m["round_trip_ms"], json!(1.5));
     }
 }

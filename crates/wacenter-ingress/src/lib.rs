@@ -198,10 +198,14 @@ impl Ingress {
         body: Result<Bytes, BytesRejection>,
     ) -> Response {
         let started = Instant::now();
-        let (label, response) = match self
-            .webhook_inner(provider, secret, setting, headers, body)
-            .await
-        {
+        // A provider that traces (or a test) may send a traceparent: continue its trace.
+        let span = tracing::info_span!("webhook", %provider);
+        let incoming = headers
+            .get(wacenter_trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok());
+        wacenter_trace::set_parent(&span, incoming);
+        let inner = self.webhook_inner(provider, secret, setting, headers, body);
+        let (label, response) = match tracing::Instrument::instrument(inner, span).await {
             Ok(done) => done,
             Err(refused) => *refused,
         };

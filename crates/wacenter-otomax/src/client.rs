@@ -214,14 +214,18 @@ impl OtomaxClient {
         req: &SignedRequest,
         timeout: Duration,
     ) -> Result<Value, OtomaxError> {
-        let response = self
+        let mut request = self
             .inner
             .http
             .post(req.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout)
-            .body(req.body.clone())
+            .body(req.body.clone());
+        if let Some(tp) = wacenter_trace::current_traceparent() {
+            request = request.header(wacenter_trace::TRACEPARENT, tp);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| self.transport_error(e, timeout))?;

@@ -358,6 +358,7 @@ async fn api(
     State(sim): State<OtomaxSim>,
     Path(name): Path<String>,
     Query(q): Query<TokenQuery>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let faults = *sim.shared.faults.lock().expect("faults lock");
@@ -417,7 +418,14 @@ async fn api(
         "test" => ok(
             json!({"pesan": "OK", "phone": field("phone"), "server_time": Utc::now().to_rfc3339()}),
         ),
-        "insertinbox" => insert_inbox(&sim, &req, body),
+        "insertinbox" => {
+            // Recorded so tests can see the trace context crossed the whole pipeline.
+            let traceparent = headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            insert_inbox(&sim, &req, body, traceparent)
+        }
         "getrs" => {
             let kode = field("kode");
             match sim
@@ -574,7 +582,7 @@ fn price(product: &str) -> i64 {
     n.saturating_mul(1000).saturating_add(150)
 }
 
-fn insert_inbox(sim: &OtomaxSim, req: &Value, raw: Bytes) -> Response {
+fn insert_inbox(sim: &OtomaxSim, req: &Value, raw: Bytes, traceparent: Option<String>) -> Response {
     for key in [
         "pesan",
         "pengirim",
@@ -656,6 +664,9 @@ fn insert_inbox(sim: &OtomaxSim, req: &Value, raw: Bytes) -> Response {
     let mut extra = serde_json::Map::new();
     extra.insert("kode_inbox".into(), json!(kode_inbox));
     extra.insert("status".into(), json!(status));
+    if let Some(tp) = traceparent {
+        extra.insert("traceparent".into(), json!(tp));
+    }
     inner.inbox.push(Received {
         received_at,
         body,

@@ -299,6 +299,9 @@ async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: 
     let mut extra = serde_json::Map::new();
     extra.insert("device_id".into(), json!(device_id));
     extra.insert("message_id".into(), json!(id));
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        extra.insert("traceparent".into(), json!(tp));
+    }
     sim.lock().outbox.push(Received {
         received_at: Utc::now(),
         body: parsed.clone(),

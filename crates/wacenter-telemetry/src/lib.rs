@@ -28,6 +28,18 @@ const OWN_CRATES: &[&str] = &[
 /// Installs the global log subscriber once (later calls are no-ops, so `wacenter all` and tests
 /// can call it per service). `RUST_LOG` wins over `--debug`.
 pub fn init_logging(settings: &Settings) {
+    init(settings, true);
+}
+
+/// Installs logging (when `logs`) and tracing, once per process. Tracing is always on so trace
+/// context propagates through NATS and HTTP; spans are exported only when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Tests pass `logs = false` to keep their output clean.
+pub fn init(settings: &Settings, logs: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let filter = std::env::var("RUST_LOG")
@@ -41,18 +53,58 @@ pub fn init_logging(settings: &Settings) {
                 }
                 EnvFilter::new(directives)
             });
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
-        let _ = match settings.log_format {
-            LogFormat::Json => builder
+        // Colours only for a person at a terminal, never in files or log collectors.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        let fmt = match settings.log_format {
+            LogFormat::Json => fmt
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
-                .try_init(),
-            LogFormat::Text => builder.with_target(false).try_init(),
+                .boxed(),
+            LogFormat::Text => fmt.with_target(false).boxed(),
         };
+        let fmt = fmt.with_filter(if logs { filter } else { EnvFilter::new("off") });
+        let service = std::env::args()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "wacenter".into());
+        let endpoint =
+            Some(settings.otel_exporter_otlp_endpoint.as_str()).filter(|e| !e.is_empty());
+        let mut own = Targets::new().with_default(LevelFilter::OFF);
+        for c in OWN_CRATES {
+            own = own.with_target(*c, LevelFilter::INFO);
+        }
+        match wacenter_trace::layer(&service, endpoint) {
+            Ok((otel, provider)) => {
+                let _ = TRACER_PROVIDER.set(provider);
+                let _ = tracing_subscriber::registry()
+                    .with(fmt)
+                    .with(otel.with_filter(own))
+                    .try_init();
+            }
+            Err(e) => {
+                let _ = tracing_subscriber::registry().with(fmt).try_init();
+                tracing::error!(error = %e, "traces will not be exported");
+            }
+        }
     });
+}
+
+/// Kept so buffered spans can be flushed at exit.
+static TRACER_PROVIDER: OnceLock<wacenter_trace::TracerProvider> = OnceLock::new();
+
+/// Sends the spans still buffered (call once at the very end of a process).
+pub fn flush_traces() {
+    if let Some(p) = TRACER_PROVIDER.get() {
+        let _ = p.force_flush();
+    }
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -253,6 +305,7 @@ where
         match run(settings, shutdown).await {
             Ok(()) => {
                 tracing::info!(service, "stopped");
+                flush_traces();
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

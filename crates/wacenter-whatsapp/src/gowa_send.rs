@@ -105,6 +105,9 @@ impl GowaSender {
             })?;
             request = request.header(DEVICE_ID_HEADER, value);
         }
+        if let Some(tp) = wacenter_trace::current_traceparent() {
+            request = request.header(wacenter_trace::TRACEPARENT, tp);
+        }
 
         let secrets = self.secrets();
         let response = request

@@ -103,12 +103,16 @@ impl MetaSender {
         }
 
         let secrets = [self.access_token.as_str()];
-        let response = self
+        let mut request = self
             .http
             .post(url)
             .timeout(self.timeout)
             .bearer_auth(&self.access_token)
-            .json(&body)
+            .json(&body);
+        if let Some(tp) = wacenter_trace::current_traceparent() {
+            request = request.header(wacenter_trace::TRACEPARENT, tp);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| transport_error(Provider::Meta, e, self.timeout, &secrets))?;

@@ -4,3 +4,4 @@
 mod cli;
 mod pipeline;
 mod stack;
+mod traces;

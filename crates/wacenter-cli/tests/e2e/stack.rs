@@ -87,9 +87,8 @@ impl Stack {
     ) -> Stack {
         let nats = NatsServer::start();
         let mut settings = base_settings(&nats);
-        if std::env::var_os("WACENTER_TEST_LOG").is_some() {
-            wacenter_telemetry::init_logging(&settings);
-        }
+        // Tracing is always on (trace context must cross the bus); logs only when asked for.
+        wacenter_telemetry::init(&settings, std::env::var_os("WACENTER_TEST_LOG").is_some());
         let otomax = OtomaxSim::new(OtomaxSimConfig {
             app_id: "OtomaX.Addon".into(),
             app_key: "demoKey".into(),
@@ -352,10 +351,22 @@ impl Stack {
 
     /// Posts a raw, correctly signed GOWA webhook body to ingress.
     pub async fn post_gowa(&self, body: &Value) -> reqwest::Response {
+        self.post_gowa_traced(body, None).await
+    }
+
+    /// Like [`Stack::post_gowa`], with a W3C `traceparent` header.
+    pub async fn post_gowa_traced(
+        &self,
+        body: &Value,
+        traceparent: Option<&str>,
+    ) -> reqwest::Response {
         let raw = serde_json::to_vec(body).unwrap();
         let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &raw);
-        self.http
-            .post(format!("{}/webhook/gowa", self.ingress_url))
+        let mut request = self.http.post(format!("{}/webhook/gowa", self.ingress_url));
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        request
             .header("content-type", "application/json")
             .header("X-Hub-Signature-256", sig)
             .body(raw)

@@ -1,0 +1,728 @@
+//! `wacenter bench`: starts (or uses) NATS, the four services and both simulators on loopback,
+//! drives WhatsApp messages through the whole pipeline (signed webhook → ingress → forwarder →
+//! OtomaX simulator → auto-reply → reply service → WhatsApp simulator) and measures:
+//!
+//! * **fixed rate** (`--rate`, default 500/s, open loop): end-to-end latency (webhook sent →
+//!   reply recorded by the WhatsApp simulator) and ingress acknowledgement latency, peak RSS and
+//!   CPU of every process;
+//! * **full speed** (closed loop, `--window` messages in flight end to end): sustained
+//!   end-to-end messages per second;
+//! * **baseline**: the same number of messages, same window, sent straight to the simulators
+//!   (InsertInbox, then the auto-reply to `/send/message`), no bus; the ratio pipeline / baseline;
+//! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2 and 4
+//!   forwarder processes, each run on a fresh nats-server.
+//!
+//! Results go to `--out` (JSON) and a table on stdout (also saved next to the JSON as `.txt`).
+//! Every service, nats-server and (by default) each simulator is its own process, so memory and
+//! CPU come from `/proc/<pid>`. Only 127.0.0.1 is ever contacted; every run is bounded in time
+//! and messages.
+
+mod baseline;
+mod load;
+mod procs;
+mod report;
+mod stack;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::load::{RunResult, RunSpec, Sequence, Shape, Target};
+use crate::procs::{load_average, ProcSample};
+use crate::report::{
+    round2, BaselineSummary, Machine, Report, RunSummary, ScaleOutConfig, ScalePoint,
+};
+use crate::stack::{Binaries, Nats, Sims, Stack, StackConfig};
+
+pub use crate::report::Pcts;
+
+/// Options of `wacenter bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Short runs: the whole bench finishes in under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Messages per second of the fixed-rate run (its latency is the one reported as
+    /// `latency_ms`).
+    #[arg(long, default_value_t = 500, value_name = "MSGS_PER_S")]
+    pub rate: u32,
+    /// Length of the fixed-rate and of the full-speed run [default: 20, 5 with --quick].
+    #[arg(long, value_name = "SECONDS")]
+    pub duration_seconds: Option<u64>,
+    /// Length of each scale-out run [default: 10, 4 with --quick].
+    #[arg(long, value_name = "SECONDS")]
+    pub scale_out_seconds: Option<u64>,
+    /// Messages in flight end to end in the full-speed run and the baseline.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub window: usize,
+    /// Forwarder replicas of the scale-out runs (comma-separated; empty skips them).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4",
+        value_name = "N,N,…"
+    )]
+    pub scale_out: Vec<usize>,
+    /// Skip the scale-out runs.
+    #[arg(long)]
+    pub no_scale_out: bool,
+    /// Where the JSON results go (the table is saved next to it as .txt).
+    #[arg(long, default_value = "bench/results/latest.json", value_name = "PATH")]
+    pub out: PathBuf,
+    /// Use this NATS (loopback only, e.g. nats://127.0.0.1:4222) instead of starting a private
+    /// nats-server. Its streams are shared: nothing else may consume wa.> meanwhile.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Directory with the wacenter-* binaries [default: next to this executable].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Keep the logs of every process in this directory (default: a temporary one, removed).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// RUST_LOG for the services [default: theirs, info for wacenter's own crates].
+    #[arg(long, value_name = "FILTER")]
+    pub service_log: Option<String>,
+    /// Run the simulators inside the bench process instead of as `wacenter sim` processes.
+    #[arg(long)]
+    pub in_process_sims: bool,
+    /// Resellers the OtomaX simulator knows; senders rotate over them.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub resellers: usize,
+}
+
+/// OtomaX latency and forwarder concurrency of the scale-out runs: one replica is then limited
+/// to about 8 / 0.1 s = 80 msgs/s, far below what the machine can do, so replicas should add up.
+const SCALE_OUT_LATENCY_MS: u64 = 100;
+const SCALE_OUT_CONCURRENCY: usize = 8;
+
+fn started() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// A progress line on stderr, stamped with the time since the bench started.
+pub(crate) fn progress(line: &str) {
+    eprintln!("[{:>6.1}s] {line}", started().elapsed().as_secs_f64());
+}
+
+/// Runs the whole bench. Ctrl-C stops it and every process it started.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    started();
+    tokio::select! {
+        r = bench(args) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted: every process the bench started has been stopped"),
+    }
+}
+
+struct Plan {
+    duration: Duration,
+    scale_seconds: u64,
+    warmup: Duration,
+    scale_out: Vec<usize>,
+}
+
+fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
+    let duration = args
+        .duration_seconds
+        .unwrap_or(if args.quick { 5 } else { 20 });
+    let scale_seconds = args
+        .scale_out_seconds
+        .unwrap_or(if args.quick { 4 } else { 10 });
+    if !(2..=600).contains(&duration) || !(2..=600).contains(&scale_seconds) {
+        bail!("--duration-seconds and --scale-out-seconds must be between 2 and 600");
+    }
+    if !(1..=20_000).contains(&args.rate) {
+        bail!("--rate must be between 1 and 20000 messages per second");
+    }
+    if !(1..=4096).contains(&args.window) {
+        bail!("--window must be between 1 and 4096");
+    }
+    if !(1..=10_000).contains(&args.resellers) {
+        bail!("--resellers must be between 1 and 10000");
+    }
+    let scale_out = if args.no_scale_out {
+        Vec::new()
+    } else {
+        args.scale_out.clone()
+    };
+    if scale_out.iter().any(|r| !(1..=16).contains(r)) {
+        bail!("--scale-out replicas must be between 1 and 16");
+    }
+    if let Some(url) = &args.nats_url {
+        check_loopback(url)?;
+    }
+    Ok(Plan {
+        duration: Duration::from_secs(duration),
+        scale_seconds,
+        // Replies in the first second(s) are left out of sustained rates: connections and
+        // queues are still filling.
+        warmup: Duration::from_secs(if args.quick { 1 } else { 2 }),
+        scale_out,
+    })
+}
+
+/// The bench only ever talks to this machine.
+fn check_loopback(urls: &str) -> anyhow::Result<()> {
+    for u in urls.split(',') {
+        let parsed =
+            url::Url::parse(u.trim()).with_context(|| format!("--nats-url {u:?} is not a URL"))?;
+        match parsed.host_str() {
+            Some("127.0.0.1" | "localhost" | "[::1]" | "::1") => {}
+            other => bail!(
+                "--nats-url must point at this machine (127.0.0.1), not {}",
+                other.unwrap_or("?")
+            ),
+        }
+    }
+    Ok(())
+}
+
+type Samples = BTreeMap<String, ProcSample>;
+
+fn sample_all(stack: Option<&Stack>, nats: &Nats, sims: &Sims) -> Samples {
+    let mut all = Samples::new();
+    if let Some(stack) = stack {
+        all.extend(
+            stack
+                .samples()
+                .into_iter()
+                .filter_map(|(n, s)| Some((n, s?))),
+        );
+    }
+    if let Some(s) = nats.sample() {
+        all.insert("nats-server".into(), s);
+    }
+    all.extend(
+        sims.samples()
+            .into_iter()
+            .filter_map(|(n, s)| Some((n, s?))),
+    );
+    if let Some(s) = procs::sample_pid(std::process::id()) {
+        all.insert("bench (load generator)".into(), s);
+    }
+    all
+}
+
+fn cpu_delta(before: &Samples, after: &Samples) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, a)| {
+            let b = before.get(name).map(|b| b.cpu_s).unwrap_or(0.0);
+            (name.clone(), round2(a.cpu_s - b))
+        })
+        .collect()
+}
+
+fn summarize(
+    r: &RunResult,
+    before: &Samples,
+    after: &Samples,
+    load_before: Option<f64>,
+    load_after: Option<f64>,
+) -> RunSummary {
+    let cpu_s = cpu_delta(before, after);
+    let cpu_ms_per_msg = cpu_s
+        .iter()
+        .map(|(n, s)| (n.clone(), round2(s * 1000.0 / (r.replied.max(1)) as f64)))
+        .collect();
+    RunSummary {
+        label: r.label.clone(),
+        seconds: round2(r.send_seconds),
+        sent: r.sent,
+        ingress_acked: r.acked,
+        ingress_errors: r.ack_errors,
+        replied: r.replied,
+        lost: r.lost,
+        unmatched_replies: r.unmatched,
+        msgs_per_s: round2(r.sustained_msgs_per_s),
+        latency_ms: r.e2e_ms,
+        ingress_ack_ms: r.ack_ms,
+        generator_lag_ms: round2(r.generator_lag_ms),
+        rss_mb: after
+            .iter()
+            .map(|(n, s)| (n.clone(), round2(s.hwm_mb())))
+            .collect(),
+        cpu_s,
+        cpu_ms_per_msg,
+        load_1m_before: load_before,
+        load_1m_after: load_after,
+        first_error: r.first_error.clone(),
+    }
+}
+
+fn report_run(r: &RunResult) {
+    progress(&format!(
+        "  {}: {} sent, {} replied, {} lost, {} ingress errors; {:.0} msgs/s sustained; e2e p50 {:.1} / p99 {:.1} / max {:.1} ms; ack p50 {:.1} / p99 {:.1} ms{}",
+        r.label,
+        r.sent,
+        r.replied,
+        r.lost,
+        r.ack_errors,
+        r.sustained_msgs_per_s,
+        r.e2e_ms.p50,
+        r.e2e_ms.p99,
+        r.e2e_ms.max,
+        r.ack_ms.p50,
+        r.ack_ms.p99,
+        r.first_error
+            .as_ref()
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
+    ));
+}
+
+/// Writes `[[reseller]]` entries for `n` resellers with distinct phones.
+fn write_resellers(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let phones: Vec<String> = (0..n)
+        .map(|i| format!("62811{:07}", 1_000_000 + i))
+        .collect();
+    let mut toml = String::new();
+    for (i, phone) in phones.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[reseller]]\nphone = \"{phone}\"\ncode = \"B{i:05}\"\npin = \"{}\"\n\n",
+            load::PIN
+        ));
+    }
+    std::fs::write(path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(phones)
+}
+
+fn machine() -> Machine {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu_model,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        load_1m_start: load_average(),
+        load_1m_end: None,
+    }
+}
+
+async fn start_nats(
+    external: Option<&str>,
+    bins: &Binaries,
+    work: &Path,
+    log_dir: &Path,
+) -> anyhow::Result<Nats> {
+    match external {
+        Some(url) => Ok(Nats::External {
+            url: url.to_string(),
+        }),
+        None => Nats::start(bins.nats_server.as_deref(), work, log_dir).await,
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let plan = plan(&args)?;
+    let wall_start = chrono::Utc::now();
+    let mut machine = machine();
+    let bins = Binaries::find(args.bin_dir.as_deref())?;
+    let mut notes = Vec::new();
+    if bins.profile() != "release" {
+        notes.push(format!(
+            "services are a {} build: the numbers say little about a release build",
+            bins.profile()
+        ));
+    }
+    let nats_version = match &args.nats_url {
+        Some(url) => format!("external NATS at {url}"),
+        None => stack::nats_version(bins.nats_server.as_deref())
+            .unwrap_or_else(|| "nats-server (version unknown)".into()),
+    };
+    progress(&format!(
+        "wacenter bench{}: {} cores ({}), load {:.2}; binaries in {}; {}",
+        if args.quick { " --quick" } else { "" },
+        machine.cores,
+        machine.cpu_model,
+        machine.load_1m_start.unwrap_or(-1.0),
+        bins.dir.display(),
+        nats_version
+    ));
+    let work = tempfile::Builder::new()
+        .prefix("wacenter-bench-")
+        .tempdir()?;
+    let log_dir = match &args.log_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => work.path().join("logs"),
+    };
+    std::fs::create_dir_all(&log_dir)?;
+    let resellers_file = work.path().join("resellers.toml");
+    let phones = write_resellers(&resellers_file, args.resellers)?;
+    let http = wacenter_otomax::client::shared_http_client();
+    let seqs = Sequence::new();
+    let run_id = format!(
+        "{:08X}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u32)
+            .unwrap_or(0)
+    );
+
+    // ---- NATS, simulators, services -------------------------------------------------------
+    let start_nats = || start_nats(args.nats_url.as_deref(), &bins, work.path(), &log_dir);
+    let mut nats = start_nats().await?;
+    let mut sims = Sims::start(
+        bins.wacenter.as_deref(),
+        args.in_process_sims,
+        &resellers_file,
+        &log_dir,
+    )
+    .await?;
+    let sims_mode = if sims.in_process() {
+        notes.push(
+            "simulators ran inside the bench process (their CPU counts as the bench's)".into(),
+        );
+        "in the bench process".to_string()
+    } else {
+        "as separate processes".to_string()
+    };
+    progress(&format!(
+        "NATS {} | OtomaX sim {} | WhatsApp sim {} ({sims_mode})",
+        nats.url(),
+        sims.otomax_url,
+        sims.wa_url
+    ));
+    let config = StackConfig {
+        nats_url: nats.url().to_string(),
+        otomax_url: sims.otomax_url.clone(),
+        wa_url: sims.wa_url.clone(),
+        forwarders: 1,
+        forwarder_concurrency: None,
+        callback: true,
+        rust_log: args.service_log.clone(),
+    };
+    let mut services = Stack::start(&bins, &config, &log_dir).await?;
+    progress("services ready: ingress, forwarder, reply, callback (one process each)");
+    let target = Target {
+        http: http.clone(),
+        webhook_url: format!("{}/webhook/gowa", services.ingress_url),
+        wa_url: sims.wa_url.clone(),
+        phones: std::sync::Arc::new(phones),
+        run_id: run_id.clone(),
+    };
+
+    // Warm-up: connections, consumers bound, first pulls done. Not measured.
+    let warm = RunSpec {
+        label: "warm-up".into(),
+        shape: Shape::Window { window: 16 },
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        drain: Duration::from_secs(15),
+        quiet: true,
+    };
+    let w = load::drive(&target, &seqs, &warm, 0, || {
+        services.check_alive()?;
+        sims.check_alive()
+    })
+    .await?;
+    if w.replied == 0 {
+        bail!(
+            "no auto-reply came back during warm-up ({} sent, {} ingress errors{}); see the service logs{}",
+            w.sent,
+            w.ack_errors,
+            w.first_error.map(|e| format!(": {e}")).unwrap_or_default(),
+            if args.log_dir.is_none() { " (keep them with --log-dir)" } else { "" }
+        );
+    }
+    progress(&format!(
+        "warm-up: {} messages round-tripped, e2e p50 {:.1} ms",
+        w.replied, w.e2e_ms.p50
+    ));
+
+    // ---- fixed rate -----------------------------------------------------------------------
+    sims.reset(&http).await?;
+    progress(&format!(
+        "fixed-rate run: {} msgs/s for {} s (open loop)",
+        args.rate,
+        plan.duration.as_secs()
+    ));
+    let load0 = load_average();
+    let before = sample_all(Some(&services), &nats, &sims);
+    let fixed_spec = RunSpec {
+        label: "fixed-rate".into(),
+        shape: Shape::FixedRate { rate: args.rate },
+        duration: plan.duration,
+        warmup: plan.warmup,
+        drain: Duration::from_secs(15),
+        quiet: false,
+    };
+    let fixed = load::drive(&target, &seqs, &fixed_spec, 0, || {
+        services.check_alive()?;
+        sims.check_alive()
+    })
+    .await?;
+    let after = sample_all(Some(&services), &nats, &sims);
+    let fixed_summary = summarize(&fixed, &before, &after, load0, load_average());
+    report_run(&fixed);
+
+    // ---- full speed -----------------------------------------------------------------------
+    sims.reset(&http).await?;
+    progress(&format!(
+        "full-speed run: {} messages in flight end to end for {} s (closed loop)",
+        args.window,
+        plan.duration.as_secs()
+    ));
+    let load0 = load_average();
+    let before = sample_all(Some(&services), &nats, &sims);
+    let full_spec = RunSpec {
+        label: "full-speed".into(),
+        shape: Shape::Window {
+            window: args.window,
+        },
+        duration: plan.duration,
+        warmup: plan.warmup,
+        drain: Duration::from_secs(30),
+        quiet: false,
+    };
+    let full = load::drive(&target, &seqs, &full_spec, 0, || {
+        services.check_alive()?;
+        sims.check_alive()
+    })
+    .await?;
+    let after = sample_all(Some(&services), &nats, &sims);
+    let full_summary = summarize(&full, &before, &after, load0, load_average());
+    report_run(&full);
+    services.stop().await;
+
+    // ---- baseline -------------------------------------------------------------------------
+    sims.reset(&http).await?;
+    let count = full.replied.max(1000);
+    progress(&format!(
+        "baseline: {count} messages straight to the simulators, {} in flight, no bus",
+        args.window
+    ));
+    let load0 = load_average();
+    let before = sample_all(None, &nats, &sims);
+    let base = baseline::run(
+        &target,
+        &sims.otomax_url,
+        &seqs,
+        count,
+        args.window,
+        Duration::from_secs(if args.quick { 15 } else { 60 }),
+    )
+    .await?;
+    let after = sample_all(None, &nats, &sims);
+    progress(&format!(
+        "  baseline: {} messages in {:.1} s = {:.0} msgs/s, {} errors; latency p50 {:.1} / p99 {:.1} ms{}",
+        base.messages,
+        base.seconds,
+        base.msgs_per_s,
+        base.errors,
+        base.latency_ms.p50,
+        base.latency_ms.p99,
+        base.first_error
+            .as_ref()
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
+    ));
+    let baseline_summary = BaselineSummary {
+        messages: base.messages,
+        errors: base.errors,
+        seconds: round2(base.seconds),
+        window: args.window,
+        latency_ms: base.latency_ms,
+        cpu_s: cpu_delta(&before, &after),
+        load_1m_before: load0,
+        first_error: base.first_error.clone(),
+    };
+
+    // ---- scale-out ------------------------------------------------------------------------
+    let scale_window =
+        (4 * SCALE_OUT_CONCURRENCY * plan.scale_out.iter().max().copied().unwrap_or(1)).max(32);
+    let mut scale_points = Vec::new();
+    for &replicas in &plan.scale_out {
+        // A fresh nats-server per run: no backlog, consumer state or stream history carried over.
+        if matches!(nats, Nats::Own { .. }) {
+            nats.stop().await;
+            nats = start_nats().await?;
+        }
+        sims.reset(&http).await?;
+        sims.set_otomax_latency(&http, 0).await?;
+        let config = StackConfig {
+            nats_url: nats.url().to_string(),
+            forwarders: replicas,
+            forwarder_concurrency: Some(SCALE_OUT_CONCURRENCY),
+            callback: false,
+            ..config.clone()
+        };
+        let mut services = Stack::start(&bins, &config, &log_dir).await?;
+        let warm = RunSpec {
+            label: "warm-up".into(),
+            shape: Shape::Window { window: 8 },
+            duration: Duration::from_millis(500),
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(15),
+            quiet: true,
+        };
+        let target = Target {
+            webhook_url: format!("{}/webhook/gowa", services.ingress_url),
+            ..target.clone()
+        };
+        load::drive(&target, &seqs, &warm, 0, || services.check_alive()).await?;
+        sims.reset(&http).await?;
+        sims.set_otomax_latency(&http, SCALE_OUT_LATENCY_MS).await?;
+        progress(&format!(
+            "scale-out: {replicas} forwarder(s), OtomaX +{SCALE_OUT_LATENCY_MS} ms, FORWARDER_CONCURRENCY={SCALE_OUT_CONCURRENCY}, {scale_window} in flight, {} s",
+            plan.scale_seconds
+        ));
+        let load0 = load_average();
+        let spec = RunSpec {
+            label: format!("{replicas} fwd"),
+            shape: Shape::Window {
+                window: scale_window,
+            },
+            duration: Duration::from_secs(plan.scale_seconds),
+            warmup: plan.warmup,
+            // A private nats-server is thrown away after the run, backlog and all; a shared one
+            // must be left empty for the next run.
+            drain: if matches!(nats, Nats::Own { .. }) {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(60)
+            },
+            quiet: false,
+        };
+        let r = load::drive(&target, &seqs, &spec, 0, || {
+            services.check_alive()?;
+            sims.check_alive()
+        })
+        .await?;
+        services.stop().await;
+        progress(&format!(
+            "  {replicas} forwarder(s): {:.1} msgs/s, e2e p50 {:.0} ms",
+            r.sustained_msgs_per_s, r.e2e_ms.p50
+        ));
+        scale_points.push(ScalePoint {
+            replicas,
+            msgs_per_s: round2(r.sustained_msgs_per_s),
+            sent: r.sent,
+            replied: r.replied,
+            lost: r.lost,
+            e2e_latency_ms: r.e2e_ms,
+            load_1m: load0,
+        });
+    }
+    if !plan.scale_out.is_empty() {
+        sims.set_otomax_latency(&http, 0).await?;
+    }
+    nats.stop().await;
+    sims.stop().await;
+
+    // ---- report ---------------------------------------------------------------------------
+    machine.load_1m_end = load_average();
+    let scale_out_efficiency = match (scale_points.first(), scale_points.last()) {
+        (Some(a), Some(b)) if b.replicas > a.replicas && a.msgs_per_s > 0.0 => Some(round2(
+            b.msgs_per_s / (a.msgs_per_s * b.replicas as f64 / a.replicas as f64),
+        )),
+        _ => None,
+    };
+    let service_names = ["ingress", "forwarder", "reply", "callback"];
+    let pick = |m: &BTreeMap<String, f64>| {
+        m.iter()
+            .filter(|(k, _)| service_names.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<BTreeMap<_, _>>()
+    };
+    if fixed.lost > 0 || full.lost > 0 {
+        notes.push(format!(
+            "{} messages got no reply within 35 s (fixed rate {}, full speed {})",
+            fixed.lost + full.lost,
+            fixed.lost,
+            full.lost
+        ));
+    }
+    notes.push("end-to-end latency: webhook sent (bench clock) -> reply recorded by the WhatsApp simulator (same clock, millisecond resolution)".into());
+    let e2e = round2(full.sustained_msgs_per_s);
+    let mut report = Report {
+        e2e_msgs_per_s: e2e,
+        baseline_msgs_per_s: round2(base.msgs_per_s),
+        ratio: if base.msgs_per_s > 0.0 {
+            round2(e2e / base.msgs_per_s)
+        } else {
+            0.0
+        },
+        latency_ms: fixed.e2e_ms,
+        ingress_ack_ms: fixed.ack_ms,
+        rss_mb: pick(&fixed_summary.rss_mb),
+        cpu_s: pick(&fixed_summary.cpu_s),
+        scale_out: scale_points,
+        cores: machine.cores,
+        scale_out_efficiency,
+        full_speed_latency_ms: full.e2e_ms,
+        full_speed_ingress_ack_ms: full.ack_ms,
+        fixed_rate: fixed_summary,
+        fixed_rate_msgs_per_s_offered: args.rate,
+        full_speed: full_summary,
+        full_speed_window: args.window,
+        baseline: baseline_summary,
+        scale_out_config: ScaleOutConfig {
+            otomax_latency_ms: SCALE_OUT_LATENCY_MS,
+            forwarder_concurrency: SCALE_OUT_CONCURRENCY,
+            window: scale_window,
+            seconds_per_run: plan.scale_seconds,
+        },
+        targets: Vec::new(),
+        machine,
+        build_profile: bins.profile(),
+        nats_server: nats_version,
+        simulators: sims_mode,
+        service_log: args
+            .service_log
+            .clone()
+            .map(|f| format!("RUST_LOG={f}"))
+            .unwrap_or_else(|| "at their default level (info), to files".into()),
+        quick: args.quick,
+        started_at: wall_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        total_seconds: round2(started().elapsed().as_secs_f64()),
+        notes,
+    };
+    report.evaluate();
+    let table = report.table();
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let txt = args.out.with_extension("txt");
+    std::fs::write(&txt, &table).with_context(|| format!("cannot write {}", txt.display()))?;
+    println!("{table}");
+    progress(&format!(
+        "results: {} and {} ({:.0} s in all)",
+        args.out.display(),
+        txt.display(),
+        started().elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_nats() {
+        assert!(check_loopback("nats://127.0.0.1:4222").is_ok());
+        assert!(check_loopback("nats://localhost:4222,nats://127.0.0.1:4223").is_ok());
+        assert!(check_loopback("nats://10.0.0.5:4222").is_err());
+        assert!(check_loopback("nats://example.com:4222").is_err());
+    }
+}

