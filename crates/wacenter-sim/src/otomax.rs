@@ -173,10 +173,13 @@ pub struct OtomaxSim {
 
 impl OtomaxSim {
     pub fn new(config: OtomaxSimConfig) -> Self {
+        // Ids grow with the clock, like a database sequence that survives restarts: a restarted
+        // simulator never reuses an outbox kode that wacenter already delivered.
+        let epoch = (Utc::now().timestamp() - 1_700_000_000).max(0);
         let inner = Inner {
-            next_kode_inbox: 218_000,
-            next_outbox: 9_047_000,
-            next_trx: 4_522_000,
+            next_kode_inbox: epoch * 100,
+            next_outbox: epoch * 100,
+            next_trx: epoch * 100,
             resellers: config.resellers,
             ..Default::default()
         };

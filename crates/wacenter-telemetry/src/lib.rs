@@ -1,6 +1,8 @@
 //! Telemetry shared by every wacenter service: log set-up (`LOG_FORMAT`, `RUST_LOG`, `--debug`),
 //! the Prometheus recorder, and the ops router (`/healthz`, `/readyz`, `/metrics`).
 
+pub mod catalogue;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::http::{header, StatusCode};
@@ -143,6 +145,7 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// otherwise) and `/metrics` (Prometheus text).
 pub fn ops_router(service: &'static str, ready: ReadinessCheck) -> Router {
     let handle = metrics_handle();
+    catalogue::register(service);
     Router::new()
         .route(
             "/healthz",

@@ -1,0 +1,186 @@
+//! Every metric wacenter exports, in one place: name, help text, and the label sets each service
+//! starts at zero, so dashboards and alerts see a series (at 0) before the first event of a kind
+//! instead of "no data". The Grafana dashboard in `deploy/` uses exactly these names.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Registers (and zeroes) the metrics of `service`: `ingress`, `forwarder`, `reply`, `callback`.
+pub fn register(service: &str) {
+    match service {
+        "ingress" => {
+            describe_counter!("wacenter_ingress_webhooks_total", "Webhooks received, by provider and outcome (accepted, ignored, bad_signature, malformed, disabled, nats_down, …)");
+            describe_counter!(
+                "wacenter_ingress_published_total",
+                "Inbound messages published to JetStream (duplicate=true: a provider re-delivery)"
+            );
+            describe_histogram!(
+                "wacenter_ingress_ack_seconds",
+                Unit::Seconds,
+                "Time from webhook arrival to the answer (after the JetStream ack)"
+            );
+            for provider in ["gowa", "meta"] {
+                for outcome in [
+                    "accepted",
+                    "ignored",
+                    "bad_signature",
+                    "malformed",
+                    "nats_down",
+                ] {
+                    metrics::counter!("wacenter_ingress_webhooks_total", "provider" => provider, "outcome" => outcome).absolute(0);
+                }
+                for duplicate in ["false", "true"] {
+                    metrics::counter!("wacenter_ingress_published_total", "provider" => provider, "duplicate" => duplicate).absolute(0);
+                }
+            }
+        }
+        "forwarder" => {
+            otomax_metrics();
+            describe_counter!(
+                "wacenter_forwarder_forwarded_total",
+                "Messages forwarded to OtomaX InsertInbox, by inbox status"
+            );
+            describe_counter!("wacenter_forwarder_skipped_total", "Messages not forwarded, by reason (group, media, outgoing, empty_text, own_message, …)");
+            describe_counter!(
+                "wacenter_forwarder_duplicates_total",
+                "Deliveries dropped because the message was already claimed"
+            );
+            describe_counter!(
+                "wacenter_forwarder_expired_total",
+                "Messages whose _exp passed before OtomaX could be reached"
+            );
+            describe_counter!(
+                "wacenter_forwarder_failed_total",
+                "InsertInbox failures, by error kind"
+            );
+            describe_counter!(
+                "wacenter_forwarder_auto_replies_total",
+                "Auto-replies queued (outcome=queued) or not needed (outcome=none)"
+            );
+            for reason in [
+                "group",
+                "media",
+                "outgoing",
+                "incoming",
+                "empty_text",
+                "own_message",
+                "no_sender_phone",
+                "otomax_disabled",
+            ] {
+                metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason)
+                    .absolute(0);
+            }
+            for kind in [
+                "connect",
+                "timeout",
+                "http_status",
+                "auth",
+                "rejected",
+                "decode",
+                "expired",
+            ] {
+                metrics::counter!("wacenter_forwarder_failed_total", "kind" => kind).absolute(0);
+            }
+            for outcome in ["queued", "none"] {
+                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => outcome)
+                    .absolute(0);
+            }
+            metrics::counter!("wacenter_forwarder_duplicates_total").absolute(0);
+            metrics::counter!("wacenter_forwarder_expired_total").absolute(0);
+            worker_metrics("forwarder");
+        }
+        "reply" => {
+            otomax_metrics();
+            describe_counter!(
+                "wacenter_reply_sent_total",
+                "WhatsApp messages sent, by kind (auto_reply, outbox)"
+            );
+            describe_counter!(
+                "wacenter_reply_send_failed_total",
+                "Failed sends, by class (rate_limited, transient, permanent, ambiguous) and kind"
+            );
+            describe_counter!(
+                "wacenter_reply_duplicates_total",
+                "Outbound deliveries dropped because the message was already claimed"
+            );
+            describe_counter!(
+                "wacenter_outbox_acks_total",
+                "UpdateStatusOutbox calls, by status (20, 40) and outcome"
+            );
+            for kind in ["auto_reply", "outbox"] {
+                metrics::counter!("wacenter_reply_sent_total", "kind" => kind).absolute(0);
+                for class in ["rate_limited", "transient", "permanent", "ambiguous"] {
+                    metrics::counter!("wacenter_reply_send_failed_total", "class" => class, "kind" => kind).absolute(0);
+                }
+            }
+            for status in ["20", "40"] {
+                for outcome in ["ok", "error"] {
+                    metrics::counter!("wacenter_outbox_acks_total", "status" => status, "outcome" => outcome).absolute(0);
+                }
+            }
+            metrics::counter!("wacenter_reply_duplicates_total").absolute(0);
+            worker_metrics("reply");
+        }
+        "callback" => {
+            otomax_metrics();
+            describe_counter!(
+                "wacenter_callback_received_total",
+                "OtomaX outbox callbacks, by outcome (queued, skipped, or an error code)"
+            );
+            describe_counter!(
+                "wacenter_callback_skipped_total",
+                "Callbacks acknowledged without sending, by reason"
+            );
+            for outcome in [
+                "queued",
+                "skipped",
+                "UNAUTHORIZED",
+                "VALIDATION_ERROR",
+                "UNAVAILABLE",
+            ] {
+                metrics::counter!("wacenter_callback_received_total", "outcome" => outcome)
+                    .absolute(0);
+            }
+            for reason in ["other_channel", "empty_pesan"] {
+                metrics::counter!("wacenter_callback_skipped_total", "reason" => reason)
+                    .absolute(0);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn otomax_metrics() {
+    describe_counter!(
+        "wacenter_otomax_requests_total",
+        "OtomaX API attempts, by endpoint and outcome (ok or an error kind)"
+    );
+    describe_histogram!(
+        "wacenter_otomax_request_duration_seconds",
+        Unit::Seconds,
+        "OtomaX API attempt duration, by endpoint"
+    );
+}
+
+fn worker_metrics(worker: &'static str) {
+    describe_counter!(
+        "wacenter_dead_letters_total",
+        "Messages dead-lettered, by worker and reason"
+    );
+    describe_gauge!(
+        "wacenter_in_flight",
+        "Messages being handled right now, by worker"
+    );
+    metrics::gauge!("wacenter_in_flight", "worker" => worker).set(0.0);
+    for reason in [
+        "expired",
+        "auth_failed",
+        "rejected",
+        "retries_exhausted",
+        "uncertain",
+        "invalid",
+        "send_failed",
+    ] {
+        metrics::counter!("wacenter_dead_letters_total", "worker" => worker, "reason" => reason)
+            .absolute(0);
+    }
+}
