@@ -1,6 +1,7 @@
 //! End-to-end tests: the `wacenter` binary as operators use it, and the whole pipeline (a real
 //! nats-server per test, the four services, both simulators) as users see it.
 
+mod chaos;
 mod cli;
 mod pipeline;
 mod stack;
