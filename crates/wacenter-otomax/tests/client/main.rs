@@ -1,6 +1,8 @@
 //! The client and its retry policy against in-test servers that fail, stall and recover:
 //! attempts are counted, their spacing measured, and nothing may arrive after `_exp`.
 
+mod hostile;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! The senders against in-test HTTP servers standing in for GOWA and the Graph API: what goes on
-//! the wire (method, path, headers, body) and how each kind of answer is classified.
+// The senders against in-test HTTP servers standing in for GOWA and the Graph API: what goes on
+// the wire (method, path, headers, body) and how each kind of answer is classified.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
