@@ -247,7 +247,8 @@ impl Forwarder {
             Ok(r) => r,
             Err(e) => return retry(e, "marking the message in progress"),
         };
-        tracing::debug!(exp = %req.exp, "InsertInbox");
+        // The seed's debug line: what is forwarded, to whom (never the token or keys).
+        tracing::debug!(pesan = %req.pesan, pengirim = %req.pengirim, kode_reseller = %req.kode_reseller, kode_terminal = req.kode_terminal, exp = %req.exp, "forwarding WhatsApp message to OtomaX InsertInbox");
         match otomax.insert_inbox(&req).await {
             Ok(resp) => {
                 let result = resp.result;

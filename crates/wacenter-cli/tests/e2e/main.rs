@@ -4,5 +4,6 @@
 mod chaos;
 mod cli;
 mod pipeline;
+mod secrets;
 mod stack;
 mod traces;
