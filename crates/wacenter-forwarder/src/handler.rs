@@ -136,7 +136,14 @@ impl Forwarder {
                 );
             }
         };
-        let span = tracing::info_span!("inbound", wa_message_id = %msg.message_id, provider = %msg.provider, sender = %msg.sender);
+        // Every line about this message carries its WhatsApp id, and its kode_inbox once known.
+        let span = tracing::info_span!(
+            "inbound",
+            wa_message_id = %msg.message_id,
+            provider = %msg.provider,
+            sender = %msg.sender,
+            kode_inbox = tracing::field::Empty,
+        );
         self.process(d, msg).instrument(span).await
     }
 
@@ -191,6 +198,9 @@ impl Forwarder {
                         // Forwarded; finish what may not have happened after it (the auto-reply).
                         let result: InsertInboxResult =
                             serde_json::from_value(record.detail.clone()).unwrap_or_default();
+                        if let Some(kode) = result.kode_inbox {
+                            tracing::Span::current().record("kode_inbox", kode);
+                        }
                         return self.auto_reply(&msg, &result).await;
                     }
                     ClaimState::Failed => {
@@ -252,6 +262,9 @@ impl Forwarder {
         match otomax.insert_inbox(&req).await {
             Ok(resp) => {
                 let result = resp.result;
+                if let Some(kode) = result.kode_inbox {
+                    tracing::Span::current().record("kode_inbox", kode);
+                }
                 info!(kode_inbox = ?result.kode_inbox, status = result.status, status_desc = %result.status_desc, attempts = resp.attempts, "forwarded to OtomaX");
                 metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string()).increment(1);
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
