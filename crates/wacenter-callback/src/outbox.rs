@@ -85,7 +85,11 @@ fn outbox_kode_inbox() -> utoipa::openapi::schema::Schema {
     security(("callback_secret_query" = []), ("callback_secret_header" = []))
 )]
 pub async fn callback(State(app): State<Callback>, request: Request) -> Result<Response, ApiError> {
-    let outcome = handle(&app, request).await;
+    // Continue the caller's trace when it sends one, so callback → reply → WhatsApp is one trace.
+    let span = tracing::info_span!("outbox_callback");
+    let incoming = request.headers().get(wacenter_trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    wacenter_trace::set_parent(&span, incoming);
+    let outcome = tracing::Instrument::instrument(handle(&app, request), span).await;
     let label = match &outcome {
         Ok((label, _)) => *label,
         Err(e) => e.code.as_str(),
