@@ -87,7 +87,10 @@ fn outbox_kode_inbox() -> utoipa::openapi::schema::Schema {
 pub async fn callback(State(app): State<Callback>, request: Request) -> Result<Response, ApiError> {
     // Continue the caller's trace when it sends one, so callback → reply → WhatsApp is one trace.
     let span = tracing::info_span!("outbox_callback");
-    let incoming = request.headers().get(wacenter_trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    let incoming = request
+        .headers()
+        .get(wacenter_trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
     wacenter_trace::set_parent(&span, incoming);
     let outcome = tracing::Instrument::instrument(handle(&app, request), span).await;
     let label = match &outcome {
