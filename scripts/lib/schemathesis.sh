@@ -9,7 +9,8 @@
 #
 # Knobs (environment): SCHEMATHESIS_MAX_EXAMPLES (default 30 per operation), SCHEMATHESIS_MAX_TIME
 # (seconds, default 300), SCHEMATHESIS_SEED (reproduce a run; default random),
-# SCHEMATHESIS_WORKERS (default 2). Reports and service logs go to .local/schemathesis/.
+# SCHEMATHESIS_WORKERS (default 2), SCHEMATHESIS_ARGS (more `schemathesis run` options, e.g.
+# "--include-path /otomax/test --report har"). Reports and service logs go to .local/schemathesis/.
 
 # Pinned: checks and CLI flags change between schemathesis releases.
 SCHEMATHESIS_VERSION="4.32.5"
@@ -49,16 +50,25 @@ run_schemathesis() (
   cargo build --quiet --bin wacenter --bin wacenter-callback
   local bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
-  local out="$LOCAL/schemathesis"
+  # Not `local`: the EXIT trap reads them (this function runs in its own subshell anyway).
+  out="$LOCAL/schemathesis"
   mkdir -p "$out"
-  local tmp
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/wacenter-schemathesis.XXXXXX")"
-  local pids=()
-  # Stops exactly the processes started here, by PID, and removes the NATS store.
+  pids=()
+  # Stops exactly the processes started here, by PID, newest first (the callback service before
+  # the NATS it drains into), SIGKILL for any still running after 15 s; removes the NATS store.
   cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local i pid waited
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+      pid="${pids[$i]}"
+      kill "$pid" 2>/dev/null || continue
+      for ((waited = 0; waited < 150; waited++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -9 "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$tmp"
   }
   trap cleanup EXIT
@@ -107,12 +117,18 @@ run_schemathesis() (
   _st_wait_for "http://127.0.0.1:$sim_port/_sim/stats" 60 "$out/otomax-sim.log" "the OtomaX simulator"
   _st_wait_for "$base/readyz" 60 "$out/wacenter-callback.log" "wacenter-callback"
 
-  # Per-operation settings the command line cannot express:
-  # - the callback secret for /otomax/callback, by its security scheme in the document;
+  # Settings the command line cannot express:
+  # - credentials per security scheme of the document: basic auth for the admin routes, the
+  #   callback secret (as its header) for /otomax/callback. (`--auth user:pass` would override
+  #   these and leave the callback untested beyond its 401.)
   # - 502 is what the spec answers when OtomaX refuses a call (an unknown reseller code, which
   #   is most generated codes), so on the OtomaX routes, and only there, it is an expected
   #   status of not_a_server_error. Every other 5xx, and 502 anywhere else, still fails the run.
   cat >"$tmp/schemathesis.toml" <<EOF
+[auth.openapi.basic_auth]
+username = "$admin_user"
+password = "$admin_pass"
+
 [auth.openapi.callback_secret_header]
 api_key = "$callback_secret"
 
@@ -123,23 +139,28 @@ include-tag = "otomax"
 expected-statuses = ["2xx", "3xx", "4xx", "502"]
 EOF
 
-  local seed_args=()
-  if [ -n "${SCHEMATHESIS_SEED:-}" ]; then seed_args=(--seed "$SCHEMATHESIS_SEED"); fi
+  local extra_args=()
+  if [ -n "${SCHEMATHESIS_SEED:-}" ]; then extra_args+=(--seed "$SCHEMATHESIS_SEED"); fi
+  # Word-split on purpose: a list of options.
+  # shellcheck disable=SC2206
+  if [ -n "${SCHEMATHESIS_ARGS:-}" ]; then extra_args+=($SCHEMATHESIS_ARGS); fi
   local max_time="${SCHEMATHESIS_MAX_TIME:-300}"
   say "schemathesis $SCHEMATHESIS_VERSION against $base/openapi.json"
   local status=0
+  # From .local/schemathesis, so schemathesis' and hypothesis' caches (.schemathesis/,
+  # .hypothesis/ in the working directory) stay out of the repository.
+  cd "$out"
   # `timeout` is the hard stop should schemathesis itself hang past its own time budget.
   timeout --signal=INT --kill-after=30 "$((max_time + 120))" \
     schemathesis --config-file "$tmp/schemathesis.toml" run "$base/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-    --auth "$admin_user:$admin_pass" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" \
     --max-time "$max_time" \
     --workers "${SCHEMATHESIS_WORKERS:-2}" \
     --request-timeout 20 \
     --report junit --report-dir "$out" \
     --no-color \
-    "${seed_args[@]}" || status=$?
+    "${extra_args[@]}" || status=$?
 
   if [ "$status" -eq 0 ]; then
     say "schemathesis passed (report: .local/schemathesis/)"

@@ -308,9 +308,18 @@ impl Bus {
         Ok(info.state.messages)
     }
 
-    /// Flushes what is buffered and closes the connection.
+    /// Flushes what is buffered and closes the connection, giving up after 5 s: with NATS down
+    /// a drain would wait for a reconnect forever and the process would never exit.
     pub async fn drain(&self) {
-        let _ = self.client.flush().await;
-        let _ = self.client.drain().await;
+        let close = async {
+            let _ = self.client.flush().await;
+            let _ = self.client.drain().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(5), close)
+            .await
+            .is_err()
+        {
+            warn!("NATS unreachable at shutdown; closing without flushing");
+        }
     }
 }

@@ -199,6 +199,8 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     .with_graceful_shutdown(wacenter_telemetry::wait_for(shutdown))
     .await?;
     setup.abort();
+    // Bounded: with NATS unreachable it gives up (every callback was answered only after its
+    // publish ack, so nothing is lost).
     bus.drain().await;
     Ok(())
 }

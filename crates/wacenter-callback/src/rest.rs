@@ -44,21 +44,44 @@ fn reseller_code(code: Result<Path<String>, PathRejection>) -> Result<String, Ap
 
 /// A manual InsertInbox, as if `pengirim` had sent `pesan` on WhatsApp.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"pesan": "S.1234", "pengirim": "08123456789"}))]
+#[schema(example = json!({"pesan": "S.1234", "pengirim": "628123456789"}))]
 pub struct InsertInboxBody {
     /// The message text, as a reseller would type it. Must not be blank.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub pesan: String,
-    /// The sender's phone number: `08…`, `+62 8…`, `628…` or a WhatsApp JID; sent to OtomaX as
-    /// digits in international form.
-    #[schema(min_length = 1)]
+    /// The sender's phone number, sent to OtomaX as 6 to 15 digits in international form. The
+    /// pattern is that canonical form; national numbers (`08…`, given
+    /// `WA_DEFAULT_COUNTRY_CODE`), spaces, dashes, dots, parentheses and WhatsApp JIDs
+    /// (`628…@s.whatsapp.net`) are accepted too and normalized.
+    #[schema(pattern = r"^\+?[1-9][0-9]{5,14}$", example = "628123456789")]
     pub pengirim: String,
     /// Reseller code; absent, null or blank means `OTOMAX_DEFAULT_RESELLER`.
     #[serde(default)]
     pub kode_reseller: Option<String>,
     /// Terminal code; absent or null means `OTOMAX_DEFAULT_KODE_TERMINAL`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub kode_terminal: Option<i64>,
+}
+
+/// An optional JSON Schema integer: `7` and also `7.0`, which JSON Schema counts as the same
+/// integer (serde alone would refuse it).
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    // 2^63: every f64 in [-2^63, 2^63) with no fraction is an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => {
+                // Exact: integral and in range (checked above).
+                Ok(Some(f as i64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "invalid value: {n}, expected an integer between -2^63 and 2^63-1"
+            ))),
+        },
+    }
 }
 
 /// `POST /otomax/insert-inbox`: `{pesan, pengirim, kode_reseller?, kode_terminal?}`.
@@ -212,7 +235,7 @@ pub async fn get_callback(State(app): State<Callback>) -> Result<Response, ApiEr
 #[schema(example = json!({"phone": "6285219898489"}))]
 pub struct TestBody {
     /// Any phone number; OtomaX echoes it. Must not be blank.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub phone: String,
 }
 
@@ -405,6 +428,31 @@ mod tests {
         assert_eq!(code(" R001 ").unwrap(), "R001");
         // 64 characters is fine even when they take more bytes (JSON Schema counts characters).
         assert_eq!(code(&"é".repeat(64)).unwrap().chars().count(), 64);
+    }
+
+    #[test]
+    fn kode_terminal_takes_integers_as_json_schema_defines_them() {
+        let k = |body: &str| json_body::<InsertInboxBody>(body.as_bytes()).map(|b| b.kode_terminal);
+        let with = |v: &str| {
+            k(&format!(
+                r#"{{"pesan":"x","pengirim":"1","kode_terminal":{v}}}"#
+            ))
+        };
+        assert_eq!(with("7").unwrap(), Some(7));
+        assert_eq!(with("7.0").unwrap(), Some(7));
+        assert_eq!(with("-2.0e3").unwrap(), Some(-2000));
+        assert_eq!(with("-9.223372036854775808e18").unwrap(), Some(i64::MIN));
+        assert_eq!(with("null").unwrap(), None);
+        assert_eq!(k(r#"{"pesan":"x","pengirim":"1"}"#).unwrap(), None);
+        for bad in [
+            "7.5",
+            "9.223372036854775808e18",
+            "9223372036854775808",
+            "\"7\"",
+            "[]",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

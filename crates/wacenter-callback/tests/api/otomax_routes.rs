@@ -47,10 +47,11 @@ async fn insert_inbox_sends_what_a_whatsapp_message_would_and_returns_otomax_ans
     assert_eq!(sent["kode_reseller"], json!("DEFAULT1"));
     assert!(sent["_exp"].is_string(), "{sent}");
 
-    // Explicit values win over the defaults; a blank reseller code means the default.
+    // Explicit values win over the defaults (7.0 is the integer 7, as in JSON Schema); a blank
+    // reseller code means the default.
     h.post(
         "/otomax/insert-inbox",
-        &json!({"pesan": "halo", "pengirim": "628555", "kode_reseller": "R9", "kode_terminal": 7}),
+        &json!({"pesan": "halo", "pengirim": "628555", "kode_reseller": "R9", "kode_terminal": 7.0}),
     )
     .await
     .expect(200, "SUCCESS");
