@@ -99,6 +99,8 @@ pub struct OtomaxClient {
 struct Inner {
     http: reqwest::Client,
     base: String,
+    /// `base` with any password hidden: the only form that goes into errors and logs.
+    base_shown: String,
     signer: Signer,
     policy: RetryPolicy,
     limiter: Option<RateLimiter>,
@@ -108,7 +110,7 @@ struct Inner {
 impl std::fmt::Debug for OtomaxClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtomaxClient")
-            .field("base", &self.inner.base)
+            .field("base", &self.inner.base_shown)
             .finish_non_exhaustive()
     }
 }
@@ -120,10 +122,16 @@ impl OtomaxClient {
 
     pub fn with_http(config: ClientConfig, http: reqwest::Client) -> Self {
         let base = config.base_url.as_str().trim_end_matches('/').to_string();
+        let mut shown = config.base_url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("redacted"));
+        }
+        let base_shown = shown.as_str().trim_end_matches('/').to_string();
         Self {
             inner: Arc::new(Inner {
                 http,
                 base,
+                base_shown,
                 signer: Signer::new(&config.app_id, &config.app_key, &config.dev_key),
                 policy: config.policy,
                 limiter: (config.rate_limit > 0).then(|| RateLimiter::new(config.rate_limit)),
@@ -250,7 +258,7 @@ impl OtomaxClient {
                 source = s.source();
             }
             OtomaxError::Connect {
-                url: self.inner.base.clone(),
+                url: self.inner.base_shown.clone(),
                 reason,
             }
         }

@@ -296,3 +296,21 @@ async fn rate_limit_spaces_requests() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_password_in_the_base_url_never_shows_in_errors() {
+    let port = wacenter_test_support::free_port();
+    let policy = RetryPolicy {
+        max_retries: 0,
+        ..Default::default()
+    };
+    let c = client(&format!("http://user:hunter2@127.0.0.1:{port}/"), policy);
+    let err = c.test("1").await.unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert!(!c
+        .history()
+        .last_error
+        .unwrap_or_default()
+        .contains("hunter2"));
+}
