@@ -5,6 +5,7 @@ mod auth;
 mod callback;
 mod harness;
 mod health;
+mod hostile;
 mod inputs;
 mod openapi;
 mod otomax_routes;
