@@ -55,6 +55,12 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Measure the whole pipeline against a no-bus baseline, at a fixed rate, at full speed and
+    /// with 1, 2 and 4 forwarder replicas; writes bench/results/latest.json and a table.
+    Bench {
+        #[command(flatten)]
+        args: wacenter_bench::BenchArgs,
+    },
     /// See and re-drive dead letters (messages that could not succeed).
     Dlq {
         #[command(subcommand)]
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::All { services, common } => all_cmd::run(services, common).await,
+            Command::Bench { args } => wacenter_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Dlq { command } => dlq_cmd::run(command).await,
             Command::Otomax { command } => otomax_cmd::run(command).await,
             Command::Sim { command } => sim_cmd::run(command).await,
