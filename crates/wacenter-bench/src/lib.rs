@@ -33,7 +33,7 @@ use anyhow::{bail, Context};
 use crate::load::{RunResult, RunSpec, Sequence, Shape, Target};
 use crate::procs::{load_average, ProcSample};
 use crate::report::{
-    round2, BaselineSummary, Machine, Report, RunSummary, ScaleOutConfig, ScalePoint,
+    round2, round3, BaselineSummary, Machine, Report, RunSummary, ScaleOutConfig, ScalePoint,
 };
 use crate::stack::{Binaries, Nats, Sims, Stack, StackConfig};
 
@@ -85,12 +85,23 @@ pub struct BenchArgs {
     /// RUST_LOG for the services [default: theirs, info for wacenter's own crates].
     #[arg(long, value_name = "FILTER")]
     pub service_log: Option<String>,
+    /// Extra environment for every service process, KEY=VALUE (repeatable), for experiments
+    /// such as TOKIO_WORKER_THREADS=1. Recorded in the results.
+    #[arg(long = "service-env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub service_env: Vec<(String, String)>,
     /// Run the simulators inside the bench process instead of as `wacenter sim` processes.
     #[arg(long)]
     pub in_process_sims: bool,
     /// Resellers the OtomaX simulator knows; senders rotate over them.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub resellers: usize,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
 }
 
 /// OtomaX latency and forwarder concurrency of the scale-out runs: one replica is then limited
@@ -182,7 +193,17 @@ fn check_loopback(urls: &str) -> anyhow::Result<()> {
 
 type Samples = BTreeMap<String, ProcSample>;
 
-fn sample_all(stack: Option<&Stack>, nats: &Nats, sims: &Sims) -> Samples {
+/// nats-server's (in, out) message counts before and after a run.
+type NatsCounts = (Option<(u64, u64)>, Option<(u64, u64)>);
+
+/// Every process of the bench, and the whole machine, at one moment.
+struct Snapshot {
+    procs: Samples,
+    machine_busy_s: Option<f64>,
+    at: Instant,
+}
+
+fn snapshot(stack: Option<&Stack>, nats: &Nats, sims: &Sims) -> Snapshot {
     let mut all = Samples::new();
     if let Some(stack) = stack {
         all.extend(
@@ -203,30 +224,46 @@ fn sample_all(stack: Option<&Stack>, nats: &Nats, sims: &Sims) -> Samples {
     if let Some(s) = procs::sample_pid(std::process::id()) {
         all.insert("bench (load generator)".into(), s);
     }
-    all
+    Snapshot {
+        procs: all,
+        machine_busy_s: procs::machine_busy_s(),
+        at: Instant::now(),
+    }
 }
 
-fn cpu_delta(before: &Samples, after: &Samples) -> BTreeMap<String, f64> {
+fn cpu_delta(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, f64> {
     after
+        .procs
         .iter()
         .map(|(name, a)| {
-            let b = before.get(name).map(|b| b.cpu_s).unwrap_or(0.0);
+            let b = before.procs.get(name).map(|b| b.cpu_s).unwrap_or(0.0);
             (name.clone(), round2(a.cpu_s - b))
         })
         .collect()
 }
 
+/// Cores' worth of CPU that processes other than the bench's used meanwhile (other engineers'
+/// builds and tests): what the 1-minute load average cannot tell, since it counts the bench too.
+fn other_cores(before: &Snapshot, after: &Snapshot) -> Option<f64> {
+    let machine = after.machine_busy_s? - before.machine_busy_s?;
+    let ours: f64 = cpu_delta(before, after).values().sum();
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    (wall > 0.0).then(|| round2(((machine - ours) / wall).max(0.0)))
+}
+
 fn summarize(
     r: &RunResult,
-    before: &Samples,
-    after: &Samples,
+    before: &Snapshot,
+    after: &Snapshot,
+    nats_counts: NatsCounts,
     load_before: Option<f64>,
     load_after: Option<f64>,
 ) -> RunSummary {
     let cpu_s = cpu_delta(before, after);
     let cpu_ms_per_msg = cpu_s
         .iter()
-        .map(|(n, s)| (n.clone(), round2(s * 1000.0 / (r.replied.max(1)) as f64)))
+        // Three decimals: at full speed a service uses tenths of a millisecond per message.
+        .map(|(n, s)| (n.clone(), round3(s * 1000.0 / (r.replied.max(1)) as f64)))
         .collect();
     RunSummary {
         label: r.label.clone(),
@@ -242,6 +279,7 @@ fn summarize(
         ingress_ack_ms: r.ack_ms,
         generator_lag_ms: round2(r.generator_lag_ms),
         rss_mb: after
+            .procs
             .iter()
             .map(|(n, s)| (n.clone(), round2(s.hwm_mb())))
             .collect(),
@@ -249,8 +287,16 @@ fn summarize(
         cpu_ms_per_msg,
         load_1m_before: load_before,
         load_1m_after: load_after,
+        other_cpu_cores: other_cores(before, after),
+        nats_in_msgs_per_msg: per_msg(nats_counts, r.replied, |c| c.0),
+        nats_out_msgs_per_msg: per_msg(nats_counts, r.replied, |c| c.1),
         first_error: r.first_error.clone(),
     }
+}
+
+fn per_msg((before, after): NatsCounts, messages: u64, pick: fn((u64, u64)) -> u64) -> Option<f64> {
+    let (b, a) = (before?, after?);
+    (messages > 0).then(|| round2((pick(a) - pick(b)) as f64 / messages as f64))
 }
 
 fn report_run(r: &RunResult) {
@@ -310,6 +356,20 @@ fn machine() -> Machine {
             .unwrap_or_default(),
         load_1m_start: load_average(),
         load_1m_end: None,
+    }
+}
+
+/// Adds the end of nats-server's log to a start-up error (a service that cannot connect is
+/// usually a NATS problem).
+fn with_nats_log(e: anyhow::Error, nats: &mut Nats) -> anyhow::Error {
+    if let Err(dead) = nats.check_alive() {
+        return dead.context(format!("{e:#}"));
+    }
+    let tail = nats.log_tail();
+    if tail.is_empty() {
+        e
+    } else {
+        e.context(format!("end of nats-server's log:\n{tail}"))
     }
 }
 
@@ -408,8 +468,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         forwarder_concurrency: None,
         callback: true,
         rust_log: args.service_log.clone(),
+        extra_env: args.service_env.clone(),
     };
-    let mut services = Stack::start(&bins, &config, &log_dir).await?;
+    let mut services = Stack::start(&bins, &config, &log_dir)
+        .await
+        .map_err(|e| with_nats_log(e, &mut nats))?;
     progress("services ready: ingress, forwarder, reply, callback (one process each)");
     let target = Target {
         http: http.clone(),
@@ -430,7 +493,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let w = load::drive(&target, &seqs, &warm, 0, || {
         services.check_alive()?;
-        sims.check_alive()
+        sims.check_alive()?;
+        nats.check_alive()
     })
     .await?;
     if w.replied == 0 {
@@ -455,7 +519,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.duration.as_secs()
     ));
     let load0 = load_average();
-    let before = sample_all(Some(&services), &nats, &sims);
+    let before = snapshot(Some(&services), &nats, &sims);
+    let counts0 = nats.message_counts(&http).await;
     let fixed_spec = RunSpec {
         label: "fixed-rate".into(),
         shape: Shape::FixedRate { rate: args.rate },
@@ -466,11 +531,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let fixed = load::drive(&target, &seqs, &fixed_spec, 0, || {
         services.check_alive()?;
-        sims.check_alive()
+        sims.check_alive()?;
+        nats.check_alive()
     })
     .await?;
-    let after = sample_all(Some(&services), &nats, &sims);
-    let fixed_summary = summarize(&fixed, &before, &after, load0, load_average());
+    let after = snapshot(Some(&services), &nats, &sims);
+    let counts = (counts0, nats.message_counts(&http).await);
+    let fixed_summary = summarize(&fixed, &before, &after, counts, load0, load_average());
     report_run(&fixed);
 
     // ---- full speed -----------------------------------------------------------------------
@@ -481,7 +548,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.duration.as_secs()
     ));
     let load0 = load_average();
-    let before = sample_all(Some(&services), &nats, &sims);
+    let before = snapshot(Some(&services), &nats, &sims);
+    let counts0 = nats.message_counts(&http).await;
     let full_spec = RunSpec {
         label: "full-speed".into(),
         shape: Shape::Window {
@@ -494,11 +562,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let full = load::drive(&target, &seqs, &full_spec, 0, || {
         services.check_alive()?;
-        sims.check_alive()
+        sims.check_alive()?;
+        nats.check_alive()
     })
     .await?;
-    let after = sample_all(Some(&services), &nats, &sims);
-    let full_summary = summarize(&full, &before, &after, load0, load_average());
+    let after = snapshot(Some(&services), &nats, &sims);
+    let counts = (counts0, nats.message_counts(&http).await);
+    let full_summary = summarize(&full, &before, &after, counts, load0, load_average());
     report_run(&full);
     services.stop().await;
 
@@ -510,7 +580,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         args.window
     ));
     let load0 = load_average();
-    let before = sample_all(None, &nats, &sims);
+    let before = snapshot(None, &nats, &sims);
     let base = baseline::run(
         &target,
         &sims.otomax_url,
@@ -520,7 +590,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         Duration::from_secs(if args.quick { 15 } else { 60 }),
     )
     .await?;
-    let after = sample_all(None, &nats, &sims);
+    let after = snapshot(None, &nats, &sims);
     progress(&format!(
         "  baseline: {} messages in {:.1} s = {:.0} msgs/s, {} errors; latency p50 {:.1} / p99 {:.1} ms{}",
         base.messages,
@@ -540,8 +610,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seconds: round2(base.seconds),
         window: args.window,
         latency_ms: base.latency_ms,
+        cpu_ms_per_msg: round3(
+            cpu_delta(&before, &after).values().sum::<f64>() * 1000.0 / base.messages.max(1) as f64,
+        ),
         cpu_s: cpu_delta(&before, &after),
         load_1m_before: load0,
+        other_cpu_cores: other_cores(&before, &after),
         first_error: base.first_error.clone(),
     };
 
@@ -564,7 +638,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             callback: false,
             ..config.clone()
         };
-        let mut services = Stack::start(&bins, &config, &log_dir).await?;
+        let mut services = Stack::start(&bins, &config, &log_dir)
+            .await
+            .map_err(|e| with_nats_log(e, &mut nats))?;
         let warm = RunSpec {
             label: "warm-up".into(),
             shape: Shape::Window { window: 8 },
@@ -577,7 +653,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             webhook_url: format!("{}/webhook/gowa", services.ingress_url),
             ..target.clone()
         };
-        load::drive(&target, &seqs, &warm, 0, || services.check_alive()).await?;
+        load::drive(&target, &seqs, &warm, 0, || {
+            services.check_alive()?;
+            nats.check_alive()
+        })
+        .await?;
         sims.reset(&http).await?;
         sims.set_otomax_latency(&http, SCALE_OUT_LATENCY_MS).await?;
         progress(&format!(
@@ -585,6 +665,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             plan.scale_seconds
         ));
         let load0 = load_average();
+        let before = snapshot(Some(&services), &nats, &sims);
         let spec = RunSpec {
             label: format!("{replicas} fwd"),
             shape: Shape::Window {
@@ -603,9 +684,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         };
         let r = load::drive(&target, &seqs, &spec, 0, || {
             services.check_alive()?;
-            sims.check_alive()
+            sims.check_alive()?;
+            nats.check_alive()
         })
         .await?;
+        let after = snapshot(Some(&services), &nats, &sims);
         services.stop().await;
         progress(&format!(
             "  {replicas} forwarder(s): {:.1} msgs/s, e2e p50 {:.0} ms",
@@ -616,9 +699,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             msgs_per_s: round2(r.sustained_msgs_per_s),
             sent: r.sent,
             replied: r.replied,
-            lost: r.lost,
             e2e_latency_ms: r.e2e_ms,
             load_1m: load0,
+            other_cpu_cores: other_cores(&before, &after),
         });
     }
     if !plan.scale_out.is_empty() {
@@ -652,6 +735,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     notes.push("end-to-end latency: webhook sent (bench clock) -> reply recorded by the WhatsApp simulator (same clock, millisecond resolution)".into());
     let e2e = round2(full.sustained_msgs_per_s);
+    // What the machine could do if the bench had every core: cores ÷ CPU per message of every
+    // process involved. Throughput here is CPU-bound, so this tells a result measured while
+    // other people's builds ran from one measured on an idle machine.
+    let full_cpu_ms_per_msg: f64 = full_summary.cpu_ms_per_msg.values().sum();
+    let cpu_bound_msgs_per_s = if full_cpu_ms_per_msg > 0.0 {
+        round2(machine.cores as f64 * 1000.0 / full_cpu_ms_per_msg)
+    } else {
+        0.0
+    };
     let mut report = Report {
         e2e_msgs_per_s: e2e,
         baseline_msgs_per_s: round2(base.msgs_per_s),
@@ -673,6 +765,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         fixed_rate_msgs_per_s_offered: args.rate,
         full_speed: full_summary,
         full_speed_window: args.window,
+        full_speed_cpu_ms_per_msg: round3(full_cpu_ms_per_msg),
+        cpu_bound_msgs_per_s,
         baseline: baseline_summary,
         scale_out_config: ScaleOutConfig {
             otomax_latency_ms: SCALE_OUT_LATENCY_MS,
@@ -690,6 +784,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .clone()
             .map(|f| format!("RUST_LOG={f}"))
             .unwrap_or_else(|| "at their default level (info), to files".into()),
+        service_env: args
+            .service_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         quick: args.quick,
         started_at: wall_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         total_seconds: round2(started().elapsed().as_secs_f64()),

@@ -149,6 +149,20 @@ fn clock_ticks_per_second() -> f64 {
     })
 }
 
+/// CPU seconds the whole machine has been busy (all cores: user, nice, system, irq, softirq,
+/// steal), from the first line of `/proc/stat`.
+pub fn machine_busy_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?;
+    Some(busy as f64 / clock_ticks_per_second())
+}
+
 /// 1-minute load average (`/proc/loadavg`), for the report next to every number.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -159,11 +173,37 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `n` distinct loopback ports nobody listens on right now, below the kernel's ephemeral range:
+/// a port taken from that range could meanwhile become the source port of one of the many
+/// outgoing connections of a run (the server then cannot bind it), or let a readiness poll
+/// "connect" to itself. All `n` are held while choosing, so they differ from each other.
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(12_000));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (u64::from(std::process::id()) << 32);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..20_000 {
+        if held.len() == n {
+            break;
+        }
+        // xorshift: any spread will do, it only has to avoid retrying the same ports.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = low + (seed % u64::from(high - low)) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    anyhow::ensure!(held.len() == n, "cannot find {n} free loopback ports");
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
@@ -181,6 +221,25 @@ pub async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
     anyhow::bail!("nothing listens on 127.0.0.1:{port} after {limit:?}")
 }
 
+/// Waits until a NATS server answers on 127.0.0.1:`port` (it greets every client with `INFO`).
+pub async fn wait_for_nats(port: u16, limit: Duration) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut greeting = [0u8; 5];
+            let read =
+                tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut greeting))
+                    .await;
+            if matches!(read, Ok(Ok(_))) && &greeting == b"INFO " {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("no NATS server answers on 127.0.0.1:{port} after {limit:?}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +250,13 @@ mod tests {
         assert!(s.hwm_kb > 0);
         assert!(s.cpu_s >= 0.0);
         assert!(sample_pid(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(16).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 16);
     }
 }

@@ -40,15 +40,20 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScalePoint {
     pub replicas: usize,
     pub msgs_per_s: f64,
     pub sent: u64,
     pub replied: u64,
-    pub lost: u64,
     pub e2e_latency_ms: Pcts,
     pub load_1m: Option<f64>,
+    /// Cores' worth of CPU used by processes that are not the bench's during the run.
+    pub other_cpu_cores: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +81,13 @@ pub struct RunSummary {
     pub cpu_ms_per_msg: BTreeMap<String, f64>,
     pub load_1m_before: Option<f64>,
     pub load_1m_after: Option<f64>,
+    /// Cores' worth of CPU used by processes that are not the bench's during the run (other
+    /// people's builds): the number to check before trusting a result.
+    pub other_cpu_cores: Option<f64>,
+    /// Messages nats-server received / sent per end-to-end message (publishes, KV writes, acks,
+    /// pull requests, API calls, and their answers); absent with --nats-url.
+    pub nats_in_msgs_per_msg: Option<f64>,
+    pub nats_out_msgs_per_msg: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -88,7 +100,10 @@ pub struct BaselineSummary {
     pub window: usize,
     pub latency_ms: Pcts,
     pub cpu_s: BTreeMap<String, f64>,
+    /// CPU ms per message of every process together (the simulators and the load generator).
+    pub cpu_ms_per_msg: f64,
     pub load_1m_before: Option<f64>,
+    pub other_cpu_cores: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -134,6 +149,12 @@ pub struct Report {
     pub fixed_rate_msgs_per_s_offered: u32,
     pub full_speed: RunSummary,
     pub full_speed_window: usize,
+    /// CPU ms per message of every process together (services, nats-server, simulators, load
+    /// generator) in the full-speed run.
+    pub full_speed_cpu_ms_per_msg: f64,
+    /// cores × 1000 ÷ full_speed_cpu_ms_per_msg: the CPU-bound ceiling on this machine, i.e.
+    /// roughly what e2e_msgs_per_s would be with no other process competing for the cores.
+    pub cpu_bound_msgs_per_s: f64,
     pub baseline: BaselineSummary,
     pub scale_out_config: ScaleOutConfig,
     pub targets: Vec<Check>,
@@ -142,6 +163,7 @@ pub struct Report {
     pub nats_server: String,
     pub simulators: String,
     pub service_log: String,
+    pub service_env: Vec<String>,
     pub quick: bool,
     pub started_at: String,
     pub total_seconds: f64,
@@ -210,7 +232,7 @@ impl Report {
     /// The readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let load = |l: Option<f64>| l.map(|l| format!("{l:.2}")).unwrap_or("?".into());
+        let num = |l: Option<f64>| l.map(|l| format!("{l:.2}")).unwrap_or("?".into());
         let _ = writeln!(
             t,
             "\nwacenter bench ({}{}) on {} cores, {}; {} build, {}",
@@ -223,37 +245,60 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "load average (1 min): {} at start, {} at end; simulators {}; service logs {}",
-            load(self.machine.load_1m_start),
-            load(self.machine.load_1m_end),
+            "load average (1 min, counts the bench itself): {} at start, {} at end; simulators {}; service logs {}{}",
+            num(self.machine.load_1m_start),
+            num(self.machine.load_1m_end),
             self.simulators,
-            self.service_log
+            self.service_log,
+            self.service_env
+                .iter()
+                .map(|e| format!("; {e}"))
+                .collect::<String>()
         );
         let _ = writeln!(t, "\nThroughput");
         let _ = writeln!(
             t,
-            "  end to end, full speed ({} in flight)   {:>8.0} msgs/s   ({} sent, {} replied, {} lost, load {} -> {})",
-            self.full_speed_window,
+            "  {:<38} {:>8.0} msgs/s   ({} sent, {} replied, {} lost; other processes used {} cores)",
+            format!("end to end, full speed ({} in flight)", self.full_speed_window),
             self.e2e_msgs_per_s,
             self.full_speed.sent,
             self.full_speed.replied,
             self.full_speed.lost,
-            load(self.full_speed.load_1m_before),
-            load(self.full_speed.load_1m_after),
+            num(self.full_speed.other_cpu_cores),
         );
         let _ = writeln!(
             t,
-            "  baseline, no bus (same load)           {:>8.0} msgs/s   ({} messages, {} errors)",
-            self.baseline_msgs_per_s, self.baseline.messages, self.baseline.errors
+            "  {:<38} {:>8.0} msgs/s   ({} messages, {} errors, {:.2} CPU ms per message; other processes used {} cores)",
+            "baseline, no bus (same load)",
+            self.baseline_msgs_per_s,
+            self.baseline.messages,
+            self.baseline.errors,
+            self.baseline.cpu_ms_per_msg,
+            num(self.baseline.other_cpu_cores)
         );
+        let _ = writeln!(t, "  {:<38} {:>8.2}", "pipeline / baseline", self.ratio);
         let _ = writeln!(
             t,
-            "  pipeline / baseline                    {:>8.2}",
-            self.ratio
+            "  {:<38} {:>8.0} msgs/s   ({} cores / {:.2} CPU ms per message, all processes)",
+            "CPU-bound ceiling, idle machine",
+            self.cpu_bound_msgs_per_s,
+            self.cores,
+            self.full_speed_cpu_ms_per_msg
         );
+        if let (Some(i), Some(o)) = (
+            self.full_speed.nats_in_msgs_per_msg,
+            self.full_speed.nats_out_msgs_per_msg,
+        ) {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.1} in, {:.1} out (publishes, KV writes, acks, pulls, answers)",
+                "NATS messages per message", i, o
+            );
+        }
         let _ = writeln!(
             t,
-            "\nLatency (ms)                              p50      p95      p99      max"
+            "\n  {:<38} {:>7}  {:>7}  {:>7}  {:>7}",
+            "Latency (ms)", "p50", "p95", "p99", "max"
         );
         let row = |t: &mut String, name: &str, p: &Pcts| {
             let _ = writeln!(
@@ -262,14 +307,11 @@ impl Report {
                 p.p50, p.p95, p.p99, p.max
             );
         };
+        let rate = self.fixed_rate_msgs_per_s_offered;
+        row(&mut t, &format!("end to end at {rate}/s"), &self.latency_ms);
         row(
             &mut t,
-            &format!("end to end at {}/s", self.fixed_rate_msgs_per_s_offered),
-            &self.latency_ms,
-        );
-        row(
-            &mut t,
-            &format!("ingress ack at {}/s", self.fixed_rate_msgs_per_s_offered),
+            &format!("ingress ack at {rate}/s"),
             &self.ingress_ack_ms,
         );
         row(
@@ -289,41 +331,47 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "  (fixed-rate run: {} sent, {} replied, {} lost, {:.0} replies/s; load {} -> {})",
+            "  (fixed-rate run: {} sent, {} replied, {} lost, {:.0} replies/s; other processes used {} cores)",
             self.fixed_rate.sent,
             self.fixed_rate.replied,
             self.fixed_rate.lost,
             self.fixed_rate.msgs_per_s,
-            load(self.fixed_rate.load_1m_before),
-            load(self.fixed_rate.load_1m_after),
+            num(self.fixed_rate.other_cpu_cores),
         );
         let _ = writeln!(
             t,
-            "\nPer process            peak RSS MB   CPU s at {}/s  CPU ms/msg   peak RSS MB   CPU s full  CPU ms/msg",
-            self.fixed_rate_msgs_per_s_offered
+            "\n  {:<24} {:>24}   {:>24}",
+            "Per process",
+            format!("fixed rate, {rate}/s"),
+            "full speed"
         );
         let _ = writeln!(
             t,
-            "                       (fixed rate)                              (full speed)"
+            "  {:<24} {:>8} {:>7} {:>7}   {:>8} {:>7} {:>7}",
+            "", "RSS MB", "CPU s", "ms/msg", "RSS MB", "CPU s", "ms/msg"
         );
         let names: Vec<&String> = self.fixed_rate.cpu_s.keys().collect();
         for name in order(&names) {
-            let get = |m: &BTreeMap<String, f64>| {
+            let get = |m: &BTreeMap<String, f64>, digits: usize| {
                 m.get(name)
-                    .map(|v| format!("{v:.2}"))
+                    .map(|v| format!("{v:.digits$}"))
                     .unwrap_or_else(|| "-".into())
             };
             let _ = writeln!(
                 t,
-                "  {name:<20} {:>11}  {:>14}  {:>10}   {:>11}  {:>10}  {:>10}",
-                get(&self.fixed_rate.rss_mb),
-                get(&self.fixed_rate.cpu_s),
-                get(&self.fixed_rate.cpu_ms_per_msg),
-                get(&self.full_speed.rss_mb),
-                get(&self.full_speed.cpu_s),
-                get(&self.full_speed.cpu_ms_per_msg),
+                "  {name:<24} {:>8} {:>7} {:>7}   {:>8} {:>7} {:>7}",
+                get(&self.fixed_rate.rss_mb, 1),
+                get(&self.fixed_rate.cpu_s, 2),
+                get(&self.fixed_rate.cpu_ms_per_msg, 3),
+                get(&self.full_speed.rss_mb, 1),
+                get(&self.full_speed.cpu_s, 2),
+                get(&self.full_speed.cpu_ms_per_msg, 3),
             );
         }
+        let _ = writeln!(
+            t,
+            "  (RSS: peak, VmHWM, at the end of the run; CPU: user + system during the run)"
+        );
         if !self.scale_out.is_empty() {
             let c = &self.scale_out_config;
             let _ = writeln!(
@@ -331,24 +379,21 @@ impl Report {
                 "\nScale-out (OtomaX +{} ms per call, FORWARDER_CONCURRENCY={}, {} in flight, {} s per run)",
                 c.otomax_latency_ms, c.forwarder_concurrency, c.window, c.seconds_per_run
             );
-            let base = self.scale_out.first().map(|p| p.msgs_per_s).unwrap_or(0.0);
+            let first = &self.scale_out[0];
             for p in &self.scale_out {
-                let eff = if base > 0.0 && self.scale_out[0].replicas > 0 {
-                    p.msgs_per_s / (base * p.replicas as f64 / self.scale_out[0].replicas as f64)
+                let eff = if first.msgs_per_s > 0.0 {
+                    p.msgs_per_s / (first.msgs_per_s * p.replicas as f64 / first.replicas as f64)
                 } else {
                     0.0
                 };
                 let _ = writeln!(
                     t,
-                    "  {} forwarder{:<2} {:>8.1} msgs/s   efficiency {:.2}   p50 {:.0} ms   ({} replied, {} lost, load {})",
-                    p.replicas,
-                    if p.replicas == 1 { "" } else { "s" },
+                    "  {:<12} {:>8.1} msgs/s   efficiency {:.2}   ({} replied; other processes used {} cores)",
+                    format!("{} forwarder{}", p.replicas, if p.replicas == 1 { "" } else { "s" }),
                     p.msgs_per_s,
                     eff,
-                    p.e2e_latency_ms.p50,
                     p.replied,
-                    p.lost,
-                    load(p.load_1m)
+                    num(p.other_cpu_cores)
                 );
             }
         }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use wacenter_config::{Secret, Settings};
 
-use crate::procs::{free_port, wait_for_port, Proc, ProcSample};
+use crate::procs::{free_ports, wait_for_nats, wait_for_port, Proc, ProcSample};
 
 pub const APP_ID: &str = "OtomaX.Addon";
 pub const APP_KEY: &str = "bench-app-key";
@@ -133,6 +133,8 @@ pub enum Nats {
     Own {
         proc: Box<Proc>,
         url: String,
+        /// HTTP monitoring port (`/varz`: message counts).
+        monitor_port: u16,
         // Removed when dropped, after the process is gone.
         _store: tempfile::TempDir,
     },
@@ -147,26 +149,52 @@ impl Nats {
             "no nats-server found: put it on PATH, set NATS_SERVER_BIN, run scripts/bench (it installs one), or pass --nats-url",
         )?;
         let store = tempfile::Builder::new().prefix("nats-").tempdir_in(work)?;
-        let port = free_port()?;
+        let ports = free_ports(2)?;
+        let (port, monitor_port) = (ports[0], ports[1]);
         let args = vec![
             "-a".to_string(),
             "127.0.0.1".into(),
             "-p".into(),
             port.to_string(),
+            "-m".into(),
+            monitor_port.to_string(),
             "-js".into(),
             "-sd".into(),
             store.path().display().to_string(),
         ];
         let mut proc = Proc::spawn("nats-server", binary, &args, &[], log_dir)?;
-        if let Err(e) = wait_for_port(port, Duration::from_secs(15)).await {
+        if let Err(e) = wait_for_nats(port, Duration::from_secs(15)).await {
             proc.check_alive()?;
             return Err(e);
         }
         Ok(Nats::Own {
             proc: Box::new(proc),
             url: format!("nats://127.0.0.1:{port}"),
+            monitor_port,
             _store: store,
         })
+    }
+
+    /// `Err` when the private nats-server has stopped (crashed).
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self {
+            Nats::Own { proc, .. } => proc.check_alive().map_err(|e| {
+                e.context(
+                    "nats-server stopped: nats-server 2.9 is known to crash when several clients \
+                     declare the same stream at once; use a newer one (NATS_SERVER_BIN=..., or \
+                     scripts/bench's pinned 2.12 when none is on PATH)",
+                )
+            }),
+            Nats::External { .. } => Ok(()),
+        }
+    }
+
+    /// The end of the server's log (for errors).
+    pub fn log_tail(&self) -> String {
+        match self {
+            Nats::Own { proc, .. } => proc.log_tail(15),
+            Nats::External { .. } => String::new(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -180,6 +208,25 @@ impl Nats {
             Nats::Own { proc, .. } => proc.sample(),
             Nats::External { .. } => None,
         }
+    }
+
+    /// Messages the server has received and sent so far (`/varz` `in_msgs`, `out_msgs`): every
+    /// publish, KV write, ack and API request counts, so the difference over a run divided by
+    /// the messages of the run is the NATS traffic one WhatsApp message causes.
+    pub async fn message_counts(&self, http: &reqwest::Client) -> Option<(u64, u64)> {
+        let Nats::Own { monitor_port, .. } = self else {
+            return None;
+        };
+        let v: Value = http
+            .get(format!("http://127.0.0.1:{monitor_port}/varz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some((v.get("in_msgs")?.as_u64()?, v.get("out_msgs")?.as_u64()?))
     }
 
     pub async fn stop(self) -> Option<ProcSample> {
@@ -241,7 +288,8 @@ impl Sims {
         resellers_file: &Path,
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let (otomax_port, wa_port) = (free_port()?, free_port()?);
+        let ports = free_ports(2)?;
+        let (otomax_port, wa_port) = (ports[0], ports[1]);
         let otomax_env = vec![
             ("OTOMAX_APP_ID".to_string(), APP_ID.to_string()),
             ("OTOMAX_APP_KEY".into(), APP_KEY.into()),
@@ -418,6 +466,9 @@ pub struct StackConfig {
     pub callback: bool,
     /// `RUST_LOG` for the services; `None` = their own default (info for wacenter's crates).
     pub rust_log: Option<String>,
+    /// Extra environment for every service process (experiments: `TOKIO_WORKER_THREADS=1`,
+    /// `LD_PRELOAD=…jemalloc…`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// The services of one run, each a process.
@@ -432,6 +483,8 @@ impl Stack {
         config: &StackConfig,
         log_dir: &Path,
     ) -> anyhow::Result<Stack> {
+        // Every port of the run at once, so none repeats.
+        let ports = free_ports(3 + config.forwarders)?;
         let mut base = Settings {
             nats_url: config.nats_url.clone(),
             otomax_api_url: config.otomax_url.clone(),
@@ -442,9 +495,9 @@ impl Stack {
             wa_webhook_secret: Secret::new(WEBHOOK_SECRET),
             gowa_url: config.wa_url.clone(),
             gowa_device_id: DEVICE.into(),
-            ingress_port: free_port()?,
-            reply_port: free_port()?,
-            app_port: free_port()?,
+            ingress_port: ports[0],
+            reply_port: ports[1],
+            app_port: ports[2],
             ..Settings::default()
         };
         base.public_url = format!("http://127.0.0.1:{}", base.app_port);
@@ -460,7 +513,7 @@ impl Stack {
         ));
         for i in 0..config.forwarders {
             let mut s = base.clone();
-            s.forwarder_port = free_port()?;
+            s.forwarder_port = ports[3 + i];
             let name = if config.forwarders == 1 {
                 "forwarder".to_string()
             } else {
@@ -486,22 +539,37 @@ impl Stack {
             procs: Vec::new(),
             ingress_url: format!("http://127.0.0.1:{}", base.ingress_port),
         };
-        let mut ports = Vec::new();
-        for (service, name, port, settings) in plan {
-            let mut env = env_of(&settings);
-            if let Some(filter) = &config.rust_log {
-                env.push(("RUST_LOG".into(), filter.clone()));
-            }
-            let proc = Proc::spawn(&name, &bins.service(service), &[], &env, log_dir)?;
-            stack.procs.push((service, proc));
-            ports.push(port);
-        }
         let http = wacenter_otomax::client::shared_http_client();
-        for (i, port) in ports.into_iter().enumerate() {
-            let url = format!("http://127.0.0.1:{port}/readyz");
-            if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
-                stack.procs[i].1.check_alive()?;
-                return Err(e.context(format!("{} did not become ready", stack.procs[i].1.name)));
+        // Ingress first, alone, until ready (its streams and buckets declared); then the rest.
+        // Four services declaring the same streams at the same instant crash nats-server 2.9
+        // now and then (a nil dereference in its stream update); on a declared topology their
+        // create-or-update calls are harmless.
+        let mut plan = plan.into_iter();
+        let first: Vec<_> = plan.by_ref().take(1).collect();
+        for batch in [first, plan.collect()] {
+            let start = stack.procs.len();
+            let mut ports = Vec::new();
+            for (service, name, port, settings) in batch {
+                let mut env = env_of(&settings);
+                if let Some(filter) = &config.rust_log {
+                    env.push(("RUST_LOG".into(), filter.clone()));
+                }
+                env.extend(config.extra_env.iter().cloned());
+                let proc = Proc::spawn(&name, &bins.service(service), &[], &env, log_dir)?;
+                stack.procs.push((service, proc));
+                ports.push(port);
+            }
+            for (i, port) in ports.into_iter().enumerate() {
+                let url = format!("http://127.0.0.1:{port}/readyz");
+                if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
+                    let p = &mut stack.procs[start + i].1;
+                    p.check_alive()?;
+                    return Err(e.context(format!(
+                        "{} did not become ready; end of its log:\n{}",
+                        p.name,
+                        p.log_tail(15)
+                    )));
+                }
             }
         }
         Ok(stack)

@@ -166,11 +166,7 @@ impl Bus {
                 ..Default::default()
             },
         ] {
-            let name = config.name.clone();
-            self.js
-                .create_or_update_stream(config)
-                .await
-                .map_err(|e| BusError::Setup(format!("stream {name}: {e}")))?;
+            self.declare_stream(config).await?;
         }
         for bucket in [
             names::FORWARDED_BUCKET,
@@ -195,12 +191,42 @@ impl Bus {
                 duplicate_window: Duration::from_secs(2 * 60),
                 ..Default::default()
             };
-            self.js
-                .create_or_update_stream(config)
-                .await
-                .map_err(|e| BusError::Setup(format!("bucket {bucket}: {e}")))?;
+            self.declare_stream(config).await?;
         }
         Ok(())
+    }
+
+    /// Creates the stream, or updates it only when what wacenter sets differs. Every replica
+    /// of every service declares the topology at start; updating an unchanged stream from
+    /// several clients at once has crashed nats-server 2.9, and is pointless anyway.
+    async fn declare_stream(&self, config: stream::Config) -> Result<(), BusError> {
+        let name = config.name.clone();
+        let err = |e: String| BusError::Setup(format!("stream {name}: {e}"));
+        match self.js.get_stream(&name).await {
+            Ok(existing) => {
+                let have = &existing.cached_info().config;
+                let same = have.subjects == config.subjects
+                    && have.retention == config.retention
+                    && have.max_age == config.max_age
+                    && have.duplicate_window == config.duplicate_window
+                    && have.num_replicas == config.num_replicas
+                    && have.max_messages_per_subject == config.max_messages_per_subject;
+                if !same {
+                    info!(stream = %name, "updating stream configuration");
+                    self.js
+                        .update_stream(config)
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                }
+                Ok(())
+            }
+            Err(_) => match self.js.create_stream(config.clone()).await {
+                Ok(_) => Ok(()),
+                // Another replica created it between our look-up and our create.
+                Err(_) if self.js.get_stream(&name).await.is_ok() => Ok(()),
+                Err(e) => Err(err(e.to_string())),
+            },
+        }
     }
 
     /// The durable pull consumer `name` on `stream_name`, created or updated to the current

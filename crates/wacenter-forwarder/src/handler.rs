@@ -171,6 +171,12 @@ impl Forwarder {
                     metrics::counter!("wacenter_forwarder_skipped_total", "reason" => "own_message").increment(1);
                     return Disposition::Ack;
                 }
+                // The provider can echo our message before the reply service has recorded its
+                // id (the echo races the send's answer): look again shortly before believing a
+                // person typed it on the phone.
+                Ok(false) if d.delivered < OWN_ECHO_CHECKS => {
+                    return Disposition::RetryIn(Duration::from_millis(700));
+                }
                 Ok(false) => {}
                 Err(e) => return retry(e, "checking own messages"),
             }
@@ -379,6 +385,9 @@ impl Forwarder {
 fn async_nats_headers() -> wacenter_bus::HeaderMap {
     wacenter_bus::HeaderMap::new()
 }
+
+/// Deliveries of a from-me message spent waiting for the reply service to record it as ours.
+const OWN_ECHO_CHECKS: i64 = 4;
 
 fn dead(id: &str, reason: DeadLetterReason, error: String) -> Disposition {
     Disposition::DeadLetter {

@@ -26,7 +26,14 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         shutdown.clone(),
     )
     .await?;
-    bus.ensure_topology().await?;
+    // NATS may be down at start: keep trying, but a stop request wins.
+    tokio::select! {
+        declared = bus.ensure_topology() => declared?,
+        () = wacenter_telemetry::wait_for(shutdown.clone()) => {
+            ops.await.ok();
+            return Ok(());
+        }
+    }
     let forwarder = Forwarder::new(&settings, bus.clone()).await?;
     forwarder.run(shutdown).await;
     bus.drain().await;

@@ -237,9 +237,7 @@ impl Replier {
             Ok(sent) => {
                 info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind).increment(1);
-                let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
-                record.detail = json!({"provider_message_id": sent.provider_message_id});
-                self.record_durably(&key, &record, revision).await;
+                // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
                     let value = json!({"outbound_id": out.id, "at": Utc::now()}).to_string();
                     if let Err(e) = me
@@ -250,6 +248,9 @@ impl Replier {
                         warn!(error = %e, "cannot record our own message id; its echo could be forwarded");
                     }
                 }
+                let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
+                record.detail = json!({"provider_message_id": sent.provider_message_id});
+                self.record_durably(&key, &record, revision).await;
                 self.report_outbox(&out, outbox_status::DELIVERED).await;
                 Disposition::Ack
             }

@@ -184,7 +184,8 @@ async fn forwarding_flags_opened() {
     );
     // Our own auto-replies come back as from_me echoes (echo_sent) and must never be forwarded.
     stack.wait_sent(3).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Longer than the forwarder's wait for a from-me message to be recognised as ours.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let inbox = stack.otomax_inbox().await;
     assert_eq!(
         inbox.len(),
@@ -363,11 +364,12 @@ async fn webhook_signature_and_shape_failures_publish_nothing() {
     assert_eq!(r.status(), 400, "malformed JSON");
     let huge = vec![b' '; 2 << 20];
     let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &huge);
-    assert_eq!(
-        post(Some(&sig), huge).await.unwrap().status(),
-        413,
-        "oversized"
-    );
+    // The server answers 413 as soon as it sees the size; the client may then find the
+    // connection closed while it is still sending, which is a refusal too.
+    match post(Some(&sig), huge).await {
+        Ok(r) => assert_eq!(r.status(), 413, "oversized"),
+        Err(e) => assert!(e.is_request() || e.is_body(), "oversized body refused: {e}"),
+    }
     let r = stack
         .http
         .post(format!("{}/webhook/telegram", stack.ingress_url))
