@@ -110,6 +110,26 @@ impl Claims {
             .map_err(|e| BusError::Kv(format!("update {key}: {e}")))
     }
 
+    /// Like [`Claims::advance`], retried through a NATS blip for up to about a minute: after
+    /// the effect happened, the record must land or a redelivery would call it uncertain. The
+    /// message's progress acks keep it with this worker meanwhile.
+    pub async fn advance_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
+        let mut wait = std::time::Duration::from_millis(100);
+        for _ in 0..40 {
+            match self.advance(key, record, revision).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::warn!(
+            "gave up recording the outcome; a redelivery will dead-letter it as uncertain"
+        );
+    }
+
     /// Unconditional write (records that only ever grow, like "we sent this provider id").
     pub async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
         self.store

@@ -256,6 +256,32 @@ impl Bus {
             .map_err(|e| BusError::Setup(format!("consumer {name} on {stream_name}: {e}")))
     }
 
+    /// [`Bus::durable_consumer`], retried every second until it binds; `None` if `shutdown`
+    /// turns true first.
+    pub async fn bind_consumer(
+        &self,
+        stream_name: &str,
+        name: &str,
+        max_ack_pending: i64,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Option<consumer::PullConsumer> {
+        loop {
+            match self
+                .durable_consumer(stream_name, name, max_ack_pending)
+                .await
+            {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    warn!(error = %e, "cannot bind the {name} consumer; retrying");
+                    if *shutdown.borrow() {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
     /// A KV bucket declared by [`Bus::ensure_topology`].
     pub async fn bucket(&self, name: &str) -> Result<kv::Store, BusError> {
         self.js

@@ -76,24 +76,16 @@ impl Forwarder {
     /// Consumes until `shutdown`, then finishes in-flight messages.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let bus = self.inner.bus.clone();
-        let consumer = loop {
-            match bus
-                .durable_consumer(
-                    names::INBOUND_STREAM,
-                    names::FORWARDER_CONSUMER,
-                    (self.inner.concurrency * 4) as i64,
-                )
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) => {
-                    warn!(error = %e, "cannot bind the forwarder consumer; retrying");
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+        let Some(consumer) = bus
+            .bind_consumer(
+                names::INBOUND_STREAM,
+                names::FORWARDER_CONSUMER,
+                (self.inner.concurrency * 4) as i64,
+                &shutdown,
+            )
+            .await
+        else {
+            return;
         };
         let topology = bus.topology();
         let config = WorkerConfig {
@@ -275,7 +267,10 @@ impl Forwarder {
                 metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string()).increment(1);
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = serde_json::to_value(&result).unwrap_or_default();
-                self.record_durably(&key, &record, revision).await;
+                self.inner
+                    .forwarded
+                    .advance_durably(&key, &record, revision)
+                    .await;
                 self.auto_reply(&msg, &result).await
             }
             Err(e) => {
@@ -330,7 +325,7 @@ impl Forwarder {
             created_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
-        let mut headers = async_nats_headers();
+        let mut headers = wacenter_bus::HeaderMap::new();
         headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
         match me
             .bus
@@ -360,30 +355,12 @@ impl Forwarder {
     ) -> Disposition {
         let mut record = ClaimRecord::new(ClaimState::Failed, seq);
         record.detail = json!({"reason": reason, "error": error});
-        self.record_durably(key, &record, revision).await;
+        self.inner
+            .forwarded
+            .advance_durably(key, &record, revision)
+            .await;
         dead(id, reason, error)
     }
-
-    /// After OtomaX answered, the record must land or a redelivery would call it "uncertain":
-    /// keep trying through a NATS blip (the message's progress acks keep it ours meanwhile).
-    async fn record_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
-        let mut wait = Duration::from_millis(100);
-        for _ in 0..40 {
-            match self.inner.forwarded.advance(key, record, revision).await {
-                Ok(_) => return,
-                Err(e) => {
-                    warn!(error = %e, "cannot record the outcome yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        warn!("gave up recording the outcome; a redelivery will dead-letter it as uncertain");
-    }
-}
-
-fn async_nats_headers() -> wacenter_bus::HeaderMap {
-    wacenter_bus::HeaderMap::new()
 }
 
 /// Deliveries of a from-me message spent waiting for the reply service to record it as ours.

@@ -89,24 +89,16 @@ impl Replier {
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let bus = self.inner.bus.clone();
-        let consumer = loop {
-            match bus
-                .durable_consumer(
-                    names::OUTBOUND_STREAM,
-                    names::REPLY_CONSUMER,
-                    (self.inner.concurrency * 4) as i64,
-                )
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) => {
-                    warn!(error = %e, "cannot bind the reply consumer; retrying");
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+        let Some(consumer) = bus
+            .bind_consumer(
+                names::OUTBOUND_STREAM,
+                names::REPLY_CONSUMER,
+                (self.inner.concurrency * 4) as i64,
+                &shutdown,
+            )
+            .await
+        else {
+            return;
         };
         let topology = bus.topology();
         let config = WorkerConfig {
@@ -250,7 +242,10 @@ impl Replier {
                 }
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = json!({"provider_message_id": sent.provider_message_id});
-                self.record_durably(&key, &record, revision).await;
+                self.inner
+                    .delivered
+                    .advance_durably(&key, &record, revision)
+                    .await;
                 self.report_outbox(&out, outbox_status::DELIVERED).await;
                 Disposition::Ack
             }
@@ -321,7 +316,10 @@ impl Replier {
                 warn!(error = %e, class = label, "send failed for good");
                 let mut record = ClaimRecord::new(ClaimState::Failed, d.stream_sequence);
                 record.detail = json!({"error": e.to_string()});
-                self.record_durably(key, &record, revision).await;
+                self.inner
+                    .delivered
+                    .advance_durably(key, &record, revision)
+                    .await;
                 self.report_outbox(out, outbox_status::FAILED).await;
                 let reason = if last_chance && class != SendErrorClass::Permanent {
                     DeadLetterReason::RetriesExhausted
@@ -363,21 +361,6 @@ impl Replier {
             .lock()
             .expect("hold-back lock")
             .insert(to.to_string(), Instant::now() + wait);
-    }
-
-    async fn record_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
-        let mut wait = Duration::from_millis(100);
-        for _ in 0..40 {
-            match self.inner.delivered.advance(key, record, revision).await {
-                Ok(_) => return,
-                Err(e) => {
-                    warn!(error = %e, "cannot record the outcome yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        warn!("gave up recording the outcome; a redelivery will dead-letter it as uncertain");
     }
 }
 
