@@ -179,7 +179,7 @@ where
         &span,
         delivery.header(wacenter_proto::names::HEADER_TRACEPARENT),
     );
-    let work = tracing::Instrument::instrument(handler(delivery), span);
+    let work = tracing::Instrument::instrument(handler(delivery), span.clone());
     tokio::pin!(work);
     let mut progress = tokio::time::interval(config.progress_every);
     progress.tick().await;
@@ -219,9 +219,10 @@ where
                 attempts: u32::try_from(delivered).unwrap_or(u32::MAX),
                 failed_at: chrono::Utc::now(),
             };
-            match publish_dead_letter(&bus, config.dead_letter_subject, &letter, stream_sequence)
-                .await
-            {
+            // In the message's trace, like everything else done for it.
+            let write =
+                publish_dead_letter(&bus, config.dead_letter_subject, &letter, stream_sequence);
+            match tracing::Instrument::instrument(write, span.clone()).await {
                 Ok(()) => {
                     metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "reason" => reason.as_str()).increment(1);
                     msg.ack_with(AckKind::Term).await

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod contract;
 mod pipeline;
 mod secrets;
 mod stack;
