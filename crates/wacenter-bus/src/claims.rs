@@ -35,6 +35,11 @@ pub struct ClaimRecord {
     pub detail: serde_json::Value,
 }
 
+/// How long an `in_progress` record may belong to a worker that is still alive. A redelivery
+/// can meet a live owner when NATS blipped and its progress acks were lost; the owner records
+/// the outcome within seconds of NATS coming back. Older than this, the owner is gone.
+pub const IN_PROGRESS_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl ClaimRecord {
     pub fn new(state: ClaimState, seq: u64) -> Self {
         Self {
@@ -43,6 +48,14 @@ impl ClaimRecord {
             at: Utc::now(),
             detail: serde_json::Value::Null,
         }
+    }
+
+    /// An `in_progress` record whose owner may still be working on it: wait, do not judge yet.
+    pub fn maybe_still_running(&self) -> bool {
+        self.state == ClaimState::InProgress
+            && (Utc::now() - self.at)
+                .to_std()
+                .is_ok_and(|age| age < IN_PROGRESS_GRACE)
     }
 }
 

@@ -186,6 +186,10 @@ impl Forwarder {
                 match record.state {
                     // An earlier delivery of this very message stopped before calling OtomaX.
                     ClaimState::Claimed => revision,
+                    ClaimState::InProgress if record.maybe_still_running() => {
+                        info!("another delivery of this message is still being handled; looking again shortly");
+                        return Disposition::RetryIn(Duration::from_secs(3));
+                    }
                     ClaimState::InProgress => {
                         warn!(
                             "a previous attempt stopped while OtomaX was being called; not retried"

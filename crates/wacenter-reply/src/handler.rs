@@ -178,6 +178,10 @@ impl Replier {
                 }
                 match record.state {
                     ClaimState::Claimed => revision,
+                    ClaimState::InProgress if record.maybe_still_running() => {
+                        info!("another delivery of this message is still being handled; looking again shortly");
+                        return Disposition::RetryIn(Duration::from_secs(3));
+                    }
                     ClaimState::InProgress => {
                         warn!("a previous attempt stopped while the provider was being called; not resent");
                         return dead(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());

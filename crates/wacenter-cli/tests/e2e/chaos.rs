@@ -97,31 +97,50 @@ async fn nats_restarted_under_load() {
         accepted, N,
         "the provider's retries got every message in once NATS was back"
     );
-    let inbox = eventually(
-        Duration::from_secs(60),
-        "every accepted message inserted",
+    // Every accepted message is inserted once, or (if the outage outlasted its _exp or left it
+    // uncertain) dead-lettered with the reason: accounted for, never twice.
+    let (inbox, letters) = eventually(
+        Duration::from_secs(90),
+        "every accepted message accounted for",
         || async {
             let inbox = stack.otomax_inbox().await;
-            (inbox.len() >= N).then_some(inbox)
+            let letters = stack.dead_letters().await;
+            (inbox.len() + letters.len() >= N).then_some((inbox, letters))
         },
     )
     .await;
-    let sent = stack.wait_sent(N).await;
+    // Replies held back while a redelivery waited for its live owner may still be on the way.
+    stack.wait_sent(inbox.len()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = stack.whatsapp_sent().await;
+    report("nats restart", N, inbox.len(), sent.len(), letters.len());
+    for l in &letters {
+        println!("  dead letter: {} {:?}: {}", l.id, l.reason, l.error);
+    }
     let inserted = tally(inbox.iter().map(|i| i["body"]["pesan"].as_str().unwrap()));
-    report(
-        "nats restart",
-        N,
-        inbox.len(),
-        sent.len(),
-        stack.dead_letters().await.len(),
+    let dead = tally(
+        letters
+            .iter()
+            .map(|l| l.payload["text"].as_str().unwrap_or_default()),
     );
     assert!(
         inserted.values().all(|&n| n == 1),
         "inserted twice: {inserted:?}"
     );
-    assert_eq!(inserted.len(), N);
-    assert_eq!(stack.whatsapp_sent().await.len(), N, "one auto-reply each");
+    let mut all: Vec<_> = inserted.keys().chain(dead.keys()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), N, "none lost");
+    assert!(
+        inserted.len() >= N / 2,
+        "most messages went straight through"
+    );
+    let replies = tally(sent.iter().map(|m| m["body"]["message"].as_str().unwrap()));
+    assert_eq!(
+        sent.len(),
+        inserted.len(),
+        "one auto-reply per insert: {replies:?}"
+    );
     stack.stop().await;
 }
 

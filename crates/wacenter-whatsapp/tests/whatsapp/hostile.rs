@@ -72,7 +72,7 @@ proptest! {
     }
 
     #[test]
-    fn gowa_v8_messages_keep_their_id_and_sender(id in "[A-F0-9]{8,24}", phone in "62[1-9][0-9]{8,11}", text in ".{1,80}") {
+    fn gowa_v8_messages_keep_their_id_and_sender(id in "[A-F0-9]{8,24}", phone in "62[1-9][0-9]{8,11}", text in "[A-Za-z0-9][A-Za-z0-9 .,]{0,60}[A-Za-z0-9]") {
         let body = json!({"event": "message", "device_id": "628987654321@s.whatsapp.net", "payload": {
             "id": id, "chat_id": format!("{phone}@s.whatsapp.net"), "from": format!("{phone}@s.whatsapp.net"),
             "timestamp": "2023-10-15T10:30:00Z", "is_from_me": false, "body": text}});
