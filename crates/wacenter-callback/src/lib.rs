@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tracing::info;
 use wacenter_bus::{Bus, Topology};
 use wacenter_config::{IpNet, Settings};
-use wacenter_otomax::{ClientConfig, OtomaxClient, RetryPolicy};
+use wacenter_otomax::{ClientConfig, OtomaxClient};
 
 use crate::envelope::ApiError;
 
@@ -54,19 +54,12 @@ pub(crate) struct Inner {
 impl Callback {
     pub fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
         let otomax = if settings.otomax_enabled {
-            Some(OtomaxClient::new(ClientConfig {
-                base_url: settings.otomax_base_url()?,
-                app_id: settings.otomax_app_id.clone(),
-                app_key: settings.otomax_app_key.expose().to_string(),
-                dev_key: settings.otomax_dev_key.expose().to_string(),
-                // Operators are waiting on the other end: one retry at most, short timeouts.
-                policy: RetryPolicy {
-                    max_retries: settings.otomax_max_retries.min(1),
-                    attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds.min(15)),
-                    ..RetryPolicy::default()
-                },
-                rate_limit: settings.otomax_rate_limit,
-            }))
+            let mut config = ClientConfig::from_settings(settings)?;
+            // Operators are waiting on the other end: one retry at most, short timeouts.
+            config.policy.max_retries = config.policy.max_retries.min(1);
+            config.policy.attempt_timeout =
+                config.policy.attempt_timeout.min(Duration::from_secs(15));
+            Some(OtomaxClient::new(config))
         } else {
             None
         };

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use wacenter_config::{Role, Settings};
-use wacenter_otomax::{ClientConfig, OtomaxClient, OtomaxError, RetryPolicy};
+use wacenter_otomax::{ClientConfig, OtomaxClient, OtomaxError};
 
 use crate::{Common, EXIT_USAGE};
 
@@ -38,18 +38,7 @@ pub enum OtomaxCommand {
 }
 
 pub fn client_from(settings: &Settings) -> anyhow::Result<OtomaxClient> {
-    Ok(OtomaxClient::new(ClientConfig {
-        base_url: settings.otomax_base_url()?,
-        app_id: settings.otomax_app_id.clone(),
-        app_key: settings.otomax_app_key.expose().to_string(),
-        dev_key: settings.otomax_dev_key.expose().to_string(),
-        policy: RetryPolicy {
-            max_retries: settings.otomax_max_retries,
-            attempt_timeout: std::time::Duration::from_secs(settings.otomax_timeout_seconds),
-            ..RetryPolicy::default()
-        },
-        rate_limit: settings.otomax_rate_limit,
-    }))
+    Ok(OtomaxClient::new(ClientConfig::from_settings(settings)?))
 }
 
 fn load(common: &Common) -> Result<Settings, ExitCode> {

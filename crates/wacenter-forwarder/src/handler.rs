@@ -11,7 +11,7 @@ use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::Settings;
 use wacenter_otomax::{
-    ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError, RetryPolicy,
+    ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError,
 };
 use wacenter_proto::{
     names, DeadLetterReason, InboundMessage, OutboundKind, OutboundMessage, PAYLOAD_VERSION,
@@ -40,18 +40,7 @@ struct Inner {
 impl Forwarder {
     pub async fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
         let otomax = if settings.otomax_enabled {
-            Some(OtomaxClient::new(ClientConfig {
-                base_url: settings.otomax_base_url()?,
-                app_id: settings.otomax_app_id.clone(),
-                app_key: settings.otomax_app_key.expose().to_string(),
-                dev_key: settings.otomax_dev_key.expose().to_string(),
-                policy: RetryPolicy {
-                    max_retries: settings.otomax_max_retries,
-                    attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
-                    ..RetryPolicy::default()
-                },
-                rate_limit: settings.otomax_rate_limit,
-            }))
+            Some(OtomaxClient::new(ClientConfig::from_settings(settings)?))
         } else {
             None
         };

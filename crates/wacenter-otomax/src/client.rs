@@ -54,6 +54,27 @@ pub struct ClientConfig {
     pub rate_limit: u32,
 }
 
+impl ClientConfig {
+    /// The client every service builds from its settings (`OTOMAX_*`): credentials, retries
+    /// (`OTOMAX_MAX_RETRIES`, `OTOMAX_TIMEOUT_SECONDS`) and `OTOMAX_RATE_LIMIT`.
+    pub fn from_settings(
+        settings: &wacenter_config::Settings,
+    ) -> Result<Self, wacenter_config::ConfigError> {
+        Ok(Self {
+            base_url: settings.otomax_base_url()?,
+            app_id: settings.otomax_app_id.clone(),
+            app_key: settings.otomax_app_key.expose().to_string(),
+            dev_key: settings.otomax_dev_key.expose().to_string(),
+            policy: RetryPolicy {
+                max_retries: settings.otomax_max_retries,
+                attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
+                ..RetryPolicy::default()
+            },
+            rate_limit: settings.otomax_rate_limit,
+        })
+    }
+}
+
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")

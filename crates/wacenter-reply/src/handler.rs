@@ -11,7 +11,7 @@ use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{Settings, WaProvider};
-use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient, RetryPolicy};
+use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
 use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PAYLOAD_VERSION};
 use wacenter_whatsapp::{
     normalize_phone, GowaSender, MetaSender, SendError, SendErrorClass, Sender,
@@ -58,18 +58,7 @@ impl Replier {
         };
         let otomax = (settings.otomax_enabled && settings.otomax_outbox_ack).then(
             || -> anyhow::Result<OtomaxClient> {
-                Ok(OtomaxClient::new(ClientConfig {
-                    base_url: settings.otomax_base_url()?,
-                    app_id: settings.otomax_app_id.clone(),
-                    app_key: settings.otomax_app_key.expose().to_string(),
-                    dev_key: settings.otomax_dev_key.expose().to_string(),
-                    policy: RetryPolicy {
-                        max_retries: settings.otomax_max_retries,
-                        attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
-                        ..RetryPolicy::default()
-                    },
-                    rate_limit: settings.otomax_rate_limit,
-                }))
+                Ok(OtomaxClient::new(ClientConfig::from_settings(settings)?))
             },
         );
         Ok(Self {
