@@ -1,27 +1,10 @@
 //! Hostile callbacks: whatever OtomaX (or anyone holding the secret) posts, the answer is the
 //! envelope with 200 (queued or skipped), 400 or 413, never a 5xx and never a panic.
 
-use std::sync::OnceLock;
-
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use crate::harness::{Harness, CALLBACK_SECRET};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-fn harness() -> &'static Harness {
-    static H: OnceLock<Harness> = OnceLock::new();
-    H.get_or_init(|| runtime().block_on(Harness::start()))
-}
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -35,9 +18,13 @@ fn scalar() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn post(body: Vec<u8>, content_type: &'static str) -> (u16, Value) {
-    let h = harness();
-    runtime().block_on(async {
+fn post(
+    rt: &tokio::runtime::Runtime,
+    h: &Harness,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> (u16, Value) {
+    rt.block_on(async {
         let r = h
             .http
             .post(h.url(&format!("/otomax/callback?secret={CALLBACK_SECRET}")))
@@ -51,22 +38,63 @@ fn post(body: Vec<u8>, content_type: &'static str) -> (u16, Value) {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+#[test]
+fn any_row() {
+    let strategy = (scalar(), scalar(), scalar(), scalar(), scalar(), scalar());
+    run(
+        200,
+        strategy,
+        |rt, h, (kode, penerima, pengirim, tipe, pesan, extra)| {
+            let row = json!({"kode": kode, "penerima": penerima, "pengirim": pengirim, "tipe_penerima": tipe, "pesan": pesan, "x": extra});
+            let (status, body) = post(rt, h, serde_json::to_vec(&row).unwrap(), "application/json");
+            prop_assert!(
+                matches!(status, 200 | 400),
+                "status {status} for {row}: {body}"
+            );
+            prop_assert!(
+                body["code"].is_string() && body["message"].is_string(),
+                "envelope: {body}"
+            );
+            Ok(())
+        },
+    );
+}
 
-    #[test]
-    fn any_row(kode in scalar(), penerima in scalar(), pengirim in scalar(), tipe in scalar(), pesan in scalar(), extra in scalar()) {
-        let row = json!({"kode": kode, "penerima": penerima, "pengirim": pengirim, "tipe_penerima": tipe, "pesan": pesan, "x": extra});
-        let (status, body) = post(serde_json::to_vec(&row).unwrap(), "application/json");
-        prop_assert!(matches!(status, 200 | 400), "status {status} for {row}: {body}");
-        prop_assert!(body["code"].is_string() && body["message"].is_string(), "envelope: {body}");
-    }
-
-    #[test]
-    fn any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300), form in any::<bool>()) {
-        let ct = if form { "application/x-www-form-urlencoded" } else { "application/json" };
-        let (status, body) = post(bytes, ct);
+#[test]
+fn any_bytes() {
+    let strategy = (prop::collection::vec(any::<u8>(), 0..300), any::<bool>());
+    run(200, strategy, |rt, h, (bytes, form)| {
+        let ct = if form {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        let (status, body) = post(rt, h, bytes, ct);
         prop_assert!(matches!(status, 200 | 400 | 413), "status {status}: {body}");
         prop_assert!(body["code"].is_string(), "envelope: {body}");
+        Ok(())
+    });
+}
+
+/// Runs `cases` cases of `strategy` against one live service started for this test and stopped
+/// (with its private nats-server) when the test ends.
+fn run<S: Strategy>(
+    cases: u32,
+    strategy: S,
+    check: impl Fn(&tokio::runtime::Runtime, &Harness, S::Value) -> Result<(), TestCaseError>,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let harness = rt.block_on(Harness::start());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    });
+    let outcome = runner.run(&strategy, |value| check(&rt, &harness, value));
+    drop(harness);
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
