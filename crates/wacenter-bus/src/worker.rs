@@ -59,6 +59,23 @@ pub enum Disposition {
     },
 }
 
+impl Disposition {
+    /// Dead-letter the message `id` with `reason` and the last error.
+    pub fn dead_letter(id: &str, reason: DeadLetterReason, error: String) -> Self {
+        Self::DeadLetter {
+            id: id.to_string(),
+            reason,
+            error,
+        }
+    }
+
+    /// NATS itself failed while handling (a KV write, a publish): try again in a second.
+    pub fn nats_trouble(e: impl std::fmt::Display, doing: &str) -> Self {
+        warn!(error = %e, "NATS trouble while {doing}; will retry");
+        Self::RetryIn(Duration::from_secs(1))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// For logs and metrics: `forwarder`, `reply`.

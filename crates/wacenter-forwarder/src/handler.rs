@@ -110,7 +110,7 @@ impl Forwarder {
             Ok(m) => m,
             Err(e) => {
                 warn!(seq = d.stream_sequence, error = %e, "inbound payload is not an InboundMessage");
-                return dead(
+                return Disposition::dead_letter(
                     d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
                     DeadLetterReason::Invalid,
                     format!("payload does not match the InboundMessage schema: {e}"),
@@ -132,7 +132,7 @@ impl Forwarder {
         let me = &self.inner;
         let id = msg.dedupe_id();
         if msg.version > PAYLOAD_VERSION {
-            return dead(&id, DeadLetterReason::Invalid, format!("payload version {} is newer than this forwarder understands ({PAYLOAD_VERSION}); upgrade the forwarder, then replay", msg.version));
+            return Disposition::dead_letter(&id, DeadLetterReason::Invalid, format!("payload version {} is newer than this forwarder understands ({PAYLOAD_VERSION}); upgrade the forwarder, then replay", msg.version));
         }
         if let Some(reason) = skip_reason(&msg, &me.flags) {
             info!(reason, "not forwarded");
@@ -159,12 +159,12 @@ impl Forwarder {
                     return Disposition::RetryIn(Duration::from_millis(700));
                 }
                 Ok(false) => {}
-                Err(e) => return retry(e, "checking own messages"),
+                Err(e) => return Disposition::nats_trouble(e, "checking own messages"),
             }
         }
         let key = names::kv_key(&id);
         let revision = match me.forwarded.claim(&key, d.stream_sequence).await {
-            Err(e) => return retry(e, "claiming the message"),
+            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
             Ok(Claim::New { revision }) => revision,
             Ok(Claim::Existing { record, revision }) => {
                 if record.seq != d.stream_sequence {
@@ -183,7 +183,7 @@ impl Forwarder {
                         warn!(
                             "a previous attempt stopped while OtomaX was being called; not retried"
                         );
-                        return dead(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
+                        return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
                     }
                     ClaimState::Done => {
                         // Forwarded; finish what may not have happened after it (the auto-reply).
@@ -206,7 +206,7 @@ impl Forwarder {
                             .and_then(|e| e.as_str())
                             .unwrap_or("failed earlier")
                             .to_string();
-                        return dead(&id, reason, error);
+                        return Disposition::dead_letter(&id, reason, error);
                     }
                 }
             }
@@ -246,7 +246,7 @@ impl Forwarder {
             .await
         {
             Ok(r) => r,
-            Err(e) => return retry(e, "marking the message in progress"),
+            Err(e) => return Disposition::nats_trouble(e, "marking the message in progress"),
         };
         // The seed's debug line: what is forwarded, to whom (never the token or keys).
         tracing::debug!(pesan = %req.pesan, pengirim = %req.pengirim, kode_reseller = %req.kode_reseller, kode_terminal = req.kode_terminal, exp = %req.exp, "forwarding WhatsApp message to OtomaX InsertInbox");
@@ -332,7 +332,7 @@ impl Forwarder {
                 Disposition::Ack
             }
             // Forwarded and recorded: the redelivery publishes the reply (deduplicated by id).
-            Err(e) => retry(e, "queueing the auto-reply"),
+            Err(e) => Disposition::nats_trouble(e, "queueing the auto-reply"),
         }
     }
 
@@ -352,22 +352,9 @@ impl Forwarder {
             .forwarded
             .advance_durably(key, &record, revision)
             .await;
-        dead(id, reason, error)
+        Disposition::dead_letter(id, reason, error)
     }
 }
 
 /// Deliveries of a from-me message spent waiting for the reply service to record it as ours.
 const OWN_ECHO_CHECKS: i64 = 4;
-
-fn dead(id: &str, reason: DeadLetterReason, error: String) -> Disposition {
-    Disposition::DeadLetter {
-        id: id.to_string(),
-        reason,
-        error,
-    }
-}
-
-fn retry(e: impl std::fmt::Display, doing: &str) -> Disposition {
-    warn!(error = %e, "NATS trouble while {doing}; will retry");
-    Disposition::RetryIn(Duration::from_secs(1))
-}

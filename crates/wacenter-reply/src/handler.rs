@@ -118,7 +118,7 @@ impl Replier {
             Ok(m) => m,
             Err(e) => {
                 warn!(seq = d.stream_sequence, error = %e, "outbound payload is not an OutboundMessage");
-                return dead(
+                return Disposition::dead_letter(
                     d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
                     DeadLetterReason::Invalid,
                     format!("payload does not match the OutboundMessage schema: {e}"),
@@ -138,7 +138,7 @@ impl Replier {
     async fn process(&self, d: Delivery, out: OutboundMessage) -> Disposition {
         let me = &self.inner;
         if out.version > PAYLOAD_VERSION {
-            return dead(
+            return Disposition::dead_letter(
                 &out.id,
                 DeadLetterReason::Invalid,
                 format!(
@@ -149,7 +149,7 @@ impl Replier {
         }
         let Some(to) = normalize_phone(&out.to, &me.country_code) else {
             self.report_outbox(&out, outbox_status::FAILED).await;
-            return dead(
+            return Disposition::dead_letter(
                 &out.id,
                 DeadLetterReason::Invalid,
                 format!("recipient {:?} is not a phone number", out.to),
@@ -157,7 +157,7 @@ impl Replier {
         };
         let key = names::kv_key(&out.id);
         let revision = match me.delivered.claim(&key, d.stream_sequence).await {
-            Err(e) => return retry_nats(e, "claiming the message"),
+            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
             Ok(Claim::New { revision }) => revision,
             Ok(Claim::Existing { record, revision }) => {
                 if record.seq != d.stream_sequence {
@@ -173,7 +173,7 @@ impl Replier {
                     }
                     ClaimState::InProgress => {
                         warn!("a previous attempt stopped while the provider was being called; not resent");
-                        return dead(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
+                        return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
                     }
                     ClaimState::Done => {
                         self.report_outbox(&out, outbox_status::DELIVERED).await;
@@ -186,7 +186,11 @@ impl Replier {
                             .and_then(|e| e.as_str())
                             .unwrap_or("failed earlier")
                             .to_string();
-                        return dead(&out.id, DeadLetterReason::SendFailed, error);
+                        return Disposition::dead_letter(
+                            &out.id,
+                            DeadLetterReason::SendFailed,
+                            error,
+                        );
                     }
                 }
             }
@@ -208,7 +212,7 @@ impl Replier {
             .await
         {
             Ok(r) => r,
-            Err(e) => return retry_nats(e, "marking the message in progress"),
+            Err(e) => return Disposition::nats_trouble(e, "marking the message in progress"),
         };
         let kind = match out.kind {
             wacenter_proto::OutboundKind::AutoReply => "auto_reply",
@@ -303,7 +307,7 @@ impl Replier {
             }
             SendErrorClass::Ambiguous => {
                 warn!(error = %e, "send outcome unknown; not resent");
-                dead(&out.id, DeadLetterReason::Uncertain, e.to_string())
+                Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, e.to_string())
             }
             _ => {
                 warn!(error = %e, class = label, "send failed for good");
@@ -319,7 +323,7 @@ impl Replier {
                 } else {
                     DeadLetterReason::SendFailed
                 };
-                dead(&out.id, reason, e.to_string())
+                Disposition::dead_letter(&out.id, reason, e.to_string())
             }
         }
     }
@@ -361,19 +365,6 @@ impl Replier {
 fn backoff(delivered: i64) -> Duration {
     let exp = u32::try_from(delivered.clamp(1, 8) - 1).unwrap_or(0);
     (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(60))
-}
-
-fn dead(id: &str, reason: DeadLetterReason, error: String) -> Disposition {
-    Disposition::DeadLetter {
-        id: id.to_string(),
-        reason,
-        error,
-    }
-}
-
-fn retry_nats(e: impl std::fmt::Display, doing: &str) -> Disposition {
-    warn!(error = %e, "NATS trouble while {doing}; will retry");
-    Disposition::RetryIn(Duration::from_secs(1))
 }
 
 #[cfg(test)]
