@@ -1,6 +1,11 @@
 //! Idempotency claims in a KV bucket: "claim the id with a create-if-absent write, never
 //! read-then-write", so two simultaneous deliveries of one message still give exactly one
 //! effect. The record then moves through its states with compare-and-set updates.
+//!
+//! The claim itself is written in the state the work starts in (`in_progress` just before the
+//! call, or `failed` when the message is already known to fail), so the common path costs two
+//! writes: the claim and the outcome. Every write is a JetStream round trip, and these are most
+//! of what a message costs.
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -13,7 +18,8 @@ use crate::BusError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimState {
-    /// Claimed; the effect (OtomaX call, WhatsApp send) has not started.
+    /// The effect (OtomaX call, WhatsApp send) has not started: a send that definitely did not
+    /// happen gave its claim back so the retry can send.
     Claimed,
     /// The effect is on the wire: if the worker dies now, nobody can tell whether it happened.
     InProgress,
@@ -78,16 +84,17 @@ impl Claims {
         Self { store }
     }
 
-    /// Claims `key` for the message with stream sequence `seq`.
-    pub async fn claim(&self, key: &str, seq: u64) -> Result<Claim, BusError> {
-        let record = ClaimRecord::new(ClaimState::Claimed, seq);
-        match self.store.create(key, encode(&record)).await {
+    /// Claims `key` by creating it as `record` (whose `seq` names the message that owns it).
+    /// Write `in_progress` when the effect starts right after this: a worker that dies in
+    /// between leaves a record that a redelivery reads as "maybe sent", which is the safe side.
+    pub async fn claim(&self, key: &str, record: &ClaimRecord) -> Result<Claim, BusError> {
+        match self.store.create(key, encode(record)).await {
             Ok(revision) => Ok(Claim::New { revision }),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 match self.get(key).await? {
                     Some((record, revision)) => Ok(Claim::Existing { record, revision }),
                     // Deleted between the two calls (TTL): claim again.
-                    None => Box::pin(self.claim(key, seq)).await,
+                    None => Box::pin(self.claim(key, record)).await,
                 }
             }
             Err(e) => Err(BusError::Kv(format!("claim {key}: {e}"))),

@@ -162,10 +162,32 @@ impl Forwarder {
                 Err(e) => return Disposition::nats_trouble(e, "checking own messages"),
             }
         }
+        let Some(otomax) = &me.otomax else {
+            return Disposition::Ack; // unreachable: skip_reason covers a disabled OtomaX
+        };
         let key = names::kv_key(&id);
-        let revision = match me.forwarded.claim(&key, d.stream_sequence).await {
+        let exp = msg.timestamp + me.exp;
+        let expired = Utc::now() >= exp;
+        let expired_error = || format!("_exp {exp} had passed when the forwarder received it");
+        // One write claims the message in the state its work starts in: `in_progress` (InsertInbox
+        // follows at once), or `failed` when it arrived expired and will never be sent.
+        let first = if expired {
+            failed_record(
+                d.stream_sequence,
+                DeadLetterReason::Expired,
+                &expired_error(),
+            )
+        } else {
+            ClaimRecord::new(ClaimState::InProgress, d.stream_sequence)
+        };
+        let revision = match me.forwarded.claim(&key, &first).await {
             Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
-            Ok(Claim::New { revision }) => revision,
+            Ok(Claim::New { revision }) => {
+                if expired {
+                    return expired_on_arrival(&id, exp, expired_error());
+                }
+                revision
+            }
             Ok(Claim::Existing { record, revision }) => {
                 if record.seq != d.stream_sequence {
                     info!(first_seq = record.seq, state = ?record.state, "duplicate delivery of an already claimed message; dropped");
@@ -174,7 +196,17 @@ impl Forwarder {
                 }
                 match record.state {
                     // An earlier delivery of this very message stopped before calling OtomaX.
-                    ClaimState::Claimed => revision,
+                    ClaimState::Claimed if expired => {
+                        me.forwarded.advance_durably(&key, &first, revision).await;
+                        return expired_on_arrival(&id, exp, expired_error());
+                    }
+                    ClaimState::Claimed => match me.forwarded.advance(&key, &first, revision).await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return Disposition::nats_trouble(e, "marking the message in progress")
+                        }
+                    },
                     ClaimState::InProgress if record.maybe_still_running() => {
                         info!("another delivery of this message is still being handled; looking again shortly");
                         return Disposition::RetryIn(Duration::from_secs(3));
@@ -211,24 +243,6 @@ impl Forwarder {
                 }
             }
         };
-        let Some(otomax) = &me.otomax else {
-            return Disposition::Ack; // unreachable: skip_reason covers a disabled OtomaX
-        };
-        let exp = msg.timestamp + me.exp;
-        if Utc::now() >= exp {
-            warn!(%exp, "arrived already expired; not sent to OtomaX");
-            metrics::counter!("wacenter_forwarder_expired_total").increment(1);
-            return self
-                .fail(
-                    &key,
-                    d.stream_sequence,
-                    revision,
-                    &id,
-                    DeadLetterReason::Expired,
-                    format!("_exp {exp} had passed when the forwarder received it"),
-                )
-                .await;
-        }
         let req = InsertInboxRequest::whatsapp(
             msg.text.clone(),
             me.reseller.clone(),
@@ -236,18 +250,6 @@ impl Forwarder {
             me.kode_terminal,
             exp,
         );
-        let revision = match me
-            .forwarded
-            .advance(
-                &key,
-                &ClaimRecord::new(ClaimState::InProgress, d.stream_sequence),
-                revision,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Disposition::nats_trouble(e, "marking the message in progress"),
-        };
         // The seed's debug line: what is forwarded, to whom (never the token or keys).
         tracing::debug!(pesan = %req.pesan, pengirim = %req.pengirim, kode_reseller = %req.kode_reseller, kode_terminal = req.kode_terminal, exp = %req.exp, "forwarding WhatsApp message to OtomaX InsertInbox");
         match otomax.insert_inbox(&req).await {
@@ -346,14 +348,27 @@ impl Forwarder {
         reason: DeadLetterReason,
         error: String,
     ) -> Disposition {
-        let mut record = ClaimRecord::new(ClaimState::Failed, seq);
-        record.detail = json!({"reason": reason, "error": error});
+        let record = failed_record(seq, reason, &error);
         self.inner
             .forwarded
             .advance_durably(key, &record, revision)
             .await;
         Disposition::dead_letter(id, reason, error)
     }
+}
+
+/// The record of a definite failure: the reason and the last error, for a redelivery to repeat.
+fn failed_record(seq: u64, reason: DeadLetterReason, error: &str) -> ClaimRecord {
+    let mut record = ClaimRecord::new(ClaimState::Failed, seq);
+    record.detail = json!({"reason": reason, "error": error});
+    record
+}
+
+/// A message whose `_exp` passed before it reached the forwarder: never sent to OtomaX.
+fn expired_on_arrival(id: &str, exp: chrono::DateTime<Utc>, error: String) -> Disposition {
+    warn!(%exp, "arrived already expired; not sent to OtomaX");
+    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+    Disposition::dead_letter(id, DeadLetterReason::Expired, error)
 }
 
 /// Deliveries of a from-me message spent waiting for the reply service to record it as ours.

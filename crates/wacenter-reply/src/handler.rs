@@ -155,8 +155,14 @@ impl Replier {
                 format!("recipient {:?} is not a phone number", out.to),
             );
         };
+        // Held back (the provider rate-limited this recipient): wait before claiming anything.
+        if let Some(wait) = self.held_back(&to) {
+            return Disposition::RetryIn(wait);
+        }
         let key = names::kv_key(&out.id);
-        let revision = match me.delivered.claim(&key, d.stream_sequence).await {
+        // One write claims the message as `in_progress`: the send follows at once.
+        let in_progress = ClaimRecord::new(ClaimState::InProgress, d.stream_sequence);
+        let revision = match me.delivered.claim(&key, &in_progress).await {
             Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
             Ok(Claim::New { revision }) => revision,
             Ok(Claim::Existing { record, revision }) => {
@@ -166,7 +172,17 @@ impl Replier {
                     return Disposition::Ack;
                 }
                 match record.state {
-                    ClaimState::Claimed => revision,
+                    // An earlier delivery gave the claim back: the send did not happen.
+                    ClaimState::Claimed => match me
+                        .delivered
+                        .advance(&key, &in_progress, revision)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return Disposition::nats_trouble(e, "marking the message in progress")
+                        }
+                    },
                     ClaimState::InProgress if record.maybe_still_running() => {
                         info!("another delivery of this message is still being handled; looking again shortly");
                         return Disposition::RetryIn(Duration::from_secs(3));
@@ -195,24 +211,9 @@ impl Replier {
                 }
             }
         };
-        if let Some(wait) = self.held_back(&to) {
-            return Disposition::RetryIn(wait);
-        }
         let account = match out.provider {
             Some(p) if p == me.sender.provider() && !out.account.is_empty() => out.account.as_str(),
             _ => me.default_account.as_str(),
-        };
-        let revision = match me
-            .delivered
-            .advance(
-                &key,
-                &ClaimRecord::new(ClaimState::InProgress, d.stream_sequence),
-                revision,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Disposition::nats_trouble(e, "marking the message in progress"),
         };
         let kind = match out.kind {
             wacenter_proto::OutboundKind::AutoReply => "auto_reply",
