@@ -9,6 +9,8 @@
 //!   end-to-end messages per second;
 //! * **baseline**: the same number of messages, same window, sent straight to the simulators
 //!   (InsertInbox, then the auto-reply to `/send/message`), no bus; the ratio pipeline / baseline;
+//! * **durable writes alone**: the same messages as JetStream writes only, as many per message
+//!   as the pipeline waits for, no service: the ceiling those writes put on the ratio;
 //! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2 and 4
 //!   forwarder processes, each run on a fresh nats-server.
 //!
@@ -18,6 +20,7 @@
 //! and messages.
 
 mod baseline;
+mod floor;
 mod load;
 mod procs;
 mod report;
@@ -33,7 +36,8 @@ use anyhow::{bail, Context};
 use crate::load::{RunResult, RunSpec, Sequence, Shape, Target};
 use crate::procs::{load_average, ProcSample};
 use crate::report::{
-    round2, round3, BaselineSummary, Machine, Report, RunSummary, ScaleOutConfig, ScalePoint,
+    round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary, ScaleOutConfig,
+    ScalePoint,
 };
 use crate::stack::{Binaries, Nats, Sims, Stack, StackConfig};
 
@@ -619,6 +623,48 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         first_error: base.first_error.clone(),
     };
 
+    // ---- durable-writes floor -------------------------------------------------------------
+    progress(&format!(
+        "durable writes alone: {count} messages x {} acknowledged JetStream writes, {} in flight, no services",
+        floor::DURABLE_WRITES_PER_MESSAGE,
+        args.window
+    ));
+    let before = snapshot(None, &nats, &sims);
+    let floor = floor::run(
+        nats.url(),
+        count,
+        args.window,
+        Duration::from_secs(if args.quick { 15 } else { 60 }),
+    )
+    .await
+    .map_err(|e| with_nats_log(e, &mut nats))?;
+    let after = snapshot(None, &nats, &sims);
+    let floor_cpu_s = cpu_delta(&before, &after);
+    let floor_cpu_ms_per_msg = ["nats-server", "bench (load generator)"]
+        .iter()
+        .filter_map(|n| floor_cpu_s.get(*n))
+        .sum::<f64>()
+        * 1000.0
+        / floor.messages.max(1) as f64;
+    progress(&format!(
+        "  durable writes alone: {} messages in {:.1} s = {:.0} msgs/s",
+        floor.messages, floor.seconds, floor.msgs_per_s
+    ));
+    let floor_summary = FloorSummary {
+        writes_per_message: floor::DURABLE_WRITES_PER_MESSAGE,
+        messages: floor.messages,
+        seconds: round2(floor.seconds),
+        window: args.window,
+        msgs_per_s: round2(floor.msgs_per_s),
+        cpu_ms_per_msg: round3(floor_cpu_ms_per_msg),
+        ratio_ceiling: if base.msgs_per_s > 0.0 {
+            round2(floor.msgs_per_s / base.msgs_per_s)
+        } else {
+            0.0
+        },
+        other_cpu_cores: other_cores(&before, &after),
+    };
+
     // ---- scale-out ------------------------------------------------------------------------
     let scale_window =
         (4 * SCALE_OUT_CONCURRENCY * plan.scale_out.iter().max().copied().unwrap_or(1)).max(32);
@@ -768,6 +814,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         full_speed_cpu_ms_per_msg: round3(full_cpu_ms_per_msg),
         cpu_bound_msgs_per_s,
         baseline: baseline_summary,
+        durable_writes_floor: Some(floor_summary),
         scale_out_config: ScaleOutConfig {
             otomax_latency_ms: SCALE_OUT_LATENCY_MS,
             forwarder_concurrency: SCALE_OUT_CONCURRENCY,

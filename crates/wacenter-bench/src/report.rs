@@ -1,4 +1,4 @@
-//! The results: `bench/results/latest.json` (keys fixed by the issue, plus details) and the
+//! The results: `bench/results/latest.json` (stable keys, plus details) and the
 //! table printed at the end.
 
 use std::collections::BTreeMap;
@@ -108,6 +108,22 @@ pub struct BaselineSummary {
     pub first_error: Option<String>,
 }
 
+/// JetStream alone doing the acknowledged writes of each message (see `floor.rs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorSummary {
+    pub writes_per_message: u32,
+    pub messages: u64,
+    pub seconds: f64,
+    pub window: usize,
+    pub msgs_per_s: f64,
+    /// CPU ms per message of nats-server and the bench process together.
+    pub cpu_ms_per_msg: f64,
+    /// msgs_per_s ÷ baseline_msgs_per_s: the highest pipeline / baseline ratio these writes
+    /// leave room for on this machine, before any service or HTTP hop is counted.
+    pub ratio_ceiling: f64,
+    pub other_cpu_cores: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub target: String,
@@ -156,6 +172,8 @@ pub struct Report {
     /// roughly what e2e_msgs_per_s would be with no other process competing for the cores.
     pub cpu_bound_msgs_per_s: f64,
     pub baseline: BaselineSummary,
+    /// JetStream alone, with the pipeline's acknowledged writes per message: a ceiling.
+    pub durable_writes_floor: Option<FloorSummary>,
     pub scale_out_config: ScaleOutConfig,
     pub targets: Vec<Check>,
     pub machine: Machine,
@@ -276,7 +294,25 @@ impl Report {
             self.baseline.cpu_ms_per_msg,
             num(self.baseline.other_cpu_cores)
         );
+        if let Some(f) = &self.durable_writes_floor {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.0} msgs/s   ({} acknowledged writes per message, {:.2} CPU ms per message; other processes used {} cores)",
+                "JetStream writes alone (no services)",
+                f.msgs_per_s,
+                f.writes_per_message,
+                f.cpu_ms_per_msg,
+                num(f.other_cpu_cores)
+            );
+        }
         let _ = writeln!(t, "  {:<38} {:>8.2}", "pipeline / baseline", self.ratio);
+        if let Some(f) = &self.durable_writes_floor {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.2}   (the JetStream writes alone / baseline: no pipeline keeping them can do better here)",
+                "ceiling for that ratio", f.ratio_ceiling
+            );
+        }
         let _ = writeln!(
             t,
             "  {:<38} {:>8.0} msgs/s   ({} cores / {:.2} CPU ms per message, all processes)",
