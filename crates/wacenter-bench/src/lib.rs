@@ -96,6 +96,11 @@ pub struct BenchArgs {
     /// Run the simulators inside the bench process instead of as `wacenter sim` processes.
     #[arg(long)]
     pub in_process_sims: bool,
+    /// Run ingress, forwarder, reply and callback as one `wacenter all` process (the
+    /// single-machine deployment) in the fixed-rate and full-speed runs; scale-out still starts
+    /// forwarder processes.
+    #[arg(long)]
+    pub one_process: bool,
     /// Resellers the OtomaX simulator knows; senders rotate over them.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub resellers: usize,
@@ -473,11 +478,19 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         callback: true,
         rust_log: args.service_log.clone(),
         extra_env: args.service_env.clone(),
+        one_process: args.one_process,
     };
     let mut services = Stack::start(&bins, &config, &log_dir)
         .await
         .map_err(|e| with_nats_log(e, &mut nats))?;
-    progress("services ready: ingress, forwarder, reply, callback (one process each)");
+    let services_mode = if args.one_process {
+        "in one `wacenter all` process"
+    } else {
+        "one process each"
+    };
+    progress(&format!(
+        "services ready: ingress, forwarder, reply, callback ({services_mode})"
+    ));
     let target = Target {
         http: http.clone(),
         webhook_url: format!("{}/webhook/gowa", services.ingress_url),
@@ -682,6 +695,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             forwarders: replicas,
             forwarder_concurrency: Some(SCALE_OUT_CONCURRENCY),
             callback: false,
+            one_process: false,
             ..config.clone()
         };
         let mut services = Stack::start(&bins, &config, &log_dir)
@@ -764,7 +778,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    let service_names = ["ingress", "forwarder", "reply", "callback"];
+    let service_names = [
+        "ingress",
+        "forwarder",
+        "reply",
+        "callback",
+        stack::ONE_PROCESS,
+    ];
     let pick = |m: &BTreeMap<String, f64>| {
         m.iter()
             .filter(|(k, _)| service_names.contains(&k.as_str()))
@@ -826,6 +846,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         build_profile: bins.profile(),
         nats_server: nats_version,
         simulators: sims_mode,
+        services: services_mode.to_string(),
         service_log: args
             .service_log
             .clone()

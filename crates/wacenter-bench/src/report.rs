@@ -180,6 +180,8 @@ pub struct Report {
     pub build_profile: String,
     pub nats_server: String,
     pub simulators: String,
+    /// `one process each`, or `in one \`wacenter all\` process` (`--one-process`).
+    pub services: String,
     pub service_log: String,
     pub service_env: Vec<String>,
     pub quick: bool,
@@ -263,9 +265,10 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "load average (1 min, counts the bench itself): {} at start, {} at end; simulators {}; service logs {}{}",
+            "load average (1 min, counts the bench itself): {} at start, {} at end; services {}; simulators {}; service logs {}{}",
             num(self.machine.load_1m_start),
             num(self.machine.load_1m_end),
+            self.services,
             self.simulators,
             self.service_log,
             self.service_env

@@ -469,7 +469,13 @@ pub struct StackConfig {
     /// Extra environment for every service process (experiments: `TOKIO_WORKER_THREADS=1`,
     /// `LD_PRELOAD=…jemalloc…`).
     pub extra_env: Vec<(String, String)>,
+    /// Run the services as one `wacenter all` process (one forwarder only) instead of one
+    /// process each: the single-machine deployment.
+    pub one_process: bool,
 }
+
+/// The process name of `wacenter all` in the results.
+pub const ONE_PROCESS: &str = "all (one process)";
 
 /// The services of one run, each a process.
 pub struct Stack {
@@ -503,6 +509,10 @@ impl Stack {
         base.public_url = format!("http://127.0.0.1:{}", base.app_port);
         if let Some(c) = config.forwarder_concurrency {
             base.forwarder_concurrency = c;
+        }
+        if config.one_process {
+            base.forwarder_port = ports[3];
+            return Self::start_one_process(bins, config, &base, log_dir).await;
         }
         let mut plan: Vec<(Service, String, u16, Settings)> = Vec::new();
         plan.push((
@@ -570,6 +580,58 @@ impl Stack {
                         p.log_tail(15)
                     )));
                 }
+            }
+        }
+        Ok(stack)
+    }
+
+    /// `wacenter all --services ingress,forwarder,reply[,callback]`, ready on every port.
+    async fn start_one_process(
+        bins: &Binaries,
+        config: &StackConfig,
+        settings: &Settings,
+        log_dir: &Path,
+    ) -> anyhow::Result<Stack> {
+        anyhow::ensure!(
+            config.forwarders == 1,
+            "one process runs exactly one forwarder"
+        );
+        let wacenter = bins.wacenter.as_deref().with_context(|| {
+            format!(
+                "--one-process needs the `wacenter` binary in {}",
+                bins.dir.display()
+            )
+        })?;
+        let mut services = vec![
+            ("ingress", settings.ingress_port),
+            ("forwarder", settings.forwarder_port),
+            ("reply", settings.reply_port),
+        ];
+        if config.callback {
+            services.push(("callback", settings.app_port));
+        }
+        let names: Vec<&str> = services.iter().map(|(n, _)| *n).collect();
+        let args = vec!["all".to_string(), "--services".into(), names.join(",")];
+        let mut env = env_of(settings);
+        if let Some(filter) = &config.rust_log {
+            env.push(("RUST_LOG".into(), filter.clone()));
+        }
+        env.extend(config.extra_env.iter().cloned());
+        let proc = Proc::spawn(ONE_PROCESS, wacenter, &args, &env, log_dir)?;
+        let mut stack = Stack {
+            procs: vec![(Service::Ingress, proc)],
+            ingress_url: format!("http://127.0.0.1:{}", settings.ingress_port),
+        };
+        let http = wacenter_otomax::client::shared_http_client();
+        for (name, port) in services {
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
+                let p = &mut stack.procs[0].1;
+                p.check_alive()?;
+                return Err(e.context(format!(
+                    "{name} in `wacenter all` did not become ready; end of its log:\n{}",
+                    p.log_tail(15)
+                )));
             }
         }
         Ok(stack)
