@@ -131,11 +131,14 @@ impl Server {
 }
 
 /// An address nothing listens on: bind a port, then let it go.
-async fn closed_url() -> Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    Url::parse(&format!("http://{addr}/")).unwrap()
+/// An address that refuses connections, reserved for the caller while it holds the socket: bound
+/// but never listening. (Closing a listener instead frees the port, and a server of a test
+/// running in parallel may take it and answer.)
+fn closed_url() -> (Url, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (Url::parse(&format!("http://{addr}/")).unwrap(), socket)
 }
 
 fn http() -> reqwest::Client {
@@ -367,7 +370,7 @@ async fn gowa_timeout_after_sending_is_ambiguous() {
 
 #[tokio::test]
 async fn gowa_connection_refused_is_transient_and_leaks_nothing() {
-    let mut url = closed_url().await;
+    let (mut url, _reserved) = closed_url();
     url.set_username("admin").unwrap();
     url.set_password(Some("s3cret")).unwrap();
     let sender = GowaSender::new(url, None, http());
@@ -590,7 +593,8 @@ async fn meta_timeout_is_ambiguous_and_refused_is_transient() {
         .unwrap_err();
     assert_eq!(err.class(), SendErrorClass::Ambiguous, "{err:?}");
 
-    let sender = MetaSender::new(closed_url().await.join("v21.0").unwrap(), TOKEN, http());
+    let (url, _reserved) = closed_url();
+    let sender = MetaSender::new(url.join("v21.0").unwrap(), TOKEN, http());
     let err = sender
         .send_text("106540352242922", "16505551234", "hi", None)
         .await
