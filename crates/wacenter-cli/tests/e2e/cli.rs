@@ -249,3 +249,69 @@ fn help_lists_settings_with_env_names_and_no_secrets() {
     }
     assert!(!help.contains("supersecretvalue"));
 }
+
+/// `wacenter bench` runs every phase and writes what it promises. Tiny runs in a debug build:
+/// this checks that the benchmark works and accounts for every message, never how fast anything
+/// is (the figures themselves are for `scripts/bench`).
+#[test]
+fn bench_runs_every_phase_and_writes_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results.json");
+    let nats = std::env::var("NATS_SERVER_BIN").unwrap_or_default();
+    let mut env = vec![];
+    if !nats.is_empty() {
+        env.push(("NATS_SERVER_BIN", nats.as_str()));
+    }
+    let o = wacenter(
+        &[
+            "bench",
+            "--rate",
+            "20",
+            "--duration-seconds",
+            "2",
+            "--window",
+            "8",
+            "--scale-out",
+            "1",
+            "--scale-out-seconds",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "bench failed:\n{}", text(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    for key in [
+        "e2e_msgs_per_s",
+        "baseline_msgs_per_s",
+        "ratio",
+        "latency_ms",
+        "ingress_ack_ms",
+        "rss_mb",
+        "cpu_s",
+        "scale_out",
+        "cores",
+    ] {
+        assert!(r.get(key).is_some(), "results lack {key}: {r:#}");
+    }
+    for p in ["p50", "p95", "p99", "max"] {
+        assert!(r["latency_ms"][p].is_number(), "latency_ms.{p}: {r:#}");
+    }
+    for run in ["fixed_rate", "full_speed"] {
+        assert_eq!(r[run]["lost"], 0, "{run} lost messages: {r:#}");
+        assert!(r[run]["replied"].as_u64().unwrap() > 0, "{run}: {r:#}");
+    }
+    assert!(r["rss_mb"]["forwarder"].as_f64().unwrap() > 0.0, "{r:#}");
+    assert_eq!(r["baseline"]["errors"], 0, "{r:#}");
+    assert!(
+        r["durable_writes_floor"]["messages"].as_u64().unwrap() > 0,
+        "{r:#}"
+    );
+    assert_eq!(r["scale_out"][0]["replicas"], 1, "{r:#}");
+    let table = std::fs::read_to_string(dir.path().join("results.txt")).unwrap();
+    assert!(
+        table.contains("pipeline / baseline") && table.contains("Targets"),
+        "{table}"
+    );
+}
