@@ -92,6 +92,13 @@ impl Claims {
             Ok(revision) => Ok(Claim::New { revision }),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 match self.get(key).await? {
+                    // Our own create landed but its acknowledgement was lost (NATS failed in
+                    // between): async-nats then reads the key, finds it and says "exists". The
+                    // timestamp makes the record ours alone; taking it for someone else's would
+                    // leave the message waiting on itself until it is called uncertain.
+                    Some((existing, revision)) if existing == *record => {
+                        Ok(Claim::New { revision })
+                    }
                     Some((record, revision)) => Ok(Claim::Existing { record, revision }),
                     // Deleted between the two calls (TTL): claim again.
                     None => Box::pin(self.claim(key, record)).await,
@@ -132,10 +139,17 @@ impl Claims {
 
     /// Like [`Claims::advance`], retried through a NATS blip for up to about a minute: after
     /// the effect happened, the record must land or a redelivery would call it uncertain. The
-    /// message's progress acks keep it with this worker meanwhile.
+    /// message's progress acks keep it with this worker meanwhile. A write that landed although
+    /// its acknowledgement was lost (NATS died in between) is recognised on the next try.
     pub async fn advance_durably(&self, key: &str, record: &ClaimRecord, revision: u64) {
+        let landed = || async {
+            matches!(self.get(key).await, Ok(Some((r, _))) if r.seq == record.seq && r.state == record.state)
+        };
         let mut wait = std::time::Duration::from_millis(100);
-        for _ in 0..40 {
+        for attempt in 0..40 {
+            if attempt > 0 && landed().await {
+                return;
+            }
             match self.advance(key, record, revision).await {
                 Ok(_) => return,
                 Err(e) => {
@@ -147,6 +161,56 @@ impl Claims {
         }
         tracing::warn!(
             "gave up recording the outcome; a redelivery will dead-letter it as uncertain"
+        );
+    }
+
+    /// After a claim or `in_progress` write whose outcome is unknown (NATS failed while it was
+    /// on the wire), and before the effect started: make sure the record says `claimed`, so the
+    /// redelivery goes on instead of reading our own `in_progress` as "maybe sent" and
+    /// dead-lettering a message that was never sent.
+    ///
+    /// The write may still land later: the client keeps what it could not send while
+    /// disconnected and sends it after reconnecting. So this does not just look; it writes a
+    /// fence behind it on the same connection (messages keep their order): a `claimed` record
+    /// created where there was none, or written over our own `claimed` at its revision. The
+    /// late write then fails its own create-if-absent or revision check. Only `ours`, the very
+    /// record this worker tried to write (its timestamp makes it unique), is ever replaced:
+    /// never an `in_progress` that a redelivery wrote meanwhile and may be acting on. Retried
+    /// through a NATS outage for up to about a minute, like [`Claims::advance_durably`].
+    pub async fn release_unstarted(&self, key: &str, ours: &ClaimRecord) {
+        let released = ClaimRecord::new(ClaimState::Claimed, ours.seq);
+        let mut wait = std::time::Duration::from_millis(100);
+        for _ in 0..40 {
+            let result = match self.get(key).await {
+                Ok(None) => match self.store.create(key, encode(&released)).await {
+                    Ok(_) => Ok(()),
+                    // Something landed meanwhile: look again.
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                    Err(e) => Err(BusError::Kv(format!("fence {key}: {e}"))),
+                },
+                Ok(Some((r, revision)))
+                    if r == *ours || (r.seq == ours.seq && r.state == ClaimState::Claimed) =>
+                {
+                    self.advance(key, &released, revision).await.map(drop)
+                }
+                // Someone else's record: a late write of ours fails against it.
+                Ok(Some(_)) => return,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!("claim given back: nothing was sent, the redelivery will send");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot give the claim back yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::warn!(
+            "gave up giving the claim back; a redelivery will dead-letter it as uncertain"
         );
     }
 

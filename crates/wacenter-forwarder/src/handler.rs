@@ -181,7 +181,11 @@ impl Forwarder {
             ClaimRecord::new(ClaimState::InProgress, d.stream_sequence)
         };
         let revision = match me.forwarded.claim(&key, &first).await {
-            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
+            Err(e) => {
+                // Nothing was sent; if the claim landed anyway, make that plain to the redelivery.
+                me.forwarded.release_unstarted(&key, &first).await;
+                return Disposition::nats_trouble(e, "claiming the message");
+            }
             Ok(Claim::New { revision }) => {
                 if expired {
                     return expired_on_arrival(&id, exp, expired_error());
@@ -204,7 +208,8 @@ impl Forwarder {
                     {
                         Ok(r) => r,
                         Err(e) => {
-                            return Disposition::nats_trouble(e, "marking the message in progress")
+                            me.forwarded.release_unstarted(&key, &first).await;
+                            return Disposition::nats_trouble(e, "marking the message in progress");
                         }
                     },
                     ClaimState::InProgress if record.maybe_still_running() => {

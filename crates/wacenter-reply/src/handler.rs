@@ -163,7 +163,11 @@ impl Replier {
         // One write claims the message as `in_progress`: the send follows at once.
         let in_progress = ClaimRecord::new(ClaimState::InProgress, d.stream_sequence);
         let revision = match me.delivered.claim(&key, &in_progress).await {
-            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
+            Err(e) => {
+                // Nothing was sent; if the claim landed anyway, make that plain to the redelivery.
+                me.delivered.release_unstarted(&key, &in_progress).await;
+                return Disposition::nats_trouble(e, "claiming the message");
+            }
             Ok(Claim::New { revision }) => revision,
             Ok(Claim::Existing { record, revision }) => {
                 if record.seq != d.stream_sequence {
@@ -180,7 +184,8 @@ impl Replier {
                     {
                         Ok(r) => r,
                         Err(e) => {
-                            return Disposition::nats_trouble(e, "marking the message in progress")
+                            me.delivered.release_unstarted(&key, &in_progress).await;
+                            return Disposition::nats_trouble(e, "marking the message in progress");
                         }
                     },
                     ClaimState::InProgress if record.maybe_still_running() => {

@@ -1,0 +1,107 @@
+//! Idempotency claims against a real nats-server.
+
+use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
+use wacenter_bus::{Bus, Topology};
+use wacenter_proto::names;
+use wacenter_test_support::NatsServer;
+
+async fn claims(nats: &NatsServer) -> Claims {
+    let bus = Bus::connect(&nats.url(), "test", Topology::default())
+        .await
+        .unwrap();
+    bus.ensure_topology().await.unwrap();
+    Claims::new(bus.bucket(names::FORWARDED_BUCKET).await.unwrap())
+}
+
+#[tokio::test]
+async fn the_first_claim_wins_and_later_ones_see_it() {
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    let ours = ClaimRecord::new(ClaimState::InProgress, 7);
+    assert!(matches!(
+        claims.claim("k1", &ours).await.unwrap(),
+        Claim::New { .. }
+    ));
+    match claims
+        .claim("k1", &ClaimRecord::new(ClaimState::InProgress, 8))
+        .await
+        .unwrap()
+    {
+        Claim::Existing { record, .. } => assert_eq!(record, ours),
+        other => panic!("a second claim must see the first: {other:?}"),
+    }
+}
+
+/// async-nats answers a create whose acknowledgement was lost by reading the key: finding our
+/// own record there, the claim is ours, not "someone else's, still in progress".
+#[tokio::test]
+async fn our_own_claim_that_landed_is_ours() {
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    let ours = ClaimRecord::new(ClaimState::InProgress, 7);
+    claims.claim("k1", &ours).await.unwrap();
+    // The same create again, as async-nats does after a lost acknowledgement.
+    assert!(matches!(
+        claims.claim("k1", &ours).await.unwrap(),
+        Claim::New { .. }
+    ));
+    // Another delivery's claim of the same message (same seq, its own moment) is not ours.
+    let again = ClaimRecord::new(ClaimState::InProgress, 7);
+    assert!(matches!(
+        claims.claim("k1", &again).await.unwrap(),
+        Claim::Existing { .. }
+    ));
+}
+
+/// A claim whose acknowledgement was lost (NATS failed) before anything was sent is given back,
+/// so the redelivery sends instead of calling it uncertain; nobody else's record is touched.
+#[tokio::test]
+async fn only_our_own_unstarted_claim_is_given_back() {
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    let ours = ClaimRecord::new(ClaimState::InProgress, 7);
+    claims.claim("k1", &ours).await.unwrap();
+    claims.release_unstarted("k1", &ours).await;
+    let (record, revision) = claims.get("k1").await.unwrap().unwrap();
+    assert_eq!((record.state, record.seq), (ClaimState::Claimed, 7));
+
+    // A redelivery took it again: its in_progress is not ours to give back, even with our seq.
+    let theirs = ClaimRecord::new(ClaimState::InProgress, 7);
+    claims.advance("k1", &theirs, revision).await.unwrap();
+    claims.release_unstarted("k1", &ours).await;
+    assert_eq!(claims.get("k1").await.unwrap().unwrap().0, theirs);
+
+    // Nothing landed yet: a `claimed` fence goes in, so our write landing late (the client
+    // sends what it kept while disconnected) fails instead of leaving an `in_progress` behind.
+    claims.release_unstarted("k2", &ours).await;
+    let (fence, _) = claims.get("k2").await.unwrap().unwrap();
+    assert_eq!((fence.state, fence.seq), (ClaimState::Claimed, 7));
+    match claims.claim("k2", &ours).await.unwrap() {
+        Claim::Existing { record, .. } => assert_eq!(record, fence),
+        other => panic!("the late claim must fail against the fence: {other:?}"),
+    }
+}
+
+/// An outcome that already landed (its acknowledgement lost) is recognised, not retried for a
+/// minute against a revision that moved on.
+#[tokio::test]
+async fn an_outcome_that_landed_is_recognised() {
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    let ours = ClaimRecord::new(ClaimState::InProgress, 7);
+    let revision = match claims.claim("k1", &ours).await.unwrap() {
+        Claim::New { revision } => revision,
+        other => panic!("{other:?}"),
+    };
+    let done = ClaimRecord::new(ClaimState::Done, 7);
+    claims.advance("k1", &done, revision).await.unwrap();
+    // Same write again at the old revision, as after a lost acknowledgement. Unrecognised, it
+    // would retry for over a minute before giving up.
+    let retried = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        claims.advance_durably("k1", &done, revision),
+    )
+    .await;
+    assert!(retried.is_ok(), "the landed write was not recognised");
+    assert_eq!(claims.get("k1").await.unwrap().unwrap().0, done);
+}
