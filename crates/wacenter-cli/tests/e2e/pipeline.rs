@@ -365,8 +365,15 @@ async fn webhook_signature_and_shape_failures_publish_nothing() {
     let huge = vec![b' '; 2 << 20];
     let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &huge);
     // The server answers 413 as soon as it sees the size; the client may then find the
-    // connection closed while it is still sending, which is a refusal too.
-    match post(Some(&sig), huge).await {
+    // connection closed while it is still sending, which is a refusal too. A client of its own,
+    // so the connection the server closes never goes back to the shared pool for the next test.
+    let oversized = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("X-Hub-Signature-256", sig)
+        .body(huge)
+        .send();
+    match oversized.await {
         Ok(r) => assert_eq!(r.status(), 413, "oversized"),
         Err(e) => assert!(e.is_request() || e.is_body(), "oversized body refused: {e}"),
     }
