@@ -192,11 +192,10 @@ where
     let delivery_for_id = delivery.clone();
     // The handler runs in a span continuing the publisher's trace.
     let span = tracing::info_span!("consume", worker = config.name, subject = %delivery.subject, seq = stream_sequence, delivered);
-    wacenter_trace::set_parent(
-        &span,
-        delivery.header(wacenter_proto::names::HEADER_TRACEPARENT),
-    );
-    let work = tracing::Instrument::instrument(handler(delivery), span.clone());
+    let incoming = delivery
+        .header(wacenter_proto::names::HEADER_TRACEPARENT)
+        .map(str::to_owned);
+    let work = wacenter_trace::in_trace(span.clone(), incoming.clone(), handler(delivery));
     tokio::pin!(work);
     let mut progress = tokio::time::interval(config.progress_every);
     progress.tick().await;
@@ -239,7 +238,8 @@ where
             // In the message's trace, like everything else done for it.
             let write =
                 publish_dead_letter(&bus, config.dead_letter_subject, &letter, stream_sequence);
-            match tracing::Instrument::instrument(write, span.clone()).await {
+            let write = tracing::Instrument::instrument(write, span.clone());
+            match wacenter_trace::carry_on(incoming, write).await {
                 Ok(()) => {
                     metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "reason" => reason.as_str()).increment(1);
                     msg.ack_with(AckKind::Term).await

@@ -90,9 +90,9 @@ pub async fn callback(State(app): State<Callback>, request: Request) -> Result<R
     let incoming = request
         .headers()
         .get(wacenter_trace::TRACEPARENT)
-        .and_then(|v| v.to_str().ok());
-    wacenter_trace::set_parent(&span, incoming);
-    let outcome = tracing::Instrument::instrument(handle(&app, request), span).await;
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let outcome = wacenter_trace::in_trace(span, incoming, handle(&app, request)).await;
     let label = match &outcome {
         Ok((label, _)) => *label,
         Err(e) => e.code.as_str(),

@@ -202,10 +202,10 @@ impl Ingress {
         let span = tracing::info_span!("webhook", %provider);
         let incoming = headers
             .get(wacenter_trace::TRACEPARENT)
-            .and_then(|v| v.to_str().ok());
-        wacenter_trace::set_parent(&span, incoming);
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let inner = self.webhook_inner(provider, secret, setting, headers, body);
-        let (label, response) = match tracing::Instrument::instrument(inner, span).await {
+        let (label, response) = match wacenter_trace::in_trace(span, incoming, inner).await {
             Ok(done) => done,
             Err(refused) => *refused,
         };

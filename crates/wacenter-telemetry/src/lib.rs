@@ -83,7 +83,12 @@ pub fn init(settings: &Settings, logs: bool) {
         for c in OWN_CRATES {
             own = own.with_target(*c, LevelFilter::INFO);
         }
-        match wacenter_trace::layer(&service, endpoint) {
+        let Some(endpoint) = endpoint else {
+            // Nobody receives spans: none are built; traceparents are passed on as they came.
+            let _ = tracing_subscriber::registry().with(fmt).try_init();
+            return;
+        };
+        match wacenter_trace::layer(&service, Some(endpoint)) {
             Ok((otel, provider)) => {
                 let _ = TRACER_PROVIDER.set(provider);
                 let _ = tracing_subscriber::registry()
