@@ -229,7 +229,7 @@ impl Forwarder {
                         if let Some(kode) = result.kode_inbox {
                             tracing::Span::current().record("kode_inbox", kode);
                         }
-                        return self.auto_reply(&msg, &result).await;
+                        return self.auto_reply(&msg, &result, None).await;
                     }
                     ClaimState::Failed => {
                         let reason = record
@@ -263,7 +263,6 @@ impl Forwarder {
                 if let Some(kode) = result.kode_inbox {
                     tracing::Span::current().record("kode_inbox", kode);
                 }
-                info!(kode_inbox = ?result.kode_inbox, status = result.status, status_desc = %result.status_desc, attempts = resp.attempts, "forwarded to OtomaX");
                 metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string()).increment(1);
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = serde_json::to_value(&result).unwrap_or_default();
@@ -271,7 +270,7 @@ impl Forwarder {
                     .forwarded
                     .advance_durably(&key, &record, revision)
                     .await;
-                self.auto_reply(&msg, &result).await
+                self.auto_reply(&msg, &result, Some(resp.attempts)).await
             }
             Err(e) => {
                 let reason = match &e {
@@ -299,13 +298,30 @@ impl Forwarder {
         }
     }
 
-    /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`).
-    async fn auto_reply(&self, msg: &InboundMessage, result: &InsertInboxResult) -> Disposition {
+    /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`),
+    /// then logs the message's one line: what OtomaX said and what became of the auto-reply.
+    /// `attempts` is the InsertInbox call's, or `None` when an earlier delivery made it.
+    async fn auto_reply(
+        &self,
+        msg: &InboundMessage,
+        result: &InsertInboxResult,
+        attempts: Option<u32>,
+    ) -> Disposition {
         let me = &self.inner;
+        let forwarded = |auto_reply: &str| {
+            let what = if attempts.is_some() {
+                "forwarded to OtomaX"
+            } else {
+                "already forwarded to OtomaX"
+            };
+            info!(kode_inbox = ?result.kode_inbox, status = result.status, status_desc = %result.status_desc, attempts, auto_reply, "{what}");
+        };
         if !me.auto_reply {
+            forwarded("disabled");
             return Disposition::Ack;
         }
         let Some(text) = result.auto_reply_text() else {
+            forwarded("none for this status");
             metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "none")
                 .increment(1);
             return Disposition::Ack;
@@ -333,13 +349,16 @@ impl Forwarder {
             .await
         {
             Ok(_) => {
-                info!(status = result.status, "auto-reply queued");
+                forwarded("queued");
                 metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "queued")
                     .increment(1);
                 Disposition::Ack
             }
             // Forwarded and recorded: the redelivery publishes the reply (deduplicated by id).
-            Err(e) => Disposition::nats_trouble(e, "queueing the auto-reply"),
+            Err(e) => {
+                forwarded("not queued yet");
+                Disposition::nats_trouble(e, "queueing the auto-reply")
+            }
         }
     }
 
