@@ -84,7 +84,8 @@ pub fn init(settings: &Settings, logs: bool) {
             own = own.with_target(*c, LevelFilter::INFO);
         }
         let Some(endpoint) = endpoint else {
-            // Nobody receives spans: none are built; traceparents are passed on as they came.
+            // Nobody receives spans: none are built; wacenter_trace::in_trace carries the trace
+            // id on by itself.
             let _ = tracing_subscriber::registry().with(fmt).try_init();
             return;
         };
