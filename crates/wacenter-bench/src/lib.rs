@@ -251,6 +251,11 @@ fn cpu_delta(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// CPU ms per message of every process of the bench together, between two snapshots.
+fn cpu_ms_per_msg(before: &Snapshot, after: &Snapshot, messages: u64) -> f64 {
+    round3(cpu_delta(before, after).values().sum::<f64>() * 1000.0 / messages.max(1) as f64)
+}
+
 /// Cores' worth of CPU that processes other than the bench's used meanwhile (other engineers'
 /// builds and tests): what the 1-minute load average cannot tell, since it counts the bench too.
 fn other_cores(before: &Snapshot, after: &Snapshot) -> Option<f64> {
@@ -396,6 +401,34 @@ async fn start_nats(
     }
 }
 
+/// One measured pipeline run on fresh simulators: drives `spec` through the services, then sums
+/// up what every process spent and how many NATS messages went by.
+async fn measured_run(
+    announce: &str,
+    spec: &RunSpec,
+    http: &reqwest::Client,
+    target: &Target,
+    seqs: &Sequence,
+    (services, nats, sims): (&mut Stack, &mut Nats, &mut Sims),
+) -> anyhow::Result<(RunResult, RunSummary)> {
+    sims.reset(http).await?;
+    progress(announce);
+    let load0 = load_average();
+    let before = snapshot(Some(services), nats, sims);
+    let counts0 = nats.message_counts(http).await;
+    let run = load::drive(target, seqs, spec, 0, || {
+        services.check_alive()?;
+        sims.check_alive()?;
+        nats.check_alive()
+    })
+    .await?;
+    let after = snapshot(Some(services), nats, sims);
+    let counts = (counts0, nats.message_counts(http).await);
+    let summary = summarize(&run, &before, &after, counts, load0, load_average());
+    report_run(&run);
+    Ok((run, summary))
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let plan = plan(&args)?;
     let wall_start = chrono::Utc::now();
@@ -529,15 +562,6 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     ));
 
     // ---- fixed rate -----------------------------------------------------------------------
-    sims.reset(&http).await?;
-    progress(&format!(
-        "fixed-rate run: {} msgs/s for {} s (open loop)",
-        args.rate,
-        plan.duration.as_secs()
-    ));
-    let load0 = load_average();
-    let before = snapshot(Some(&services), &nats, &sims);
-    let counts0 = nats.message_counts(&http).await;
     let fixed_spec = RunSpec {
         label: "fixed-rate".into(),
         shape: Shape::FixedRate { rate: args.rate },
@@ -546,27 +570,21 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs(15),
         quiet: false,
     };
-    let fixed = load::drive(&target, &seqs, &fixed_spec, 0, || {
-        services.check_alive()?;
-        sims.check_alive()?;
-        nats.check_alive()
-    })
+    let (fixed, fixed_summary) = measured_run(
+        &format!(
+            "fixed-rate run: {} msgs/s for {} s (open loop)",
+            args.rate,
+            plan.duration.as_secs()
+        ),
+        &fixed_spec,
+        &http,
+        &target,
+        &seqs,
+        (&mut services, &mut nats, &mut sims),
+    )
     .await?;
-    let after = snapshot(Some(&services), &nats, &sims);
-    let counts = (counts0, nats.message_counts(&http).await);
-    let fixed_summary = summarize(&fixed, &before, &after, counts, load0, load_average());
-    report_run(&fixed);
 
     // ---- full speed -----------------------------------------------------------------------
-    sims.reset(&http).await?;
-    progress(&format!(
-        "full-speed run: {} messages in flight end to end for {} s (closed loop)",
-        args.window,
-        plan.duration.as_secs()
-    ));
-    let load0 = load_average();
-    let before = snapshot(Some(&services), &nats, &sims);
-    let counts0 = nats.message_counts(&http).await;
     let full_spec = RunSpec {
         label: "full-speed".into(),
         shape: Shape::Window {
@@ -577,16 +595,19 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs(30),
         quiet: false,
     };
-    let full = load::drive(&target, &seqs, &full_spec, 0, || {
-        services.check_alive()?;
-        sims.check_alive()?;
-        nats.check_alive()
-    })
+    let (full, full_summary) = measured_run(
+        &format!(
+            "full-speed run: {} messages in flight end to end for {} s (closed loop)",
+            args.window,
+            plan.duration.as_secs()
+        ),
+        &full_spec,
+        &http,
+        &target,
+        &seqs,
+        (&mut services, &mut nats, &mut sims),
+    )
     .await?;
-    let after = snapshot(Some(&services), &nats, &sims);
-    let counts = (counts0, nats.message_counts(&http).await);
-    let full_summary = summarize(&full, &before, &after, counts, load0, load_average());
-    report_run(&full);
     services.stop().await;
 
     // ---- baseline -------------------------------------------------------------------------
@@ -627,9 +648,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seconds: round2(base.seconds),
         window: args.window,
         latency_ms: base.latency_ms,
-        cpu_ms_per_msg: round3(
-            cpu_delta(&before, &after).values().sum::<f64>() * 1000.0 / base.messages.max(1) as f64,
-        ),
+        cpu_ms_per_msg: cpu_ms_per_msg(&before, &after, base.messages),
         cpu_s: cpu_delta(&before, &after),
         load_1m_before: load0,
         other_cpu_cores: other_cores(&before, &after),
@@ -652,13 +671,6 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     .await
     .map_err(|e| with_nats_log(e, &mut nats))?;
     let after = snapshot(None, &nats, &sims);
-    let floor_cpu_s = cpu_delta(&before, &after);
-    let floor_cpu_ms_per_msg = ["nats-server", "bench (load generator)"]
-        .iter()
-        .filter_map(|n| floor_cpu_s.get(*n))
-        .sum::<f64>()
-        * 1000.0
-        / floor.messages.max(1) as f64;
     progress(&format!(
         "  durable writes alone: {} messages in {:.1} s = {:.0} msgs/s",
         floor.messages, floor.seconds, floor.msgs_per_s
@@ -669,7 +681,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seconds: round2(floor.seconds),
         window: args.window,
         msgs_per_s: round2(floor.msgs_per_s),
-        cpu_ms_per_msg: round3(floor_cpu_ms_per_msg),
+        cpu_ms_per_msg: cpu_ms_per_msg(&before, &after, floor.messages),
         ratio_ceiling: if base.msgs_per_s > 0.0 {
             round2(floor.msgs_per_s / base.msgs_per_s)
         } else {

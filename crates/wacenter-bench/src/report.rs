@@ -116,7 +116,8 @@ pub struct FloorSummary {
     pub seconds: f64,
     pub window: usize,
     pub msgs_per_s: f64,
-    /// CPU ms per message of nats-server and the bench process together.
+    /// CPU ms per message of every process (nats-server and the bench do the work; the idle
+    /// simulators add next to nothing).
     pub cpu_ms_per_msg: f64,
     /// msgs_per_s ÷ baseline_msgs_per_s: the highest pipeline / baseline ratio these writes
     /// leave room for on this machine, before any service or HTTP hop is counted.

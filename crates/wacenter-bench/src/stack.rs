@@ -454,6 +454,25 @@ pub async fn wait_ok(http: &reqwest::Client, url: &str, limit: Duration) -> anyh
     bail!("{url} not ready after {limit:?}: {last}")
 }
 
+/// Waits for `/readyz` on `port` of the service `what` that `proc` runs; on failure, says
+/// whether the process died and shows the end of its log.
+async fn wait_ready(
+    http: &reqwest::Client,
+    proc: &mut Proc,
+    what: &str,
+    port: u16,
+) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    if let Err(e) = wait_ok(http, &url, Duration::from_secs(30)).await {
+        proc.check_alive()?;
+        return Err(e.context(format!(
+            "{what} did not become ready; end of its log:\n{}",
+            proc.log_tail(15)
+        )));
+    }
+    Ok(())
+}
+
 /// What the services are started with.
 #[derive(Clone)]
 pub struct StackConfig {
@@ -471,6 +490,18 @@ pub struct StackConfig {
     /// Run the services as one `wacenter all` process (one forwarder only) instead of one
     /// process each: the single-machine deployment.
     pub one_process: bool,
+}
+
+impl StackConfig {
+    /// The environment of a service process: its settings, then `RUST_LOG` and the extras.
+    fn env_for(&self, settings: &Settings) -> Vec<(String, String)> {
+        let mut env = env_of(settings);
+        if let Some(filter) = &self.rust_log {
+            env.push(("RUST_LOG".into(), filter.clone()));
+        }
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
 }
 
 /// The process name of `wacenter all` in the results.
@@ -559,26 +590,15 @@ impl Stack {
             let start = stack.procs.len();
             let mut ports = Vec::new();
             for (service, name, port, settings) in batch {
-                let mut env = env_of(&settings);
-                if let Some(filter) = &config.rust_log {
-                    env.push(("RUST_LOG".into(), filter.clone()));
-                }
-                env.extend(config.extra_env.iter().cloned());
+                let env = config.env_for(&settings);
                 let proc = Proc::spawn(&name, &bins.service(service), &[], &env, log_dir)?;
                 stack.procs.push((service, proc));
                 ports.push(port);
             }
             for (i, port) in ports.into_iter().enumerate() {
-                let url = format!("http://127.0.0.1:{port}/readyz");
-                if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
-                    let p = &mut stack.procs[start + i].1;
-                    p.check_alive()?;
-                    return Err(e.context(format!(
-                        "{} did not become ready; end of its log:\n{}",
-                        p.name,
-                        p.log_tail(15)
-                    )));
-                }
+                let p = &mut stack.procs[start + i].1;
+                let name = p.name.clone();
+                wait_ready(&http, p, &name, port).await?;
             }
         }
         Ok(stack)
@@ -611,11 +631,7 @@ impl Stack {
         }
         let names: Vec<&str> = services.iter().map(|(n, _)| *n).collect();
         let args = vec!["all".to_string(), "--services".into(), names.join(",")];
-        let mut env = env_of(settings);
-        if let Some(filter) = &config.rust_log {
-            env.push(("RUST_LOG".into(), filter.clone()));
-        }
-        env.extend(config.extra_env.iter().cloned());
+        let env = config.env_for(settings);
         let proc = Proc::spawn(ONE_PROCESS, wacenter, &args, &env, log_dir)?;
         let mut stack = Stack {
             procs: vec![(Service::Ingress, proc)],
@@ -623,15 +639,8 @@ impl Stack {
         };
         let http = wacenter_otomax::client::shared_http_client();
         for (name, port) in services {
-            let url = format!("http://127.0.0.1:{port}/readyz");
-            if let Err(e) = wait_ok(&http, &url, Duration::from_secs(30)).await {
-                let p = &mut stack.procs[0].1;
-                p.check_alive()?;
-                return Err(e.context(format!(
-                    "{name} in `wacenter all` did not become ready; end of its log:\n{}",
-                    p.log_tail(15)
-                )));
-            }
+            let what = format!("{name} in `wacenter all`");
+            wait_ready(&http, &mut stack.procs[0].1, &what, port).await?;
         }
         Ok(stack)
     }
