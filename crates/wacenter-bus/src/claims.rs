@@ -145,23 +145,23 @@ impl Claims {
         let landed = || async {
             matches!(self.get(key).await, Ok(Some((r, _))) if r.seq == record.seq && r.state == record.state)
         };
-        let mut wait = std::time::Duration::from_millis(100);
-        for attempt in 0..40 {
-            if attempt > 0 && landed().await {
+        let mut retry = OutageRetry::new();
+        let mut first = true;
+        loop {
+            if !first && landed().await {
                 return;
             }
-            match self.advance(key, record, revision).await {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
-                }
+            first = false;
+            let Err(e) = self.advance(key, record, revision).await else {
+                return;
+            };
+            if !retry.again("record the outcome", &e).await {
+                tracing::warn!(
+                    "gave up recording the outcome; a redelivery will dead-letter it as uncertain"
+                );
+                return;
             }
         }
-        tracing::warn!(
-            "gave up recording the outcome; a redelivery will dead-letter it as uncertain"
-        );
     }
 
     /// After a claim or `in_progress` write whose outcome is unknown (NATS failed while it was
@@ -179,13 +179,15 @@ impl Claims {
     /// through a NATS outage for up to about a minute, like [`Claims::advance_durably`].
     pub async fn release_unstarted(&self, key: &str, ours: &ClaimRecord) {
         let released = ClaimRecord::new(ClaimState::Claimed, ours.seq);
-        let mut wait = std::time::Duration::from_millis(100);
-        for _ in 0..40 {
+        let mut retry = OutageRetry::new();
+        loop {
             let result = match self.get(key).await {
                 Ok(None) => match self.store.create(key, encode(&released)).await {
                     Ok(_) => Ok(()),
                     // Something landed meanwhile: look again.
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(BusError::Kv(
+                        format!("fence {key}: a write landed meanwhile"),
+                    )),
                     Err(e) => Err(BusError::Kv(format!("fence {key}: {e}"))),
                 },
                 Ok(Some((r, revision)))
@@ -197,21 +199,17 @@ impl Claims {
                 Ok(Some(_)) => return,
                 Err(e) => Err(e),
             };
-            match result {
-                Ok(()) => {
-                    tracing::info!("claim given back: nothing was sent, the redelivery will send");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot give the claim back yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
-                }
+            let Err(e) = result else {
+                tracing::info!("claim given back: nothing was sent, the redelivery will send");
+                return;
+            };
+            if !retry.again("give the claim back", &e).await {
+                tracing::warn!(
+                    "gave up giving the claim back; a redelivery will dead-letter it as uncertain"
+                );
+                return;
             }
         }
-        tracing::warn!(
-            "gave up giving the claim back; a redelivery will dead-letter it as uncertain"
-        );
     }
 
     /// Unconditional write (records that only ever grow, like "we sent this provider id").
@@ -225,6 +223,33 @@ impl Claims {
 
     pub async fn exists(&self, key: &str) -> Result<bool, BusError> {
         Ok(self.get(key).await?.is_some())
+    }
+}
+
+/// Retries through a NATS outage: 40 tries spaced 100 ms doubling to 2 s, about a minute in all.
+struct OutageRetry {
+    tries: u32,
+    wait: std::time::Duration,
+}
+
+impl OutageRetry {
+    fn new() -> Self {
+        Self {
+            tries: 0,
+            wait: std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// Logs the failure and waits before the next try; false once the tries are spent.
+    async fn again(&mut self, doing: &str, error: &BusError) -> bool {
+        self.tries += 1;
+        if self.tries >= 40 {
+            return false;
+        }
+        tracing::warn!(%error, "cannot {doing} yet; retrying");
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(std::time::Duration::from_secs(2));
+        true
     }
 }
 
