@@ -5,9 +5,9 @@
 //! stores and acknowledges before the pipeline goes on (the promises rest on them). This run makes
 //! the same number of acknowledged writes per message, one after the other as in the pipeline,
 //! with the same number of messages in flight, to a file-backed stream on the same nats-server,
-//! from one connection. Its throughput is a ceiling for the pipeline on this machine: the
-//! pipeline does all of this and its HTTP hops on top. Set beside the baseline it says how far
-//! the ratio pipeline / baseline can go while every one of those writes is kept.
+//! from one connection. The pipeline does all of this and the baseline's HTTP work on top, on
+//! the same cores, so the two runs' CPU per message added together bound the ratio
+//! pipeline / baseline while every one of those writes is kept (`report::ratio_ceiling`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,7 +10,9 @@
 //! * **baseline**: the same number of messages, same window, sent straight to the simulators
 //!   (InsertInbox, then the auto-reply to `/send/message`), no bus; the ratio pipeline / baseline;
 //! * **durable writes alone**: the same messages as JetStream writes only, as many per message
-//!   as the pipeline waits for, no service: the ceiling those writes put on the ratio;
+//!   as the pipeline waits for, no service. With the baseline's CPU per message it bounds the
+//!   ratio: everything shares the same cores, so a pipeline cannot pass cores ÷ (CPU it must
+//!   spend per message), and it must spend at least its three HTTP requests and these writes;
 //! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2 and 4
 //!   forwarder processes, each run on a fresh nats-server.
 //!
@@ -36,8 +38,8 @@ use anyhow::{bail, Context};
 use crate::load::{RunResult, RunSpec, Sequence, Shape, Target};
 use crate::procs::{load_average, ProcSample};
 use crate::report::{
-    round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary, ScaleOutConfig,
-    ScalePoint,
+    ratio_ceiling, round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary,
+    ScaleOutConfig, ScalePoint,
 };
 use crate::stack::{Binaries, Nats, Sims, Stack, StackConfig};
 
@@ -249,6 +251,18 @@ fn cpu_delta(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, f64> {
             (name.clone(), round2(a.cpu_s - b))
         })
         .collect()
+}
+
+/// HTTP requests each message makes in the baseline (InsertInbox, the auto-reply's send) and
+/// in the pipeline (those two and the webhook into ingress).
+const BASELINE_HTTP_REQUESTS: f64 = 2.0;
+const PIPELINE_HTTP_REQUESTS: f64 = 3.0;
+
+/// The HTTP share of the pipeline's CPU per message, from the baseline's: the baseline is
+/// nothing but HTTP requests (client and server ends), and the pipeline makes one more of the
+/// same kind per message: the webhook, a signed JSON body of about the same size.
+fn pipeline_http_cpu_ms_per_msg(baseline_cpu_ms_per_msg: f64) -> f64 {
+    baseline_cpu_ms_per_msg * PIPELINE_HTTP_REQUESTS / BASELINE_HTTP_REQUESTS
 }
 
 /// CPU ms per message of every process of the bench together, between two snapshots.
@@ -675,18 +689,19 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "  durable writes alone: {} messages in {:.1} s = {:.0} msgs/s",
         floor.messages, floor.seconds, floor.msgs_per_s
     ));
+    let floor_cpu_ms_per_msg = cpu_ms_per_msg(&before, &after, floor.messages);
     let floor_summary = FloorSummary {
         writes_per_message: floor::DURABLE_WRITES_PER_MESSAGE,
         messages: floor.messages,
         seconds: round2(floor.seconds),
         window: args.window,
         msgs_per_s: round2(floor.msgs_per_s),
-        cpu_ms_per_msg: cpu_ms_per_msg(&before, &after, floor.messages),
-        ratio_ceiling: if base.msgs_per_s > 0.0 {
-            round2(floor.msgs_per_s / base.msgs_per_s)
-        } else {
-            0.0
-        },
+        cpu_ms_per_msg: floor_cpu_ms_per_msg,
+        ratio_ceiling: round2(ratio_ceiling(
+            machine.cores,
+            pipeline_http_cpu_ms_per_msg(baseline_summary.cpu_ms_per_msg) + floor_cpu_ms_per_msg,
+            base.msgs_per_s,
+        )),
         other_cpu_cores: other_cores(&before, &after),
     };
 
@@ -822,6 +837,14 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         0.0
     };
+    // The same bound with the services taken out: nats-server, the simulators and the load
+    // generator do their part of every message whatever the services cost.
+    let services_free_cpu_ms_per_msg: f64 = full_summary
+        .cpu_ms_per_msg
+        .iter()
+        .filter(|(k, _)| !service_names.contains(&k.as_str()))
+        .map(|(_, v)| v)
+        .sum();
     let mut report = Report {
         e2e_msgs_per_s: e2e,
         baseline_msgs_per_s: round2(base.msgs_per_s),
@@ -845,6 +868,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         full_speed_window: args.window,
         full_speed_cpu_ms_per_msg: round3(full_cpu_ms_per_msg),
         cpu_bound_msgs_per_s,
+        services_free_cpu_ms_per_msg: round3(services_free_cpu_ms_per_msg),
+        ratio_ceiling_services_free: round2(ratio_ceiling(
+            machine.cores,
+            services_free_cpu_ms_per_msg,
+            base.msgs_per_s,
+        )),
         baseline: baseline_summary,
         durable_writes_floor: Some(floor_summary),
         scale_out_config: ScaleOutConfig {

@@ -308,6 +308,15 @@ fn bench_runs_every_phase_and_writes_its_results() {
         r["durable_writes_floor"]["messages"].as_u64().unwrap() > 0,
         "{r:#}"
     );
+    // Both ceilings come from CPU that was measured: above zero, and no ratio reaches 1 once a
+    // bus is added (the pipeline does everything the baseline does, and more).
+    for ceiling in [
+        &r["ratio_ceiling_services_free"],
+        &r["durable_writes_floor"]["ratio_ceiling"],
+    ] {
+        let c = ceiling.as_f64().unwrap_or(0.0);
+        assert!(c > 0.0 && c < 1.0, "ratio ceiling {c}: {r:#}");
+    }
     assert_eq!(r["scale_out"][0]["replicas"], 1, "{r:#}");
     let table = std::fs::read_to_string(dir.path().join("results.txt")).unwrap();
     assert!(
