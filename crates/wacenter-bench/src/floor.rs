@@ -1,20 +1,23 @@
-//! The durable-writes floor: what JetStream alone costs for the acknowledged writes one message
-//! makes on its way through the pipeline, with no service, no HTTP and no simulator involved.
+//! The bus alone: what JetStream costs for one message's way through the pipeline, with no
+//! service logic, no HTTP and no simulator involved.
 //!
-//! Each message of the pipeline makes [`DURABLE_WRITES_PER_MESSAGE`] writes that JetStream
-//! stores and acknowledges before the pipeline goes on (the promises rest on them). This run makes
-//! the same number of acknowledged writes per message, one after the other as in the pipeline,
-//! with the same number of messages in flight, to a file-backed stream on the same nats-server,
-//! from one connection. The pipeline does all of this and the baseline's HTTP work on top, on
-//! the same cores, so the two runs' CPU per message added together bound the ratio
-//! pipeline / baseline while every one of those writes is kept (`report::ratio_ceiling`).
+//! Each message makes the pipeline's NATS traffic, in the pipeline's order and with the same
+//! client library and calls: published with a `Nats-Msg-Id` to a file-backed work-queue stream;
+//! pulled by a durable consumer, claimed in a KV bucket (create-if-absent), its outcome recorded
+//! (an update on the claim's revision), an answer published to a second work-queue stream, the
+//! delivery acked; the answer pulled by a second consumer, claimed in another bucket, an id put
+//! in a third, the outcome recorded, acked. Same number of messages in flight as the full-speed
+//! run, on the same nats-server, from one connection. The pipeline does all of this and its HTTP
+//! work on top, on the same cores, so this run's CPU per message and the HTTP work's added
+//! together bound the ratio pipeline / baseline (`report::ratio_ceiling`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, consumer, kv, stream, Message};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 /// The acknowledged JetStream writes of one WhatsApp message that gets an auto-reply:
@@ -24,10 +27,17 @@ use tokio::sync::Semaphore;
 /// 5. the reply service claims that (`in_progress`), 6. records the provider's message id as
 ///    one of ours, 7. records the outcome (`done`).
 ///
-/// The two consumer acks and the pull requests are not waited for and are not counted.
+/// Besides them each message is delivered twice (pulled by a consumer) and acked twice.
 pub const DURABLE_WRITES_PER_MESSAGE: u32 = 7;
 
-const STREAM: &str = "BENCH_FLOOR";
+const IN_STREAM: &str = "BENCH_FLOOR_IN";
+const OUT_STREAM: &str = "BENCH_FLOOR_OUT";
+/// The claim buckets of each side and the own-message ids, as in the pipeline.
+const BUCKETS: [&str; 3] = [
+    "bench_floor_forwarded",
+    "bench_floor_delivered",
+    "bench_floor_own",
+];
 
 #[derive(Debug, Clone)]
 pub struct FloorResult {
@@ -36,7 +46,20 @@ pub struct FloorResult {
     pub msgs_per_s: f64,
 }
 
-/// Runs `count` messages' worth of writes (or as many as fit in `time_cap`), `window` in flight.
+/// Everything one side's handler writes to, shared by its tasks.
+struct Side {
+    js: jetstream::Context,
+    claims: kv::Store,
+    own_ids: Option<kv::Store>,
+    /// Where the answer goes (the forwarder's auto-reply); `None` on the last side.
+    publish_to: Option<&'static str>,
+    done: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    /// Frees a place in the window when a message leaves the pipeline (last side only).
+    slots: Option<Arc<Semaphore>>,
+}
+
+/// Runs `count` messages (or as many as fit in `time_cap`), `window` in flight.
 pub async fn run(
     nats_url: &str,
     count: u64,
@@ -45,63 +68,82 @@ pub async fn run(
 ) -> anyhow::Result<FloorResult> {
     let client = async_nats::connect(nats_url)
         .await
-        .with_context(|| format!("cannot connect to {nats_url} for the durable-writes floor"))?;
+        .with_context(|| format!("cannot connect to {nats_url} for the bus-alone run"))?;
     let js = jetstream::new(client);
-    // Like the wacenter streams: file storage, one replica. Made afresh and removed afterwards.
-    let _ = js.delete_stream(STREAM).await;
-    js.create_stream(stream::Config {
-        name: STREAM.into(),
-        subjects: vec!["bench.floor.>".into()],
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(600),
-        ..Default::default()
-    })
-    .await
-    .context("cannot create the BENCH_FLOOR stream")?;
-    let payload = bytes::Bytes::from(vec![b'x'; 300]); // about the size of an inbound message
+    remove_topology(&js).await;
+    let (inbound, outbound, buckets) = declare_topology(&js, window).await?;
+    let [forwarded, delivered, own] = buckets;
+
     let slots = Arc::new(Semaphore::new(window));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let forwarder = Arc::new(Side {
+        js: js.clone(),
+        claims: forwarded,
+        own_ids: None,
+        publish_to: Some("bench.floor.out"),
+        done: Arc::new(AtomicU64::new(0)),
+        failed: failed.clone(),
+        slots: None,
+    });
+    let reply = Arc::new(Side {
+        js: js.clone(),
+        claims: delivered,
+        own_ids: Some(own),
+        publish_to: None,
+        done: done.clone(),
+        failed: failed.clone(),
+        slots: Some(slots.clone()),
+    });
+    let consumers = [
+        tokio::spawn(consume(inbound, window, forwarder)),
+        tokio::spawn(consume(outbound, window, reply)),
+    ];
+
+    let payload = bytes::Bytes::from(vec![b'x'; 300]); // about the size of an inbound message
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + time_cap;
     let mut sent = 0;
     while sent < count {
-        let permit = match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
-            Ok(p) => p?,
+        // A place in the window comes back when the reply side is done with a message.
+        match tokio::time::timeout_at(deadline, slots.acquire()).await {
+            Ok(p) => p?.forget(),
             Err(_) => break,
-        };
-        let (js, payload, done, failed) =
-            (js.clone(), payload.clone(), done.clone(), failed.clone());
-        let subject = format!("bench.floor.{sent}");
+        }
+        let (js, payload, failed, slots) =
+            (js.clone(), payload.clone(), failed.clone(), slots.clone());
         tokio::spawn(async move {
-            for _ in 0..DURABLE_WRITES_PER_MESSAGE {
-                let ack = match js.publish(subject.clone(), payload.clone()).await {
-                    Ok(ack) => ack.await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if ack.is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    drop(permit);
-                    return;
-                }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("in-{sent}").as_str());
+            let subject = format!("bench.floor.in.{sent}");
+            if acked_publish(&js, subject, headers, payload).await.is_err() {
+                failed.fetch_add(1, Ordering::Relaxed);
+                slots.add_permits(1);
             }
-            done.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
         });
         sent += 1;
     }
-    // Every permit back: every message's writes finished.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(30),
-        slots.acquire_many(u32::try_from(window).unwrap_or(u32::MAX)),
-    )
+    // Every message through both sides, or failed.
+    let all_back = tokio::time::timeout(Duration::from_secs(30), async {
+        while done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < sent {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
     .await;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = js.delete_stream(STREAM).await;
+    for c in consumers {
+        c.abort();
+    }
+    remove_topology(&js).await;
     let failed = failed.load(Ordering::Relaxed);
     anyhow::ensure!(
         failed == 0,
         "{failed} messages' writes were not acknowledged by JetStream"
+    );
+    anyhow::ensure!(
+        all_back.is_ok(),
+        "{} of {sent} messages were still on the bus 30 s after the last was sent",
+        sent - done.load(Ordering::Relaxed)
     );
     let messages = done.load(Ordering::Relaxed);
     Ok(FloorResult {
@@ -109,4 +151,146 @@ pub async fn run(
         seconds,
         msgs_per_s: messages as f64 / seconds.max(1e-9),
     })
+}
+
+/// The pipeline's shapes: work-queue streams with a dedupe window, one-value-per-key buckets.
+async fn declare_topology(
+    js: &jetstream::Context,
+    window: usize,
+) -> anyhow::Result<(
+    consumer::PullConsumer,
+    consumer::PullConsumer,
+    [kv::Store; 3],
+)> {
+    let mut consumers = Vec::new();
+    for (name, subjects) in [
+        (IN_STREAM, "bench.floor.in.>"),
+        (OUT_STREAM, "bench.floor.out.>"),
+    ] {
+        let s = js
+            .create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![subjects.into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(10 * 60),
+                max_age: Duration::from_secs(600),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create the {name} stream"))?;
+        consumers.push(
+            s.create_consumer(consumer::pull::Config {
+                durable_name: Some("bench".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: i64::try_from(window).unwrap_or(i64::MAX),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create the consumer on {name}"))?,
+        );
+    }
+    let mut stores = Vec::new();
+    for bucket in BUCKETS {
+        js.create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(600),
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(2 * 60),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot create the {bucket} bucket"))?;
+        stores.push(js.get_key_value(bucket).await?);
+    }
+    let outbound = consumers.pop().expect("two consumers");
+    let inbound = consumers.pop().expect("two consumers");
+    let stores: [kv::Store; 3] = stores
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three buckets"))?;
+    Ok((inbound, outbound, stores))
+}
+
+async fn remove_topology(js: &jetstream::Context) {
+    for name in [IN_STREAM, OUT_STREAM] {
+        let _ = js.delete_stream(name).await;
+    }
+    for bucket in BUCKETS {
+        let _ = js.delete_stream(format!("KV_{bucket}")).await;
+    }
+}
+
+/// One side's worker: pulls in batches of `window` and handles each message on its own task, as
+/// `wacenter_bus::worker` does.
+async fn consume(consumer: consumer::PullConsumer, window: usize, side: Arc<Side>) {
+    let Ok(mut messages) = consumer
+        .stream()
+        .max_messages_per_batch(window)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+    else {
+        return;
+    };
+    while let Some(Ok(msg)) = messages.next().await {
+        let side = side.clone();
+        tokio::spawn(async move {
+            let outcome = handle(&side, &msg).await;
+            if outcome.is_err() {
+                side.failed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                side.done.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(slots) = &side.slots {
+                slots.add_permits(1);
+            }
+        });
+    }
+}
+
+/// Claim, (answer | own id), outcome, ack: the writes a handler makes around its HTTP call.
+async fn handle(side: &Side, msg: &Message) -> anyhow::Result<()> {
+    let n = msg.subject.rsplit('.').next().unwrap_or("0").to_string();
+    let record = msg.payload.clone();
+    let revision = side
+        .claims
+        .create(&n, record.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("claim: {e}"))?;
+    if let Some(own) = &side.own_ids {
+        own.put(format!("own{n}"), record.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("own id: {e}"))?;
+    }
+    side.claims
+        .update(&n, record.clone(), revision)
+        .await
+        .map_err(|e| anyhow::anyhow!("outcome: {e}"))?;
+    if let Some(prefix) = side.publish_to {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("out-{n}").as_str());
+        acked_publish(&side.js, format!("{prefix}.{n}"), headers, record).await?;
+    }
+    msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))
+}
+
+async fn acked_publish(
+    js: &jetstream::Context,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+) -> anyhow::Result<()> {
+    js.publish_with_headers(subject, headers, payload)
+        .await
+        .map_err(|e| anyhow::anyhow!("publish: {e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("publish ack: {e}"))?;
+    Ok(())
 }

@@ -9,10 +9,11 @@
 //!   end-to-end messages per second;
 //! * **baseline**: the same number of messages, same window, sent straight to the simulators
 //!   (InsertInbox, then the auto-reply to `/send/message`), no bus; the ratio pipeline / baseline;
-//! * **durable writes alone**: the same messages as JetStream writes only, as many per message
-//!   as the pipeline waits for, no service. With the baseline's CPU per message it bounds the
-//!   ratio: everything shares the same cores, so a pipeline cannot pass cores ÷ (CPU it must
-//!   spend per message), and it must spend at least its three HTTP requests and these writes;
+//! * **the bus alone**: the same messages making only the pipeline's NATS traffic (its seven
+//!   acknowledged writes, two deliveries and two acks), no service logic, no HTTP. With the
+//!   baseline's CPU per message it bounds the ratio: everything shares the same cores, so a
+//!   pipeline cannot pass cores ÷ (CPU it must spend per message), and it must spend at least
+//!   its three HTTP requests and this;
 //! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2 and 4
 //!   forwarder processes, each run on a fresh nats-server.
 //!
@@ -669,12 +670,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         first_error: base.first_error.clone(),
     };
 
-    // ---- durable-writes floor -------------------------------------------------------------
+    // ---- the bus alone ---------------------------------------------------------------------
     progress(&format!(
-        "durable writes alone: {count} messages x {} acknowledged JetStream writes, {} in flight, no services",
+        "the bus alone: {count} messages x {} acknowledged JetStream writes, 2 deliveries and 2 acks, {} in flight, no services",
         floor::DURABLE_WRITES_PER_MESSAGE,
         args.window
     ));
+    let counts0 = nats.message_counts(&http).await;
     let before = snapshot(None, &nats, &sims);
     let floor = floor::run(
         nats.url(),
@@ -685,8 +687,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     .await
     .map_err(|e| with_nats_log(e, &mut nats))?;
     let after = snapshot(None, &nats, &sims);
+    let counts = (counts0, nats.message_counts(&http).await);
     progress(&format!(
-        "  durable writes alone: {} messages in {:.1} s = {:.0} msgs/s",
+        "  the bus alone: {} messages in {:.1} s = {:.0} msgs/s",
         floor.messages, floor.seconds, floor.msgs_per_s
     ));
     let floor_cpu_ms_per_msg = cpu_ms_per_msg(&before, &after, floor.messages);
@@ -703,6 +706,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             base.msgs_per_s,
         )),
         other_cpu_cores: other_cores(&before, &after),
+        nats_in_msgs_per_msg: per_msg(counts, floor.messages, |c| c.0),
+        nats_out_msgs_per_msg: per_msg(counts, floor.messages, |c| c.1),
     };
 
     // ---- scale-out ------------------------------------------------------------------------

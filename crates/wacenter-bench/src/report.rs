@@ -108,7 +108,7 @@ pub struct BaselineSummary {
     pub first_error: Option<String>,
 }
 
-/// JetStream alone doing the acknowledged writes of each message (see `floor.rs`).
+/// JetStream alone carrying each message as the pipeline does (see `floor.rs`).
 #[derive(Debug, Clone, Serialize)]
 pub struct FloorSummary {
     pub writes_per_message: u32,
@@ -121,11 +121,15 @@ pub struct FloorSummary {
     pub cpu_ms_per_msg: f64,
     /// The highest pipeline / baseline ratio these cores allow a pipeline that makes its three
     /// HTTP requests (the baseline's two and the webhook, costed at the baseline's CPU per
-    /// request) and these writes, and nothing else: [`ratio_ceiling`] of those CPU ms per
+    /// request) and this NATS traffic, and nothing else: [`ratio_ceiling`] of those CPU ms per
     /// message added together. Everything runs on the same cores, so the costs add up; neither
     /// rate alone is a ceiling.
     pub ratio_ceiling: f64,
     pub other_cpu_cores: Option<f64>,
+    /// As in [`RunSummary`]: equal to the full-speed run's when this run makes the same NATS
+    /// traffic per message as the pipeline.
+    pub nats_in_msgs_per_msg: Option<f64>,
+    pub nats_out_msgs_per_msg: Option<f64>,
 }
 
 /// The highest pipeline / baseline ratio `cores` allow a pipeline that spends at least
@@ -192,7 +196,8 @@ pub struct Report {
     /// if ingress, forwarder and reply cost no CPU at all, everything else as measured.
     pub ratio_ceiling_services_free: f64,
     pub baseline: BaselineSummary,
-    /// JetStream alone, with the pipeline's acknowledged writes per message: a ceiling.
+    /// JetStream alone, carrying each message as the pipeline does: with the baseline, a
+    /// ceiling for the ratio.
     pub durable_writes_floor: Option<FloorSummary>,
     pub scale_out_config: ScaleOutConfig,
     pub targets: Vec<Check>,
@@ -320,10 +325,12 @@ impl Report {
         if let Some(f) = &self.durable_writes_floor {
             let _ = writeln!(
                 t,
-                "  {:<38} {:>8.0} msgs/s   ({} acknowledged writes per message, {:.2} CPU ms per message; other processes used {} cores)",
-                "JetStream writes alone (no services)",
+                "  {:<38} {:>8.0} msgs/s   ({} acknowledged writes, 2 deliveries and 2 acks per message: {} NATS messages in, {} out; {:.2} CPU ms per message; other processes used {} cores)",
+                "the bus alone (no services, no HTTP)",
                 f.msgs_per_s,
                 f.writes_per_message,
+                num(f.nats_in_msgs_per_msg),
+                num(f.nats_out_msgs_per_msg),
                 f.cpu_ms_per_msg,
                 num(f.other_cpu_cores)
             );
@@ -342,8 +349,8 @@ impl Report {
         if let Some(f) = &self.durable_writes_floor {
             let _ = writeln!(
                 t,
-                "  {:<38} {:>8.2}   ({} cores / (3/2 x {:.2} + {:.2}) CPU ms per message: three HTTP requests where the baseline makes two, and the writes; / baseline)",
-                "ratio ceiling, HTTP + writes alone",
+                "  {:<38} {:>8.2}   ({} cores / (3/2 x {:.2} + {:.2}) CPU ms per message: three HTTP requests where the baseline makes two, and the bus; / baseline)",
+                "ratio ceiling, HTTP + the bus alone",
                 f.ratio_ceiling,
                 self.cores,
                 self.baseline.cpu_ms_per_msg,
