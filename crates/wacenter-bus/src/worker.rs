@@ -14,13 +14,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 use wacenter_proto::{DeadLetter, DeadLetterReason, PAYLOAD_VERSION};
 
 use crate::Bus;
@@ -76,26 +75,28 @@ impl Disposition {
     }
 }
 
+/// What a consuming role brings; how often progress is acked, how many deliveries a message
+/// gets and how many acks may be pending follow from the bus's [`crate::Topology`] and
+/// `concurrency`, the same for every role.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// For logs and metrics: `forwarder`, `reply`.
     pub name: &'static str,
+    /// The stream consumed, and the durable consumer every replica of the role binds.
+    pub stream: &'static str,
+    pub consumer: &'static str,
     pub concurrency: usize,
     /// Where dead letters go.
     pub dead_letter_subject: &'static str,
-    /// Deliveries after which a message asking for another retry is dead-lettered instead.
-    pub max_deliver: i64,
-    /// How often a working handler's message gets an "in progress" ack.
-    pub progress_every: Duration,
     /// The message's own id (the one dead letters and replay use), read from its payload; the
     /// `Nats-Msg-Id` header is not it for replayed messages.
     pub id_of: fn(&Delivery) -> Option<String>,
 }
 
-/// Runs until `shutdown` becomes true, then finishes in-flight work and returns.
+/// Binds the role's consumer (retrying until it binds), then runs until `shutdown` becomes
+/// true, finishes in-flight work and returns.
 pub async fn run<H, Fut>(
     bus: Bus,
-    consumer: PullConsumer,
     config: WorkerConfig,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -103,6 +104,21 @@ pub async fn run<H, Fut>(
     H: Fn(Delivery) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Disposition> + Send + 'static,
 {
+    // Room for acks in flight beyond the messages being handled, so pulling never stalls on them.
+    let max_ack_pending = i64::try_from(config.concurrency * 4).unwrap_or(i64::MAX);
+    let Some(consumer) = bus
+        .bind_consumer(config.stream, config.consumer, max_ack_pending, &shutdown)
+        .await
+    else {
+        return;
+    };
+    info!(
+        worker = config.name,
+        concurrency = config.concurrency,
+        "consuming {} as {}",
+        config.stream,
+        config.consumer
+    );
     let handler = Arc::new(handler);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let config = Arc::new(config);
@@ -197,7 +213,9 @@ where
         .map(str::to_owned);
     let work = wacenter_trace::in_trace(span.clone(), incoming.clone(), handler(delivery));
     tokio::pin!(work);
-    let mut progress = tokio::time::interval(config.progress_every);
+    let topology = bus.topology();
+    // Well inside the ack wait, so a slow handler's message is never handed to another replica.
+    let mut progress = tokio::time::interval(topology.ack_wait / 3);
     progress.tick().await;
     let disposition = loop {
         tokio::select! {
@@ -211,7 +229,7 @@ where
     };
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
     let disposition = match disposition {
-        Disposition::RetryIn(_) if delivered >= config.max_deliver => Disposition::DeadLetter {
+        Disposition::RetryIn(_) if delivered >= topology.max_deliver => Disposition::DeadLetter {
             id: (config.id_of)(&delivery_for_id)
                 .unwrap_or_else(|| format!("seq:{stream_sequence}")),
             reason: DeadLetterReason::RetriesExhausted,

@@ -65,43 +65,19 @@ impl Forwarder {
     /// Consumes until `shutdown`, then finishes in-flight messages.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let bus = self.inner.bus.clone();
-        let Some(consumer) = bus
-            .bind_consumer(
-                names::INBOUND_STREAM,
-                names::FORWARDER_CONSUMER,
-                (self.inner.concurrency * 4) as i64,
-                &shutdown,
-            )
-            .await
-        else {
-            return;
-        };
-        let topology = bus.topology();
         let config = WorkerConfig {
             name: "forwarder",
+            stream: names::INBOUND_STREAM,
+            consumer: names::FORWARDER_CONSUMER,
             concurrency: self.inner.concurrency,
             dead_letter_subject: names::DEADLETTER_INBOUND,
-            max_deliver: topology.max_deliver,
-            progress_every: topology.ack_wait / 3,
             id_of: |d| {
                 serde_json::from_slice::<InboundMessage>(&d.payload)
                     .ok()
                     .map(|m| m.dedupe_id())
             },
         };
-        info!(
-            concurrency = config.concurrency,
-            "forwarder consuming {}",
-            names::INBOUND_STREAM
-        );
-        worker::run(
-            bus,
-            consumer,
-            config,
-            move |d| self.clone().handle(d),
-            shutdown,
-        )
-        .await;
+        worker::run(bus, config, move |d| self.clone().handle(d), shutdown).await;
     }
 
     /// Handles one delivery. Public for tests that drive the handler directly.

@@ -78,39 +78,20 @@ impl Replier {
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let bus = self.inner.bus.clone();
-        let Some(consumer) = bus
-            .bind_consumer(
-                names::OUTBOUND_STREAM,
-                names::REPLY_CONSUMER,
-                (self.inner.concurrency * 4) as i64,
-                &shutdown,
-            )
-            .await
-        else {
-            return;
-        };
-        let topology = bus.topology();
         let config = WorkerConfig {
             name: "reply",
+            stream: names::OUTBOUND_STREAM,
+            consumer: names::REPLY_CONSUMER,
             concurrency: self.inner.concurrency,
             dead_letter_subject: names::DEADLETTER_OUTBOUND,
-            max_deliver: topology.max_deliver,
-            progress_every: topology.ack_wait / 3,
             id_of: |d| {
                 serde_json::from_slice::<OutboundMessage>(&d.payload)
                     .ok()
                     .map(|m| m.id)
             },
         };
-        info!(provider = %self.inner.sender.provider(), concurrency = config.concurrency, "reply service consuming {}", names::OUTBOUND_STREAM);
-        worker::run(
-            bus,
-            consumer,
-            config,
-            move |d| self.clone().handle(d),
-            shutdown,
-        )
-        .await;
+        info!(provider = %self.inner.sender.provider(), "reply service sends through this provider");
+        worker::run(bus, config, move |d| self.clone().handle(d), shutdown).await;
     }
 
     pub async fn handle(self, d: Delivery) -> Disposition {
