@@ -53,10 +53,27 @@ struct Side {
     own_ids: Option<kv::Store>,
     /// Where the answer goes (the forwarder's auto-reply); `None` on the last side.
     publish_to: Option<&'static str>,
-    done: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    /// Frees a place in the window when a message leaves the pipeline (last side only).
-    slots: Option<Arc<Semaphore>>,
+    tally: Arc<Tally>,
+}
+
+/// Messages leaving the run, through the last side or by failing anywhere; each frees its place
+/// in the window.
+struct Tally {
+    done: AtomicU64,
+    failed: AtomicU64,
+    slots: Semaphore,
+}
+
+impl Tally {
+    fn leave(&self, outcome: &anyhow::Result<()>) {
+        let counter = if outcome.is_ok() {
+            &self.done
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.slots.add_permits(1);
+    }
 }
 
 /// Runs `count` messages (or as many as fit in `time_cap`), `window` in flight.
@@ -74,26 +91,24 @@ pub async fn run(
     let (inbound, outbound, buckets) = declare_topology(&js, window).await?;
     let [forwarded, delivered, own] = buckets;
 
-    let slots = Arc::new(Semaphore::new(window));
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally {
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        slots: Semaphore::new(window),
+    });
     let forwarder = Arc::new(Side {
         js: js.clone(),
         claims: forwarded,
         own_ids: None,
         publish_to: Some("bench.floor.out"),
-        done: Arc::new(AtomicU64::new(0)),
-        failed: failed.clone(),
-        slots: None,
+        tally: tally.clone(),
     });
     let reply = Arc::new(Side {
         js: js.clone(),
         claims: delivered,
         own_ids: Some(own),
         publish_to: None,
-        done: done.clone(),
-        failed: failed.clone(),
-        slots: Some(slots.clone()),
+        tally: tally.clone(),
     });
     let consumers = [
         tokio::spawn(consume(inbound, window, forwarder)),
@@ -106,26 +121,25 @@ pub async fn run(
     let mut sent = 0;
     while sent < count {
         // A place in the window comes back when the reply side is done with a message.
-        match tokio::time::timeout_at(deadline, slots.acquire()).await {
+        match tokio::time::timeout_at(deadline, tally.slots.acquire()).await {
             Ok(p) => p?.forget(),
             Err(_) => break,
         }
-        let (js, payload, failed, slots) =
-            (js.clone(), payload.clone(), failed.clone(), slots.clone());
+        let (js, payload, tally) = (js.clone(), payload.clone(), tally.clone());
         tokio::spawn(async move {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", format!("in-{sent}").as_str());
             let subject = format!("bench.floor.in.{sent}");
-            if acked_publish(&js, subject, headers, payload).await.is_err() {
-                failed.fetch_add(1, Ordering::Relaxed);
-                slots.add_permits(1);
+            let published = acked_publish(&js, subject, headers, payload).await;
+            if published.is_err() {
+                tally.leave(&published);
             }
         });
         sent += 1;
     }
     // Every message through both sides, or failed.
     let all_back = tokio::time::timeout(Duration::from_secs(30), async {
-        while done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < sent {
+        while tally.done.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < sent {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -135,7 +149,10 @@ pub async fn run(
         c.abort();
     }
     remove_topology(&js).await;
-    let failed = failed.load(Ordering::Relaxed);
+    let (done, failed) = (
+        tally.done.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
     anyhow::ensure!(
         failed == 0,
         "{failed} messages' writes were not acknowledged by JetStream"
@@ -143,9 +160,9 @@ pub async fn run(
     anyhow::ensure!(
         all_back.is_ok(),
         "{} of {sent} messages were still on the bus 30 s after the last was sent",
-        sent - done.load(Ordering::Relaxed)
+        sent - done
     );
-    let messages = done.load(Ordering::Relaxed);
+    let messages = done;
     Ok(FloorResult {
         messages,
         seconds,
@@ -153,7 +170,10 @@ pub async fn run(
     })
 }
 
-/// The pipeline's shapes: work-queue streams with a dedupe window, one-value-per-key buckets.
+/// How long anything of this run outlives it, should removing it fail: not the pipeline's days.
+const LEFTOVERS_AGE: Duration = Duration::from_secs(600);
+
+/// The pipeline's own stream shapes (`wacenter_bus`), one replica, short-lived.
 async fn declare_topology(
     js: &jetstream::Context,
     window: usize,
@@ -169,13 +189,8 @@ async fn declare_topology(
     ] {
         let s = js
             .create_stream(stream::Config {
-                name: name.into(),
-                subjects: vec![subjects.into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(10 * 60),
-                max_age: Duration::from_secs(600),
-                ..Default::default()
+                max_age: LEFTOVERS_AGE,
+                ..wacenter_bus::work_queue_stream(name, subjects, 1)
             })
             .await
             .with_context(|| format!("cannot create the {name} stream"))?;
@@ -193,17 +208,8 @@ async fn declare_topology(
     let mut stores = Vec::new();
     for bucket in BUCKETS {
         js.create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: Duration::from_secs(600),
-            storage: stream::StorageType::File,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            duplicate_window: Duration::from_secs(2 * 60),
-            ..Default::default()
+            max_age: LEFTOVERS_AGE,
+            ..wacenter_bus::kv_bucket_stream(bucket, 1)
         })
         .await
         .with_context(|| format!("cannot create the {bucket} bucket"))?;
@@ -243,13 +249,9 @@ async fn consume(consumer: consumer::PullConsumer, window: usize, side: Arc<Side
         let side = side.clone();
         tokio::spawn(async move {
             let outcome = handle(&side, &msg).await;
-            if outcome.is_err() {
-                side.failed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                side.done.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(slots) = &side.slots {
-                slots.add_permits(1);
+            // A message leaves after the last side, or wherever it failed.
+            if outcome.is_err() || side.publish_to.is_none() {
+                side.tally.leave(&outcome);
             }
         });
     }

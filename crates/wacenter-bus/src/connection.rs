@@ -23,6 +23,43 @@ pub enum BusError {
     Kv(String),
 }
 
+/// The shape of the inbound and outbound streams: a work queue (each message to one replica of
+/// the consuming role, removed once acked) with a `Nats-Msg-Id` dedupe window.
+pub fn work_queue_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        // Dedupe window for Nats-Msg-Id; longer-lived idempotency lives in KV buckets.
+        duplicate_window: Duration::from_secs(10 * 60),
+        max_age: Duration::from_secs(14 * 24 * 3600),
+        ..Default::default()
+    }
+}
+
+/// The stream behind an idempotency KV bucket, declared directly (the shape the client library
+/// would create): its create-or-update helper asks for account details that nats-server 2.9
+/// answers in a form it cannot read.
+pub fn kv_bucket_stream(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(format!("wacenter idempotency records ({bucket})")),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: names::IDEMPOTENCY_TTL,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(2 * 60),
+        ..Default::default()
+    }
+}
+
 /// Replicas and limits of the declared topology.
 #[derive(Debug, Clone, Copy)]
 pub struct Topology {
@@ -141,20 +178,9 @@ impl Bus {
 
     async fn try_ensure_topology(&self) -> Result<(), BusError> {
         let replicas = self.topology.replicas;
-        let work_queue = |name: &str, subjects: &str| stream::Config {
-            name: name.to_string(),
-            subjects: vec![subjects.to_string()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            // Dedupe window for Nats-Msg-Id; longer-lived idempotency lives in KV buckets.
-            duplicate_window: Duration::from_secs(10 * 60),
-            max_age: Duration::from_secs(14 * 24 * 3600),
-            ..Default::default()
-        };
         for config in [
-            work_queue(names::INBOUND_STREAM, names::INBOUND_SUBJECTS),
-            work_queue(names::OUTBOUND_STREAM, names::OUTBOUND_SUBJECTS),
+            work_queue_stream(names::INBOUND_STREAM, names::INBOUND_SUBJECTS, replicas),
+            work_queue_stream(names::OUTBOUND_STREAM, names::OUTBOUND_SUBJECTS, replicas),
             stream::Config {
                 name: names::DEADLETTER_STREAM.to_string(),
                 subjects: vec![names::DEADLETTER_SUBJECTS.to_string()],
@@ -173,25 +199,8 @@ impl Bus {
             names::DELIVERED_BUCKET,
             names::OWN_MESSAGES_BUCKET,
         ] {
-            // The KV stream declared directly (the shape the client library would create):
-            // its create-or-update helper asks for account details that nats-server 2.9
-            // answers in a form it cannot read.
-            let config = stream::Config {
-                name: format!("KV_{bucket}"),
-                description: Some(format!("wacenter idempotency records ({bucket})")),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                max_age: names::IDEMPOTENCY_TTL,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                duplicate_window: Duration::from_secs(2 * 60),
-                ..Default::default()
-            };
-            self.declare_stream(config).await?;
+            self.declare_stream(kv_bucket_stream(bucket, replicas))
+                .await?;
         }
         Ok(())
     }

@@ -12,5 +12,7 @@ pub mod deadletters;
 pub mod worker;
 
 pub use async_nats::HeaderMap;
-pub use connection::{Bus, BusError, PublishOutcome, Topology};
+pub use connection::{
+    kv_bucket_stream, work_queue_stream, Bus, BusError, PublishOutcome, Topology,
+};
 pub use worker::{Delivery, Disposition, WorkerConfig};
