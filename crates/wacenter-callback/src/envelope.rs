@@ -178,6 +178,13 @@ impl From<OtomaxError> for ApiError {
                 "cannot connect to OtomaX at {}: {reason} (is OTOMAX_API_URL right and OtomaX running?)",
                 crate::rest::redact_url(url)
             ),
+            OtomaxError::Interrupted { url, reason } => format!(
+                "the connection to OtomaX at {} broke after the request was sent: {reason} (OtomaX may have acted on it; check before repeating a change)",
+                crate::rest::redact_url(url)
+            ),
+            OtomaxError::Uncertain { last } => {
+                format!("OtomaX may or may not have acted on the request ({}); check OtomaX before repeating a change", ApiError::from((**last).clone()).message)
+            }
             OtomaxError::Timeout(_) => {
                 format!("{e} (OtomaX is slow or overloaded; try again, or raise OTOMAX_TIMEOUT_SECONDS)")
             }

@@ -34,6 +34,8 @@ struct Inner {
     kode_terminal: i64,
     exp: chrono::Duration,
     auto_reply: bool,
+    /// Told once to a sender whose command expired unprocessed; `None` when turned off.
+    expired_reply: Option<String>,
     concurrency: usize,
 }
 
@@ -57,6 +59,8 @@ impl Forwarder {
                     i64::try_from(settings.otomax_exp_seconds).unwrap_or(30),
                 ),
                 auto_reply: settings.otomax_auto_reply_enabled,
+                expired_reply: Some(settings.otomax_expired_reply.trim().to_string())
+                    .filter(|t| !t.is_empty()),
                 concurrency: settings.forwarder_concurrency,
             }),
         })
@@ -207,20 +211,7 @@ impl Forwarder {
                         }
                         return self.auto_reply(&msg, &result, None).await;
                     }
-                    ClaimState::Failed => {
-                        let reason = record
-                            .detail
-                            .get("reason")
-                            .and_then(|r| serde_json::from_value(r.clone()).ok())
-                            .unwrap_or(DeadLetterReason::Rejected);
-                        let error = record
-                            .detail
-                            .get("error")
-                            .and_then(|e| e.as_str())
-                            .unwrap_or("failed earlier")
-                            .to_string();
-                        return Disposition::dead_letter(&id, reason, error);
-                    }
+                    ClaimState::Failed => return self.dead_letter_failed(&msg, &id, &record).await,
                 }
             }
         };
@@ -249,27 +240,30 @@ impl Forwarder {
                 self.auto_reply(&msg, &result, Some(resp.attempts)).await
             }
             Err(e) => {
+                // `Uncertain` before all else: once OtomaX may have the message, it is never
+                // reported as "did not happen" (a replay of that would insert it twice).
                 let reason = match &e {
+                    OtomaxError::Uncertain { .. } => DeadLetterReason::Uncertain,
                     OtomaxError::Expired { .. } => DeadLetterReason::Expired,
                     OtomaxError::Auth { .. } => DeadLetterReason::AuthFailed,
                     e if e.is_transient() => DeadLetterReason::RetriesExhausted,
                     _ => DeadLetterReason::Rejected,
                 };
                 warn!(error = %e, reason = reason.as_str(), "InsertInbox failed");
-                if reason == DeadLetterReason::Expired {
-                    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
-                }
                 metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind())
                     .increment(1);
-                self.fail(
-                    &key,
-                    d.stream_sequence,
-                    revision,
-                    &id,
-                    reason,
-                    e.to_string(),
-                )
-                .await
+                // It reached us in time and OtomaX never had it: the sender is told, or they
+                // wait for an answer that will never come.
+                let tell_sender = reason == DeadLetterReason::Expired;
+                if tell_sender {
+                    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+                }
+                let mut record = failed_record(d.stream_sequence, reason, &e.to_string());
+                if tell_sender {
+                    record.detail["tell_sender"] = json!(true);
+                }
+                me.forwarded.advance_durably(&key, &record, revision).await;
+                self.dead_letter_failed(&msg, &id, &record).await
             }
         }
     }
@@ -338,21 +332,70 @@ impl Forwarder {
         }
     }
 
-    /// Records a definite failure, then dead-letters.
-    async fn fail(
+    /// Queues `OTOMAX_EXPIRED_REPLY` for the sender of a message that expired unprocessed. Its
+    /// id is derived from the message's, so a redelivery queues it once; sent through the
+    /// account that received the message, like an auto-reply.
+    async fn tell_expired(&self, msg: &InboundMessage) -> Result<(), Disposition> {
+        let me = &self.inner;
+        let Some(text) = &me.expired_reply else {
+            return Ok(());
+        };
+        let out = OutboundMessage {
+            version: PAYLOAD_VERSION,
+            id: format!("expired:{}", msg.dedupe_id()),
+            kind: OutboundKind::AutoReply,
+            provider: Some(msg.provider),
+            account: msg.account.clone(),
+            to: msg.sender.clone(),
+            text: text.clone(),
+            reply_to: None,
+            in_reply_to: Some(msg.message_id.clone()),
+            outbox_kode: None,
+            kode_inbox: None,
+            created_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
+        let mut headers = wacenter_bus::HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        match me
+            .bus
+            .publish(names::OUTBOUND_AUTO_REPLY, &out.id, headers, payload.into())
+            .await
+        {
+            Ok(_) => {
+                info!("the sender is told the message expired unprocessed");
+                metrics::counter!("wacenter_forwarder_expired_notices_total").increment(1);
+                Ok(())
+            }
+            // The claim records the failure and asks for the notice: the redelivery comes back.
+            Err(e) => Err(Disposition::nats_trouble(e, "queueing the expired notice")),
+        }
+    }
+
+    /// Dead-letters a message whose claim records a definite failure, first telling the sender
+    /// when the record asks for it (again on a redelivery: the notice's id makes it once).
+    async fn dead_letter_failed(
         &self,
-        key: &str,
-        seq: u64,
-        revision: u64,
+        msg: &InboundMessage,
         id: &str,
-        reason: DeadLetterReason,
-        error: String,
+        record: &ClaimRecord,
     ) -> Disposition {
-        let record = failed_record(seq, reason, &error);
-        self.inner
-            .forwarded
-            .advance_durably(key, &record, revision)
-            .await;
+        let reason = record
+            .detail
+            .get("reason")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or(DeadLetterReason::Rejected);
+        let error = record
+            .detail
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("failed earlier")
+            .to_string();
+        if record.detail.get("tell_sender") == Some(&json!(true)) {
+            if let Err(retry) = self.tell_expired(msg).await {
+                return retry;
+            }
+        }
         Disposition::dead_letter(id, reason, error)
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{desc_means_auth_failure, excerpt};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::token::Signer;
 use crate::types::*;
-use crate::OtomaxError;
+use crate::{FailureClass, OtomaxError};
 
 /// Installs ring as the process-wide rustls provider (reqwest is built without one so that the
 /// slow-to-build aws-lc never enters the tree). Idempotent.
@@ -68,6 +68,7 @@ impl ClientConfig {
             policy: RetryPolicy {
                 max_retries: settings.otomax_max_retries,
                 attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
+                retry_ambiguous: settings.otomax_retry_ambiguous,
                 ..RetryPolicy::default()
             },
             rate_limit: settings.otomax_rate_limit,
@@ -205,15 +206,21 @@ impl OtomaxClient {
         })
     }
 
-    /// One attempt, no retry. `Ok` carries the whole envelope (`{"ok":true,…}`).
+    /// One attempt, no retry, after waiting for the rate limiter. `Ok` carries the whole
+    /// envelope (`{"ok":true,…}`).
     pub async fn send_once(
         &self,
         req: &SignedRequest,
         timeout: Duration,
     ) -> Result<Value, OtomaxError> {
         if let Some(limiter) = &self.inner.limiter {
-            limiter.acquire().await;
+            limiter.acquire_before(None).await;
         }
+        self.attempt(req, timeout).await
+    }
+
+    /// One attempt, the rate limiter already passed; counted and remembered for health.
+    async fn attempt(&self, req: &SignedRequest, timeout: Duration) -> Result<Value, OtomaxError> {
         let started = Instant::now();
         let outcome = self.send_inner(req, timeout).await;
         let elapsed = started.elapsed();
@@ -266,27 +273,30 @@ impl OtomaxClient {
         decode_envelope(status.as_u16(), &body)
     }
 
+    /// Tells apart a failure before the request was written (nothing reached OtomaX) from one
+    /// after it (OtomaX may have acted on it). hyper already re-sends by itself only a request
+    /// that a pooled connection closed before any of it was written.
     fn transport_error(&self, e: reqwest::Error, timeout: Duration) -> OtomaxError {
-        if e.is_timeout() {
-            OtomaxError::Timeout(timeout)
-        } else {
-            // Without the URL: it carries the token.
-            let e = e.without_url();
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                reason = format!("{reason}: {s}");
-                source = s.source();
-            }
+        if e.is_connect() {
             OtomaxError::Connect {
                 url: self.inner.base_shown.clone(),
-                reason,
+                reason: error_chain(e),
+            }
+        } else if e.is_timeout() {
+            OtomaxError::Timeout(timeout)
+        } else {
+            OtomaxError::Interrupted {
+                url: self.inner.base_shown.clone(),
+                reason: error_chain(e),
             }
         }
     }
 
     /// Signs and sends `body` to `endpoint` under the retry policy. With a `deadline` (`_exp`),
-    /// no attempt is ever started after it and each attempt's timeout ends at it.
+    /// no attempt is ever sent after it, not even one that waited for the rate limiter, and
+    /// each attempt's timeout ends at it. Once any attempt may have reached OtomaX, a failure
+    /// is [`OtomaxError::Uncertain`], never a plain "expired" or "failed": the caller must not
+    /// treat the request as not having happened.
     pub async fn call_raw(
         &self,
         endpoint: &str,
@@ -298,14 +308,38 @@ impl OtomaxClient {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut last: Option<OtomaxError> = None;
+        let mut ambiguous = false;
+        let failed = |err: OtomaxError, ambiguous: bool| {
+            if ambiguous && !matches!(err, OtomaxError::Uncertain { .. }) {
+                OtomaxError::Uncertain {
+                    last: Box::new(err),
+                }
+            } else {
+                err
+            }
+        };
         loop {
+            if let Some(limiter) = &self.inner.limiter {
+                if !limiter.acquire_before(deadline).await {
+                    debug!(
+                        endpoint,
+                        "the rate limiter has no slot before _exp; not sent"
+                    );
+                    let expired = OtomaxError::Expired {
+                        last: last.map(Box::new),
+                    };
+                    return Err(failed(expired, ambiguous));
+                }
+            }
+            // After the rate limiter's wait: the time left is what it is now.
             let Some(timeout) = policy.attempt_timeout(Utc::now(), deadline) else {
-                return Err(OtomaxError::Expired {
+                let expired = OtomaxError::Expired {
                     last: last.map(Box::new),
-                });
+                };
+                return Err(failed(expired, ambiguous));
             };
             debug!(endpoint, attempt, ?timeout, "calling OtomaX");
-            match self.send_once(&req, timeout).await {
+            match self.attempt(&req, timeout).await {
                 Ok(raw) => {
                     let result = raw.get("result").cloned().unwrap_or(Value::Null);
                     return Ok(Response {
@@ -316,18 +350,21 @@ impl OtomaxClient {
                     });
                 }
                 Err(err) => {
-                    match policy.after_failure(attempt, err.is_transient(), Utc::now(), deadline) {
+                    let class = err.class();
+                    ambiguous |= class == FailureClass::Ambiguous;
+                    match policy.after_failure(attempt, class, Utc::now(), deadline) {
                         RetryDecision::RetryAfter(wait) => {
                             warn!(endpoint, attempt, error = %err, ?wait, "OtomaX call failed; retrying");
                             last = Some(err);
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                         }
-                        RetryDecision::GiveUp => return Err(err),
+                        RetryDecision::GiveUp => return Err(failed(err, ambiguous)),
                         RetryDecision::Expired => {
-                            return Err(OtomaxError::Expired {
+                            let expired = OtomaxError::Expired {
                                 last: Some(Box::new(err)),
-                            })
+                            };
+                            return Err(failed(expired, ambiguous));
                         }
                     }
                 }
@@ -468,6 +505,18 @@ fn normalize_result(v: &Value) -> Value {
     }
 }
 
+/// A reqwest error with its causes, without the URL (it carries the token).
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason = format!("{reason}: {s}");
+        source = s.source();
+    }
+    reason
+}
+
 /// Spaces requests evenly at `rate` per second (OTOMAX_RATE_LIMIT).
 struct RateLimiter {
     interval: Duration,
@@ -482,15 +531,25 @@ impl RateLimiter {
         }
     }
 
-    async fn acquire(&self) {
+    /// Waits for this request's slot. With a `deadline`, a slot at or after it is not taken
+    /// (so a backlog of expiring messages does not hold up the live ones) and `false` says the
+    /// request cannot leave in time.
+    async fn acquire_before(&self, deadline: Option<DateTime<Utc>>) -> bool {
         let slot = {
             let mut next = self.next.lock().await;
             let now = tokio::time::Instant::now();
             let slot = (*next).max(now);
+            if let Some(deadline) = deadline {
+                let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+                if slot >= now + left {
+                    return false;
+                }
+            }
             *next = slot + self.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
+        true
     }
 }
 

@@ -13,7 +13,7 @@ pub mod token;
 pub mod types;
 
 pub use client::{ClientConfig, OtomaxClient, Response};
-pub use error::OtomaxError;
+pub use error::{FailureClass, OtomaxError};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use token::Signer;
 pub use types::*;

@@ -2,7 +2,9 @@
 //! be tested exhaustively and shared by every caller.
 //!
 //! * up to `max_retries` retries after the first attempt, waiting 1 s, 2 s, 4 s, … between them;
-//! * only transient failures are retried (see [`crate::OtomaxError::is_transient`]);
+//! * failures that provably did not reach OtomaX are retried; ambiguous ones (OtomaX may have
+//!   acted on them) only with `retry_ambiguous` (`OTOMAX_RETRY_AMBIGUOUS`), because sending a
+//!   purchase again may insert it twice; final ones never (see [`crate::FailureClass`]);
 //! * each attempt's timeout is the smaller of the configured timeout and the time left before
 //!   `_exp`; with no time left nothing is sent;
 //! * a retry whose wait would end at or after `_exp` is not scheduled.
@@ -11,11 +13,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::FailureClass;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub first_backoff: Duration,
     pub attempt_timeout: Duration,
+    /// Also retry attempts OtomaX may have acted on (timeouts, lost answers, HTTP 500/504).
+    pub retry_ambiguous: bool,
 }
 
 impl Default for RetryPolicy {
@@ -24,6 +30,7 @@ impl Default for RetryPolicy {
             max_retries: 3,
             first_backoff: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(30),
+            retry_ambiguous: false,
         }
     }
 }
@@ -33,7 +40,7 @@ impl Default for RetryPolicy {
 pub enum RetryDecision {
     /// Wait this long, then try again.
     RetryAfter(Duration),
-    /// The failure is final (not transient, or no retries left).
+    /// The failure is final (not retriable under this policy, or no retries left).
     GiveUp,
     /// A retry would start at or after `_exp`: the message is expired.
     Expired,
@@ -65,11 +72,16 @@ impl RetryPolicy {
     pub fn after_failure(
         &self,
         attempt: u32,
-        transient: bool,
+        class: FailureClass,
         now: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
     ) -> RetryDecision {
-        if !transient || attempt >= self.max_retries {
+        let retriable = match class {
+            FailureClass::NotSent => true,
+            FailureClass::Ambiguous => self.retry_ambiguous,
+            FailureClass::Final => false,
+        };
+        if !retriable || attempt >= self.max_retries {
             return RetryDecision::GiveUp;
         }
         let wait = self.backoff(attempt + 1);
@@ -87,6 +99,7 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use FailureClass::*;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -108,24 +121,47 @@ mod tests {
         let p = RetryPolicy::default();
         let far = Some(t0() + secs(3600));
         assert_eq!(
-            p.after_failure(0, true, t0(), far),
+            p.after_failure(0, NotSent, t0(), far),
             RetryDecision::RetryAfter(Duration::from_secs(1))
         );
         assert_eq!(
-            p.after_failure(1, true, t0(), far),
+            p.after_failure(1, NotSent, t0(), far),
             RetryDecision::RetryAfter(Duration::from_secs(2))
         );
         assert_eq!(
-            p.after_failure(2, true, t0(), far),
+            p.after_failure(2, NotSent, t0(), far),
             RetryDecision::RetryAfter(Duration::from_secs(4))
         );
-        assert_eq!(p.after_failure(3, true, t0(), far), RetryDecision::GiveUp);
+        assert_eq!(
+            p.after_failure(3, NotSent, t0(), far),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
     fn final_errors_are_not_retried() {
         let p = RetryPolicy::default();
-        assert_eq!(p.after_failure(0, false, t0(), None), RetryDecision::GiveUp);
+        assert_eq!(p.after_failure(0, Final, t0(), None), RetryDecision::GiveUp);
+    }
+
+    #[test]
+    fn ambiguous_failures_are_retried_only_when_allowed() {
+        let far = Some(t0() + secs(3600));
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.after_failure(0, Ambiguous, t0(), far),
+            RetryDecision::GiveUp,
+            "a purchase OtomaX may have must not be sent again by default"
+        );
+        let p = RetryPolicy {
+            retry_ambiguous: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.after_failure(0, Ambiguous, t0(), far),
+            RetryDecision::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(p.after_failure(0, Final, t0(), far), RetryDecision::GiveUp);
     }
 
     #[test]
@@ -134,7 +170,10 @@ mod tests {
             max_retries: 0,
             ..Default::default()
         };
-        assert_eq!(p.after_failure(0, true, t0(), None), RetryDecision::GiveUp);
+        assert_eq!(
+            p.after_failure(0, NotSent, t0(), None),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
@@ -163,16 +202,16 @@ mod tests {
         // 1.5 s left: a 2 s wait would end after _exp.
         let deadline = Some(t0() + chrono::Duration::milliseconds(1500));
         assert_eq!(
-            p.after_failure(1, true, t0(), deadline),
+            p.after_failure(1, NotSent, t0(), deadline),
             RetryDecision::Expired
         );
         assert_eq!(
-            p.after_failure(0, true, t0(), deadline),
+            p.after_failure(0, NotSent, t0(), deadline),
             RetryDecision::RetryAfter(Duration::from_secs(1))
         );
         // exactly at the deadline counts as too late.
         assert_eq!(
-            p.after_failure(0, true, t0(), Some(t0() + secs(1))),
+            p.after_failure(0, NotSent, t0(), Some(t0() + secs(1))),
             RetryDecision::Expired
         );
     }

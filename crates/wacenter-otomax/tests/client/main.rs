@@ -125,10 +125,10 @@ async fn recovers_after_transient_failures_with_1_2_second_spacing() {
 
 #[tokio::test]
 async fn gives_up_after_three_retries() {
-    let peer = Peer::start(vec![Answer::Status(500, "boom")], RetryPolicy::default()).await;
+    let peer = Peer::start(vec![Answer::Status(503, "busy")], RetryPolicy::default()).await;
     let err = peer.client.get_rs("R1").await.unwrap_err();
     assert!(
-        matches!(err, OtomaxError::Status { status: 500, .. }),
+        matches!(err, OtomaxError::Status { status: 503, .. }),
         "{err}"
     );
     let g = gaps(&peer.attempts());
@@ -153,7 +153,10 @@ async fn final_errors_are_sent_once() {
         ),
         (Answer::Status(400, "bad"), "http_status"),
         (Answer::Status(404, "nope"), "http_status"),
-        (Answer::Json("<html>oops</html>"), "decode"),
+        // Not OtomaX's JSON: maybe a proxy's page after OtomaX acted on it.
+        (Answer::Json("<html>oops</html>"), "uncertain"),
+        (Answer::Status(500, "boom"), "uncertain"),
+        (Answer::Status(504, "gateway timeout"), "uncertain"),
     ] {
         let peer = Peer::start(vec![answer], RetryPolicy::default()).await;
         let err = peer.client.get_saldo_rs("R1").await.unwrap_err();
@@ -163,10 +166,121 @@ async fn final_errors_are_sent_once() {
 }
 
 #[tokio::test]
-async fn stalled_attempts_time_out_and_are_retried() {
+async fn ambiguous_failures_are_sent_once_and_uncertain() {
+    for answer in [
+        Answer::Status(500, "Internal Server Error"),
+        Answer::Status(504, "Gateway Timeout"),
+        Answer::Stall(Duration::from_secs(5)),
+    ] {
+        let policy = RetryPolicy {
+            attempt_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let peer = Peer::start(vec![answer, Answer::Json(OK)], policy).await;
+        let req = InsertInboxRequest::whatsapp(
+            "S5.08123456789.1234",
+            "",
+            "628123456789",
+            1,
+            Utc::now() + chrono::Duration::seconds(60),
+        );
+        let err = peer.client.insert_inbox(&req).await.unwrap_err();
+        assert!(matches!(err, OtomaxError::Uncertain { .. }), "{err}");
+        assert_eq!(
+            peer.attempts().len(),
+            1,
+            "OtomaX may have the purchase: it must not get it twice ({err})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ambiguous_failures_are_retried_when_allowed() {
+    let policy = RetryPolicy {
+        retry_ambiguous: true,
+        ..Default::default()
+    };
+    let peer = Peer::start(vec![Answer::Status(504, "gw"), Answer::Json(OK)], policy).await;
+    let r = peer.client.test("1").await.expect("second attempt answers");
+    assert_eq!(r.attempts, 2);
+}
+
+#[tokio::test]
+async fn an_ambiguous_attempt_makes_a_later_failure_uncertain() {
+    // Allowed to retry the timeout, then OtomaX is plainly down: the first may still have landed.
     let policy = RetryPolicy {
         attempt_timeout: Duration::from_millis(300),
         max_retries: 1,
+        retry_ambiguous: true,
+        ..Default::default()
+    };
+    let peer = Peer::start(
+        vec![
+            Answer::Stall(Duration::from_secs(5)),
+            Answer::Status(503, "down"),
+        ],
+        policy,
+    )
+    .await;
+    let err = peer.client.test("1").await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Uncertain { .. }), "{err}");
+    assert_eq!(peer.attempts().len(), 2);
+}
+
+/// A peer that reads each request whole, then closes the connection without answering.
+async fn hang_up_after_reading() -> (std::net::SocketAddr, Arc<Mutex<u32>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(0u32));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    // Headers and the small JSON body have arrived once the body's `}` has.
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.ends_with(b"}") {
+                        *counted.lock().unwrap() += 1;
+                        return; // dropping the socket closes it: the answer is lost
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn a_connection_lost_after_the_request_is_not_sent_again() {
+    let (addr, requests) = hang_up_after_reading().await;
+    let c = client(&format!("http://{addr}/"), RetryPolicy::default());
+    let err = c.test("1").await.unwrap_err();
+    assert!(matches!(err, OtomaxError::Uncertain { .. }), "{err}");
+    assert!(
+        matches!(&err, OtomaxError::Uncertain { last } if matches!(**last, OtomaxError::Interrupted { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        *requests.lock().unwrap(),
+        1,
+        "OtomaX read it once: never twice"
+    );
+    assert!(!err.to_string().contains("token="), "{err}");
+}
+
+#[tokio::test]
+async fn stalled_attempts_time_out_and_are_retried_when_allowed() {
+    let policy = RetryPolicy {
+        attempt_timeout: Duration::from_millis(300),
+        max_retries: 1,
+        retry_ambiguous: true,
         ..Default::default()
     };
     let peer = Peer::start(
@@ -236,7 +350,8 @@ async fn an_attempt_is_cut_off_at_exp() {
     let req = InsertInboxRequest::whatsapp("S.1234", "", "628123456789", 1, exp);
     let started = Instant::now();
     let err = peer.client.insert_inbox(&req).await.unwrap_err();
-    assert!(matches!(err, OtomaxError::Expired { .. }), "{err}");
+    // Cut off at _exp while OtomaX had it: it may have acted on it, so not "expired".
+    assert!(matches!(err, OtomaxError::Uncertain { .. }), "{err}");
     assert!(
         started.elapsed() < Duration::from_millis(2100),
         "the 30 s timeout must shrink to _exp"
@@ -295,6 +410,52 @@ async fn rate_limit_spaces_requests() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_backlog_behind_the_rate_limiter_is_never_sent_after_exp() {
+    let script = Script {
+        answers: Arc::new(vec![Answer::Json(OK)]),
+        arrivals: Arc::default(),
+    };
+    let addr = wacenter_test_support::serve(
+        Router::new()
+            .route("/{name}", post(scripted))
+            .with_state(script.clone()),
+    )
+    .await;
+    let c = OtomaxClient::new(ClientConfig {
+        base_url: format!("http://{addr}/").parse().unwrap(),
+        app_id: "a".into(),
+        app_key: "b".into(),
+        dev_key: "c".into(),
+        policy: RetryPolicy::default(),
+        rate_limit: 2,
+    });
+    // Ten messages at 2/s with about 2 s of life each: only the first few can leave in time.
+    let exp = Utc::now() + chrono::Duration::milliseconds(2600);
+    let req = InsertInboxRequest::whatsapp("S5.0812.1234", "", "628123456789", 1, exp);
+    let deadline = chrono::DateTime::parse_from_rfc3339(&req.exp)
+        .unwrap()
+        .with_timezone(&Utc);
+    let calls = (0..10).map(|_| {
+        let (c, req) = (c.clone(), req.clone());
+        tokio::spawn(async move { c.insert_inbox(&req).await })
+    });
+    let mut expired = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => {}
+            Err(OtomaxError::Expired { last: None }) => expired += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    let arrivals = script.arrivals.lock().unwrap().clone();
+    for (_, at) in &arrivals {
+        assert!(*at < deadline, "sent at {at}, after _exp {deadline}");
+    }
+    assert_eq!(arrivals.len() + expired, 10, "each one sent or expired");
+    assert!(expired >= 5, "{expired} expired, {} sent", arrivals.len());
 }
 
 #[tokio::test]
