@@ -89,6 +89,12 @@ pub struct PublishOutcome {
     pub duplicate: bool,
 }
 
+/// Why one publish failed: worth sending again (no acknowledgement came) or not.
+enum PublishFailure {
+    Unacknowledged(BusError),
+    Final(BusError),
+}
+
 /// One NATS connection with JetStream, shared by everything in the process.
 #[derive(Clone)]
 pub struct Bus {
@@ -98,10 +104,40 @@ pub struct Bus {
     ready: Arc<AtomicBool>,
 }
 
+/// `NATS_URL`: one server or a comma-separated list of them (`nats://a:4222,nats://b:4222`),
+/// every one checked, so a typo stops the service at start with the offending entry named.
+pub fn server_addrs(list: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    let addrs = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                BusError::Setup(format!(
+                    "NATS_URL entry {s:?} is not a NATS server address ({e}); expected nats://host:4222[,nats://host2:4222...]"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(BusError::Setup(
+            "NATS_URL is empty; expected nats://host:4222[,nats://host2:4222...]".into(),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// How long a publish that got no acknowledgement while connected is retried (same
+/// `Nats-Msg-Id`, so JetStream keeps one copy) before the caller is told: about a JetStream
+/// leader election on a cluster.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(4);
+
 impl Bus {
     /// Connects (retrying in the background if NATS is not up yet, so services can start
-    /// before it) and names the connection after the service.
+    /// before it) and names the connection after the service. `url` is `NATS_URL`: one server
+    /// or a comma-separated list.
     pub async fn connect(url: &str, service: &str, topology: Topology) -> Result<Self, BusError> {
+        let addrs = server_addrs(url)?;
         let client = async_nats::ConnectOptions::new()
             .name(format!("wacenter-{service}"))
             .retry_on_initial_connect()
@@ -114,7 +150,7 @@ impl Bus {
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             })
-            .connect(url)
+            .connect(addrs)
             .await
             .map_err(|e| BusError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
         let mut js = jetstream::new(client.clone());
@@ -301,6 +337,8 @@ impl Bus {
 
     /// Publishes to JetStream with `Nats-Msg-Id` = `msg_id` and waits for the stream's ack.
     /// Fails fast with [`BusError::Disconnected`] while NATS is down (the caller answers 503).
+    /// Connected but unacknowledged (no stream leader during an election, an ack timeout), the
+    /// same message is sent again for a few seconds: the id makes JetStream keep it once.
     pub async fn publish(
         &self,
         subject: &str,
@@ -308,32 +346,66 @@ impl Bus {
         mut headers: HeaderMap,
         payload: Bytes,
     ) -> Result<PublishOutcome, BusError> {
-        if !self.is_connected() {
-            return Err(BusError::Disconnected);
-        }
         headers.insert(names::HEADER_MSG_ID, msg_id);
+        let give_up_at = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+        loop {
+            match self
+                .publish_once(subject, headers.clone(), payload.clone())
+                .await
+            {
+                Err(PublishFailure::Unacknowledged(e))
+                    if tokio::time::Instant::now() < give_up_at =>
+                {
+                    tracing::debug!(subject, error = %e, "publish not acknowledged; sending it again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(PublishFailure::Unacknowledged(e) | PublishFailure::Final(e)) => return Err(e),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    async fn publish_once(
+        &self,
+        subject: &str,
+        mut headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<PublishOutcome, PublishFailure> {
+        use async_nats::jetstream::context::PublishErrorKind as Kind;
+        if !self.is_connected() {
+            return Err(PublishFailure::Final(BusError::Disconnected));
+        }
         if headers.get(names::HEADER_TRACEPARENT).is_none() {
             if let Some(tp) = wacenter_trace::current_traceparent() {
                 headers.insert(names::HEADER_TRACEPARENT, tp.as_str());
             }
         }
-        let err = |reason: String| BusError::Publish {
-            subject: subject.to_string(),
-            reason,
+        let err = |e: async_nats::jetstream::context::PublishError| {
+            let retry = matches!(
+                e.kind(),
+                Kind::StreamNotFound | Kind::TimedOut | Kind::BrokenPipe | Kind::Other
+            );
+            let e = if self.is_connected() {
+                BusError::Publish {
+                    subject: subject.to_string(),
+                    reason: e.to_string(),
+                }
+            } else {
+                BusError::Disconnected
+            };
+            match e {
+                BusError::Disconnected => PublishFailure::Final(e),
+                e if retry => PublishFailure::Unacknowledged(e),
+                e => PublishFailure::Final(e),
+            }
         };
         let ack = self
             .js
             .publish_with_headers(subject.to_string(), headers, payload)
             .await
-            .map_err(|e| err(e.to_string()))?
+            .map_err(err)?
             .await
-            .map_err(|e| {
-                if self.is_connected() {
-                    err(e.to_string())
-                } else {
-                    BusError::Disconnected
-                }
-            })?;
+            .map_err(err)?;
         Ok(PublishOutcome {
             sequence: ack.sequence,
             duplicate: ack.duplicate,

@@ -1,10 +1,15 @@
 //! Dead-letter tools: list what is in `WA_DEADLETTER`, and replay letters to their original
-//! subject. Replaying clears the message's idempotency record (it failed or is uncertain, so
-//! nothing was done that a second attempt could duplicate — the operator decided) and removes
-//! the letter once the original is queued again.
+//! subject. Replaying clears the message's idempotency record (it failed, so nothing was done
+//! that a second attempt could duplicate) and removes the letter once the original is queued
+//! again. Two letters are not replayed as asked:
+//! * an `uncertain` one needs `force`: OtomaX (or the recipient) may already have it, and only
+//!   the operator, having looked, can decide that it does not;
+//! * one whose record now says `done` (a later delivery finished the work) is never replayed:
+//!   its record is what keeps the work from happening twice.
 
-use wacenter_proto::{names, DeadLetter};
+use wacenter_proto::{names, DeadLetter, DeadLetterReason};
 
+use crate::claims::{ClaimState, Claims};
 use crate::{Bus, BusError};
 
 /// A dead letter and where it sits in the stream.
@@ -56,20 +61,53 @@ pub enum Selector {
     One(String),
 }
 
+/// How to replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Give an inbound message a new timestamp (so a new `_exp`): to re-drive expired messages
+    /// on purpose.
+    pub fresh: bool,
+    /// Replay `uncertain` letters too, after checking that the peer does not have them.
+    pub force: bool,
+}
+
 /// What replay did with one letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Queued again on its original subject; the letter is gone.
+    Replayed,
+    /// `uncertain` and no `force`: left as it is.
+    NeedsForce,
+    /// Its record says the work is done: left as it is, never sent again.
+    AlreadyDone,
+}
+
+impl ReplayOutcome {
+    /// What the operator reads about a letter that was not replayed.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::Replayed => "replayed",
+            Self::NeedsForce => "uncertain: OtomaX (or the recipient) may already have it. Check there first; replay with --force only if it is missing",
+            Self::AlreadyDone => "its record says it was done after the letter was written; replaying would do it twice",
+        }
+    }
+}
+
+/// One selected letter and what became of it.
 #[derive(Debug, Clone)]
 pub struct Replayed {
     pub sequence: u64,
     pub id: String,
     pub subject: String,
+    pub outcome: ReplayOutcome,
 }
 
-/// Re-publishes the selected letters to their original subjects. With `fresh`, an inbound
-/// message gets a new timestamp (so a new `_exp`): use it to re-drive expired messages on purpose.
+/// Re-publishes the selected letters to their original subjects (see the module's notes on
+/// `uncertain` and `done`).
 pub async fn replay(
     bus: &Bus,
     selector: &Selector,
-    fresh: bool,
+    options: ReplayOptions,
 ) -> Result<Vec<Replayed>, BusError> {
     let letters = list(bus, usize::MAX).await?;
     let chosen: Vec<_> = letters
@@ -95,14 +133,38 @@ pub async fn replay(
             tracing::warn!(seq = stored.sequence, subject = %letter.subject, "dead letter from an unknown subject; not replayed");
             continue;
         };
+        let outcome = |outcome| Replayed {
+            sequence: stored.sequence,
+            id: letter.id.clone(),
+            subject: letter.subject.clone(),
+            outcome,
+        };
+        if letter.reason == DeadLetterReason::Uncertain && !options.force {
+            done.push(outcome(ReplayOutcome::NeedsForce));
+            continue;
+        }
         let mut payload = letter.payload.clone();
-        if fresh && bucket == names::FORWARDED_BUCKET {
+        if options.fresh && bucket == names::FORWARDED_BUCKET {
             payload["timestamp"] = serde_json::json!(chrono::Utc::now());
         }
         let kv = bus.bucket(bucket).await?;
-        kv.purge(names::kv_key(&letter.id))
+        let key = names::kv_key(&letter.id);
+        let record = Claims::new(kv.clone()).get(&key).await?;
+        if let Some((record, _)) = &record {
+            if record.state == ClaimState::Done {
+                done.push(outcome(ReplayOutcome::AlreadyDone));
+                continue;
+            }
+        }
+        // Only the record just read: one that became `done` meanwhile is kept.
+        kv.purge_expect_revision(&key, record.map(|(_, revision)| revision))
             .await
-            .map_err(|e| BusError::Kv(e.to_string()))?;
+            .map_err(|e| {
+                BusError::Kv(format!(
+                    "clear the record of {}: {e} (did it change meanwhile? run the replay again)",
+                    letter.id
+                ))
+            })?;
         let bytes = serde_json::to_vec(&payload).expect("JSON values serialize");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(names::HEADER_WA_MESSAGE_ID, letter.id.as_str());
@@ -118,11 +180,7 @@ pub async fn replay(
             .delete_message(stored.sequence)
             .await
             .map_err(|e| BusError::Setup(e.to_string()))?;
-        done.push(Replayed {
-            sequence: stored.sequence,
-            id: letter.id.clone(),
-            subject: letter.subject.clone(),
-        });
+        done.push(outcome(ReplayOutcome::Replayed));
     }
     Ok(done)
 }

@@ -13,6 +13,6 @@ pub mod worker;
 
 pub use async_nats::HeaderMap;
 pub use connection::{
-    kv_bucket_stream, work_queue_stream, Bus, BusError, PublishOutcome, Topology,
+    kv_bucket_stream, server_addrs, work_queue_stream, Bus, BusError, PublishOutcome, Topology,
 };
 pub use worker::{Delivery, Disposition, WorkerConfig};

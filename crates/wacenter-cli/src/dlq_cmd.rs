@@ -35,6 +35,10 @@ pub enum DlqCommand {
         /// that expired, knowingly).
         #[arg(long)]
         fresh: bool,
+        /// Replay `uncertain` letters too. OtomaX (or the recipient) may already have them: check
+        /// there first, or the same purchase may be made twice.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -112,6 +116,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             id,
             all,
             fresh,
+            force,
             common,
         } => {
             let bus = match connect(&common).await {
@@ -123,16 +128,32 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Selector::One(id.unwrap_or_default())
             };
-            let done = deadletters::replay(&bus, &selector, fresh).await?;
+            let options = deadletters::ReplayOptions { fresh, force };
+            let done = deadletters::replay(&bus, &selector, options).await?;
             bus.drain().await;
             if done.is_empty() {
                 eprintln!("error: no dead letter matched (see wacenter dlq list)");
                 return Ok(ExitCode::from(1));
             }
+            let mut all_replayed = true;
             for r in &done {
-                println!("replayed {} (seq {}) to {}", r.id, r.sequence, r.subject);
+                if r.outcome == deadletters::ReplayOutcome::Replayed {
+                    println!("replayed {} (seq {}) to {}", r.id, r.sequence, r.subject);
+                } else {
+                    all_replayed = false;
+                    eprintln!(
+                        "not replayed {} (seq {}): {}",
+                        r.id,
+                        r.sequence,
+                        r.outcome.explain()
+                    );
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if all_replayed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

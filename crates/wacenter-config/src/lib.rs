@@ -11,7 +11,9 @@ mod secret;
 mod settings;
 
 pub use secret::Secret;
-pub use settings::{IpNet, LogFormat, Settings, SettingsArgs, WaProvider, ENV_NAMES};
+pub use settings::{
+    IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_EXPIRED_REPLY, ENV_NAMES,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -105,3 +105,30 @@ async fn an_outcome_that_landed_is_recognised() {
     assert!(retried.is_ok(), "the landed write was not recognised");
     assert_eq!(claims.get("k1").await.unwrap().unwrap().0, done);
 }
+
+/// `NATS_URL` may list several servers (a cluster): the service connects through any that
+/// answers, here the second after a dead first one.
+#[tokio::test]
+async fn nats_url_takes_a_comma_separated_list() {
+    let nats = NatsServer::start();
+    let dead = wacenter_test_support::free_port();
+    let list = format!("nats://127.0.0.1:{dead}, {}", nats.url());
+    let bus = Bus::connect(&list, "test", Topology::default())
+        .await
+        .expect("a list of servers is a valid NATS_URL");
+    bus.ensure_topology().await.unwrap();
+    let ack = bus
+        .publish(
+            "wa.inbound.gowa",
+            "list-1",
+            wacenter_bus::HeaderMap::new(),
+            "{}".into(),
+        )
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+    let err = wacenter_bus::server_addrs("nats://127.0.0.1:4222,nats://bad host:x")
+        .expect_err("a bad entry is refused");
+    assert!(err.to_string().contains("bad host"), "{err}");
+    assert!(wacenter_bus::server_addrs(" , ").is_err());
+}

@@ -189,7 +189,25 @@ async fn otomax_down_for_10_seconds() {
         },
     )
     .await;
-    let replied = stack.whatsapp_sent().await.len();
+    // Wait for the expired notices to go out too (they trail the dead letters).
+    let expired = letters
+        .iter()
+        .filter(|l| l.reason == DeadLetterReason::Expired)
+        .count();
+    let sent_texts = eventually(
+        Duration::from_secs(20),
+        "every auto-reply and notice sent",
+        || async {
+            let texts = stack.whatsapp_sent().await;
+            (texts.len() >= inbox.len() + expired).then_some(texts)
+        },
+    )
+    .await;
+    let notices = sent_texts
+        .iter()
+        .filter(|m| m["body"]["message"].as_str() == Some(wacenter_config::DEFAULT_EXPIRED_REPLY))
+        .count();
+    let replied = sent_texts.len() - notices;
     report(
         "otomax down 10 s",
         sent,
@@ -233,6 +251,10 @@ async fn otomax_down_for_10_seconds() {
         replied,
         inbox.len(),
         "every insert got its auto-reply, once"
+    );
+    assert_eq!(
+        notices, expired,
+        "every command that expired unprocessed told its sender, once"
     );
     stack.stop().await;
 }

@@ -294,8 +294,71 @@ async fn otomax_down_past_exp_dead_letters_without_a_late_insert() {
         letters[0].error
     );
     stack.otomax_faults(json!({"down_for_seconds": 0})).await;
+    // The reseller is told, once, instead of waiting for an answer that never comes.
+    let sent = stack.wait_sent(1).await;
+    assert_eq!(texts(&sent), vec![wacenter_config::DEFAULT_EXPIRED_REPLY]);
+    assert!(
+        sent[0]["body"]["phone"]
+            .as_str()
+            .unwrap()
+            .starts_with(RESELLER_PHONE),
+        "{sent:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(stack.otomax_inbox().await.is_empty(), "never inserted late");
+    assert_eq!(stack.whatsapp_sent().await.len(), 1, "told once");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_cut_off_at_exp_is_uncertain_and_replays_only_with_force() {
+    let stack = Stack::start_with(Services::ALL, |s| s.otomax_exp_seconds = 3).await;
+    // OtomaX takes longer than the message lives: the attempt is cut off at _exp while OtomaX
+    // holds it, so nobody can say it did not happen.
+    stack.otomax_faults(json!({"latency_ms": 6000})).await;
+    stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
+    let letters = stack.wait_dead_letters(1).await;
+    assert_eq!(
+        letters[0].reason,
+        DeadLetterReason::Uncertain,
+        "{:?}",
+        letters[0]
+    );
+    stack.otomax_faults(json!({"latency_ms": 0})).await;
+    let bus = stack.bus().await;
+    let one = wacenter_bus::deadletters::Selector::One(letters[0].id.clone());
+    let fresh = wacenter_bus::deadletters::ReplayOptions {
+        fresh: true,
+        force: false,
+    };
+    let done = wacenter_bus::deadletters::replay(&bus, &one, fresh)
+        .await
+        .unwrap();
+    assert_eq!(
+        done[0].outcome,
+        wacenter_bus::deadletters::ReplayOutcome::NeedsForce
+    );
+    assert_eq!(stack.dead_letters().await.len(), 1, "the letter stays");
+    let forced = wacenter_bus::deadletters::ReplayOptions {
+        force: true,
+        ..fresh
+    };
+    let done = wacenter_bus::deadletters::replay(&bus, &one, forced)
+        .await
+        .unwrap();
+    assert_eq!(
+        done[0].outcome,
+        wacenter_bus::deadletters::ReplayOutcome::Replayed
+    );
+    stack.wait_inbox(1).await;
+    assert!(
+        stack
+            .whatsapp_sent()
+            .await
+            .iter()
+            .all(|m| m["body"]["message"] != json!(wacenter_config::DEFAULT_EXPIRED_REPLY)),
+        "an uncertain message is not called expired to its sender"
+    );
     stack.stop().await;
 }
 
@@ -654,7 +717,10 @@ async fn dead_letters_can_be_replayed() {
     let done = wacenter_bus::deadletters::replay(
         &bus,
         &wacenter_bus::deadletters::Selector::One(letters[0].id.clone()),
-        true,
+        wacenter_bus::deadletters::ReplayOptions {
+            fresh: true,
+            force: false,
+        },
     )
     .await
     .unwrap();
