@@ -204,14 +204,8 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             "recipient {raw_recipient:?} is not a WhatsApp phone number"
         )));
     };
-    let id = match kode {
-        Some(k) => format!("outbox:{k}"),
-        // No kode: the content identifies the row, so a repeated callback still sends once.
-        None => format!(
-            "outbox:sha256:{}",
-            &hex::encode(Sha256::digest(format!("{recipient}\n{pesan}")))[..32]
-        ),
-    };
+    let now = Utc::now();
+    let (msg_id, id) = outbound_ids(kode, &recipient, &pesan, now);
     let out = OutboundMessage {
         version: PAYLOAD_VERSION,
         id: id.clone(),
@@ -224,7 +218,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
         in_reply_to: None,
         outbox_kode: kode,
         kode_inbox: row.get("kode_inbox").and_then(value_as_i64),
-        created_at: Utc::now(),
+        created_at: now,
     };
     let payload = serde_json::to_vec(&out).map_err(|e| {
         // Cannot happen (plain strings and numbers), but a bug here must not be a panic.
@@ -247,7 +241,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
         .bus
         .publish(
             names::OUTBOUND_OUTBOX,
-            &id,
+            &msg_id,
             wacenter_bus::HeaderMap::new(),
             payload.into(),
         )
@@ -276,5 +270,65 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
                 "could not queue the message; retry later",
             ))
         }
+    }
+}
+
+/// The `Nats-Msg-Id` and the outbound id of a row. With a `kode` both are `outbox:<kode>`: OtomaX
+/// re-posting that row days later still sends once (the reply service's `wa_delivered` record).
+/// Without one, only the content tells a repeated callback apart, and content repeats for real
+/// ("Saldo Anda Rp 10.000" twice in a week): the content hash is the `Nats-Msg-Id`, so JetStream
+/// drops a repeat inside its duplicate window (10 minutes, longer than OtomaX retries a
+/// callback), while the outbound id carries the time, so a genuine repeat after it is sent.
+fn outbound_ids(
+    kode: Option<i64>,
+    recipient: &str,
+    pesan: &str,
+    now: chrono::DateTime<Utc>,
+) -> (String, String) {
+    match kode {
+        Some(k) => (format!("outbox:{k}"), format!("outbox:{k}")),
+        None => {
+            let hash = &hex::encode(Sha256::digest(format!("{recipient}\n{pesan}")))[..32];
+            let msg_id = format!("outbox:sha256:{hash}");
+            let id = format!("{msg_id}:{}", now.timestamp_millis());
+            (msg_id, id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn rows_with_kode_are_one_message_forever() {
+        let t = Utc::now();
+        let later = t + chrono::Duration::days(3);
+        assert_eq!(
+            outbound_ids(Some(7), "628", "x", t),
+            outbound_ids(Some(7), "628", "x", later)
+        );
+    }
+
+    #[test]
+    fn rows_without_kode_repeat_for_real_after_the_dedupe_window() {
+        let t = Utc::now();
+        let (msg_a, id_a) = outbound_ids(None, "628123", "Saldo Anda Rp 10.000", t);
+        let (msg_b, id_b) = outbound_ids(
+            None,
+            "628123",
+            "Saldo Anda Rp 10.000",
+            t + chrono::Duration::days(2),
+        );
+        assert_eq!(
+            msg_a, msg_b,
+            "a repeated callback is dropped by JetStream's window"
+        );
+        assert_ne!(
+            id_a, id_b,
+            "a repeat after it is a new message, not a duplicate"
+        );
+        let (msg_c, _) = outbound_ids(None, "628123", "Saldo Anda Rp 20.000", t);
+        assert_ne!(msg_a, msg_c);
     }
 }

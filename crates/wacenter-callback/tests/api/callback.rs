@@ -40,6 +40,24 @@ async fn a_row_is_queued_once_per_kode() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_row_without_kode_repeated_by_otomax_is_queued_once() {
+    let h = Harness::start().await;
+    let url = h.url(&format!("/otomax/callback?secret={CALLBACK_SECRET}"));
+    let row = json!({"penerima": RESELLER_PHONE, "pesan": "Saldo Anda Rp 10.000"});
+    let first = answer(h.http.post(&url).json(&row)).await;
+    first.expect(200, "SUCCESS");
+    let id = first.body["results"]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("outbox:sha256:"), "{id}");
+    let second = answer(h.http.post(&url).json(&row)).await;
+    second.expect(200, "SUCCESS");
+    assert_eq!(second.body["results"]["duplicate"], json!(true));
+    assert_eq!(
+        h.bus.stream_messages(names::OUTBOUND_STREAM).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn form_encoded_rows_and_skipped_rows() {
     let h = Harness::start().await;
     let url = h.url(&format!("/otomax/callback?secret={CALLBACK_SECRET}"));
