@@ -175,6 +175,7 @@ METRICS: dict[str, tuple[str, set[str]]] = {
     "wacenter_forwarder_expired_total": ("counter", set()),
     "wacenter_forwarder_failed_total": ("counter", {"kind"}),
     "wacenter_forwarder_auto_replies_total": ("counter", {"outcome"}),
+    "wacenter_forwarder_expired_notices_total": ("counter", set()),
     "wacenter_dead_letters_total": ("counter", {"worker", "reason"}),
     "wacenter_in_flight": ("gauge", {"worker"}),
     "wacenter_reply_sent_total": ("counter", {"kind"}),
@@ -190,7 +191,8 @@ METRICS: dict[str, tuple[str, set[str]]] = {
 # Label values that are a closed set.
 LABEL_VALUES = {
     ("wacenter_otomax_requests_total", "outcome"): {
-        "ok", "connect", "timeout", "http_status", "auth", "rejected", "decode", "expired",
+        "ok", "connect", "timeout", "interrupted", "http_status", "auth", "rejected", "decode",
+        "expired", "uncertain",
     },
     ("wacenter_forwarder_auto_replies_total", "outcome"): {"queued", "none"},
     ("wacenter_in_flight", "worker"): {"forwarder", "reply"},

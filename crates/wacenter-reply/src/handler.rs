@@ -129,7 +129,9 @@ impl Replier {
             );
         }
         let Some(to) = normalize_phone(&out.to, &me.country_code) else {
-            self.report_outbox(&out, outbox_status::FAILED).await;
+            if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
+                return retry;
+            }
             return Disposition::dead_letter(
                 &out.id,
                 DeadLetterReason::Invalid,
@@ -154,6 +156,18 @@ impl Replier {
                 if record.seq != d.stream_sequence {
                     info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
                     metrics::counter!("wacenter_reply_duplicates_total").increment(1);
+                    // OtomaX posting a row again may mean it never heard what became of it.
+                    let status = match record.state {
+                        ClaimState::Done => Some(outbox_status::DELIVERED),
+                        ClaimState::Failed => Some(outbox_status::FAILED),
+                        // The owner reports when it finishes.
+                        ClaimState::Claimed | ClaimState::InProgress => None,
+                    };
+                    if let Some(status) = status {
+                        if let Err(retry) = self.report_outbox(&out, status).await {
+                            return retry;
+                        }
+                    }
                     return Disposition::Ack;
                 }
                 match record.state {
@@ -178,10 +192,15 @@ impl Replier {
                         return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
                     }
                     ClaimState::Done => {
-                        self.report_outbox(&out, outbox_status::DELIVERED).await;
-                        return Disposition::Ack;
+                        return match self.report_outbox(&out, outbox_status::DELIVERED).await {
+                            Ok(()) => Disposition::Ack,
+                            Err(retry) => retry,
+                        };
                     }
                     ClaimState::Failed => {
+                        if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
+                            return retry;
+                        }
                         let error = record
                             .detail
                             .get("error")
@@ -230,8 +249,10 @@ impl Replier {
                     .delivered
                     .advance_durably(&key, &record, revision)
                     .await;
-                self.report_outbox(&out, outbox_status::DELIVERED).await;
-                Disposition::Ack
+                match self.report_outbox(&out, outbox_status::DELIVERED).await {
+                    Ok(()) => Disposition::Ack,
+                    Err(retry) => retry,
+                }
             }
             Err(e) => {
                 self.send_failed(&d, &out, &key, revision, &to, e, kind)
@@ -304,7 +325,9 @@ impl Replier {
                     .delivered
                     .advance_durably(key, &record, revision)
                     .await;
-                self.report_outbox(out, outbox_status::FAILED).await;
+                if let Err(retry) = self.report_outbox(out, outbox_status::FAILED).await {
+                    return retry;
+                }
                 let reason = if last_chance && class != SendErrorClass::Permanent {
                     DeadLetterReason::RetriesExhausted
                 } else {
@@ -316,18 +339,28 @@ impl Replier {
     }
 
     /// Tells OtomaX what became of an outbox row (when it came from one and OTOMAX_OUTBOX_ACK).
-    async fn report_outbox(&self, out: &OutboundMessage, status: i64) {
+    /// Until OtomaX has it, the message is not acked: `Err` is the retry, and the redelivery
+    /// finds the send recorded and reports again (setting a status twice is harmless). Only
+    /// OtomaX refusing the report for good (unknown `kode`, bad credentials) ends the attempts.
+    async fn report_outbox(&self, out: &OutboundMessage, status: i64) -> Result<(), Disposition> {
         let (Some(kode), Some(otomax)) = (out.outbox_kode, &self.inner.otomax) else {
-            return;
+            return Ok(());
         };
         match otomax.update_status_outbox(kode, status).await {
             Ok(_) => {
                 info!(outbox_kode = kode, status, "UpdateStatusOutbox done");
                 metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok").increment(1);
+                Ok(())
+            }
+            Err(e) if e.class() == wacenter_otomax::FailureClass::Final => {
+                warn!(outbox_kode = kode, status, error = %e, "OtomaX refused UpdateStatusOutbox; not reported");
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "refused").increment(1);
+                Ok(())
             }
             Err(e) => {
-                warn!(outbox_kode = kode, status, error = %e, "UpdateStatusOutbox failed");
+                warn!(outbox_kode = kode, status, error = %e, "UpdateStatusOutbox failed; will report again");
                 metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "error").increment(1);
+                Err(Disposition::RetryIn(Duration::from_secs(5)))
             }
         }
     }

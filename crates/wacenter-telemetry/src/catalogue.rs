@@ -53,6 +53,10 @@ pub fn register(service: &str) {
                 "InsertInbox failures, by error kind"
             );
             describe_counter!(
+                "wacenter_forwarder_expired_notices_total",
+                "OTOMAX_EXPIRED_REPLY notices queued for senders whose command expired unprocessed"
+            );
+            describe_counter!(
                 "wacenter_forwarder_auto_replies_total",
                 "Auto-replies queued (outcome=queued) or not needed (outcome=none)"
             );
@@ -77,6 +81,8 @@ pub fn register(service: &str) {
                 "rejected",
                 "decode",
                 "expired",
+                "interrupted",
+                "uncertain",
             ] {
                 metrics::counter!("wacenter_forwarder_failed_total", "kind" => kind).absolute(0);
             }
@@ -86,6 +92,7 @@ pub fn register(service: &str) {
             }
             metrics::counter!("wacenter_forwarder_duplicates_total").absolute(0);
             metrics::counter!("wacenter_forwarder_expired_total").absolute(0);
+            metrics::counter!("wacenter_forwarder_expired_notices_total").absolute(0);
             worker_metrics("forwarder");
         }
         "reply" => {
@@ -104,7 +111,7 @@ pub fn register(service: &str) {
             );
             describe_counter!(
                 "wacenter_outbox_acks_total",
-                "UpdateStatusOutbox calls, by status (20, 40) and outcome"
+                "UpdateStatusOutbox calls, by status (20, 40) and outcome (ok; error: reported again; refused: OtomaX said no for good)"
             );
             for kind in ["auto_reply", "outbox"] {
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind).absolute(0);
@@ -113,7 +120,7 @@ pub fn register(service: &str) {
                 }
             }
             for status in ["20", "40"] {
-                for outcome in ["ok", "error"] {
+                for outcome in ["ok", "error", "refused"] {
                     metrics::counter!("wacenter_outbox_acks_total", "status" => status, "outcome" => outcome).absolute(0);
                 }
             }

@@ -363,6 +363,40 @@ async fn a_call_cut_off_at_exp_is_uncertain_and_replays_only_with_force() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_delivery_report_reaches_otomax_after_an_outage_without_a_second_send() {
+    let stack = Stack::start().await;
+    register_callback(&stack).await;
+    stack
+        .whatsapp_says(RESELLER_PHONE, "S5.08123456789.1234")
+        .await;
+    stack.wait_inbox(1).await;
+    // Down longer than the client's own retries (1 + 2 + 4 s) of the report: only a durable
+    // retry gets it there. The outbox row itself still reaches wacenter (OtomaX pushes it).
+    stack.otomax_faults(json!({"down_for_seconds": 9})).await;
+    let sent = stack.wait_sent(2).await;
+    let row = eventually(
+        Duration::from_secs(40),
+        "UpdateStatusOutbox 20 once OtomaX is back",
+        || async {
+            stack
+                .otomax_outbox()
+                .await
+                .into_iter()
+                .find(|r| r["update_status"] == json!(20))
+        },
+    )
+    .await;
+    assert_eq!(row["state"], json!("delivered"));
+    assert_eq!(
+        stack.whatsapp_sent().await.len(),
+        sent.len(),
+        "reporting again never sends again"
+    );
+    assert!(stack.dead_letters().await.is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn otomax_down_briefly_is_retried_within_exp() {
     let stack = Stack::start().await;
     stack.otomax_faults(json!({"down_for_seconds": 1.5})).await;
