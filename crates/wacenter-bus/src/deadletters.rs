@@ -7,7 +7,7 @@
 //! * one whose record now says `done` (a later delivery finished the work) is never replayed:
 //!   its record is what keeps the work from happening twice.
 
-use wacenter_proto::{names, DeadLetter, DeadLetterReason};
+use wacenter_proto::{names, DeadLetter, DeadLetterReason, InboundMessage, Provider};
 
 use crate::claims::{ClaimState, Claims};
 use crate::{Bus, BusError};
@@ -80,7 +80,13 @@ pub enum ReplayOutcome {
     NeedsForce,
     /// Its record says the work is done: left as it is, never sent again.
     AlreadyDone,
+    /// An `unreadable` webhook that this version cannot parse either: left as it is.
+    StillUnreadable,
 }
+
+/// Parses a kept webhook body again: what ingress does, given to [`replay`] by the caller so
+/// that this crate need not know the providers' payloads.
+pub type Reparse<'a> = &'a (dyn Fn(Provider, &[u8]) -> Result<Vec<InboundMessage>, String> + Sync);
 
 impl ReplayOutcome {
     /// What the operator reads about a letter that was not replayed.
@@ -89,6 +95,7 @@ impl ReplayOutcome {
             Self::Replayed => "replayed",
             Self::NeedsForce => "uncertain: OtomaX (or the recipient) may already have it. Check there first; replay with --force only if it is missing",
             Self::AlreadyDone => "its record says it was done after the letter was written; replaying would do it twice",
+            Self::StillUnreadable => "this version of wacenter cannot parse the webhook either; upgrade, then replay",
         }
     }
 }
@@ -108,6 +115,7 @@ pub async fn replay(
     bus: &Bus,
     selector: &Selector,
     options: ReplayOptions,
+    reparse: Option<Reparse<'_>>,
 ) -> Result<Vec<Replayed>, BusError> {
     let letters = list(bus, usize::MAX).await?;
     let chosen: Vec<_> = letters
@@ -125,6 +133,22 @@ pub async fn replay(
     let mut done = Vec::new();
     for stored in chosen {
         let letter = &stored.letter;
+        if letter.reason == DeadLetterReason::Unreadable {
+            let outcome = replay_webhook(bus, &stored, reparse).await?;
+            if outcome == ReplayOutcome::Replayed {
+                stream
+                    .delete_message(stored.sequence)
+                    .await
+                    .map_err(|e| BusError::Setup(e.to_string()))?;
+            }
+            done.push(Replayed {
+                sequence: stored.sequence,
+                id: letter.id.clone(),
+                subject: letter.subject.clone(),
+                outcome,
+            });
+            continue;
+        }
         let bucket = if letter.subject.starts_with("wa.inbound.") {
             names::FORWARDED_BUCKET
         } else if letter.subject.starts_with("wa.outbound.") {
@@ -183,4 +207,39 @@ pub async fn replay(
         done.push(outcome(ReplayOutcome::Replayed));
     }
     Ok(done)
+}
+
+/// Parses an `unreadable` webhook's kept body again and publishes what it holds as ingress
+/// would (same `Nats-Msg-Id`, so a message the provider re-sent meanwhile is not doubled).
+async fn replay_webhook(
+    bus: &Bus,
+    stored: &StoredLetter,
+    reparse: Option<Reparse<'_>>,
+) -> Result<ReplayOutcome, BusError> {
+    let letter = &stored.letter;
+    let provider = serde_json::from_value::<Provider>(letter.payload["provider"].clone());
+    let body = letter.payload["body"].as_str();
+    let (Some(reparse), Ok(provider), Some(body)) = (reparse, provider, body) else {
+        return Ok(ReplayOutcome::StillUnreadable);
+    };
+    let messages = match reparse(provider, body.as_bytes()) {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::warn!(seq = stored.sequence, error = %e, "kept webhook still cannot be parsed");
+            return Ok(ReplayOutcome::StillUnreadable);
+        }
+    };
+    for msg in &messages {
+        let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        bus.publish(
+            &names::inbound_subject(msg.provider),
+            &msg.dedupe_id(),
+            headers,
+            payload.into(),
+        )
+        .await?;
+    }
+    Ok(ReplayOutcome::Replayed)
 }

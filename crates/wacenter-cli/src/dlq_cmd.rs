@@ -44,7 +44,7 @@ pub enum DlqCommand {
     },
 }
 
-async fn connect(common: &Common) -> Result<Bus, ExitCode> {
+async fn connect(common: &Common) -> Result<(Bus, wacenter_config::Settings), ExitCode> {
     let settings =
         wacenter_config::load(&common.settings, common.config.as_deref(), Role::NatsTool).map_err(
             |e| {
@@ -61,7 +61,7 @@ async fn connect(common: &Common) -> Result<Bus, ExitCode> {
     // Fail fast instead of waiting forever for a NATS that is not there.
     for _ in 0..50 {
         if bus.is_connected() {
-            return Ok(bus);
+            return Ok((bus, settings));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -79,7 +79,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             limit,
             common,
         } => {
-            let bus = match connect(&common).await {
+            let (bus, _) = match connect(&common).await {
                 Ok(b) => b,
                 Err(code) => return Ok(code),
             };
@@ -119,7 +119,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             force,
             common,
         } => {
-            let bus = match connect(&common).await {
+            let (bus, settings) = match connect(&common).await {
                 Ok(b) => b,
                 Err(code) => return Ok(code),
             };
@@ -129,7 +129,11 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 Selector::One(id.unwrap_or_default())
             };
             let options = deadletters::ReplayOptions { fresh, force };
-            let done = deadletters::replay(&bus, &selector, options).await?;
+            let country_code = settings.wa_default_country_code.clone();
+            let reparse = move |provider, body: &[u8]| {
+                wacenter_ingress::messages_of(provider, body, &country_code)
+            };
+            let done = deadletters::replay(&bus, &selector, options, Some(&reparse)).await?;
             bus.drain().await;
             if done.is_empty() {
                 eprintln!("error: no dead letter matched (see wacenter dlq list)");

@@ -184,6 +184,20 @@ async fn unknown_provider(Path(provider): Path<String>) -> Response {
 /// A finished webhook: a label for metrics and the answer.
 type Answer = (&'static str, Response);
 
+/// What ingress makes of a webhook body: its chat messages (none for a receipt or status), or
+/// why it cannot be read. `dlq replay` uses it to parse an `unreadable` letter again.
+pub fn messages_of(
+    provider: Provider,
+    body: &[u8],
+    country_code: &str,
+) -> Result<Vec<wacenter_proto::InboundMessage>, String> {
+    match parse_webhook(provider, body, Utc::now(), country_code) {
+        Ok(Parsed::Messages(messages)) => Ok(messages),
+        Ok(Parsed::Ignored(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn refuse(label: &'static str, status: StatusCode, message: impl Into<String>) -> Box<Answer> {
     Box::new((label, error(status, message)))
 }
@@ -243,11 +257,16 @@ impl Ingress {
                 format!("{e}; sign the raw body with {setting} in {HUB_SIGNATURE_HEADER}"),
             ));
         }
-        let parsed =
-            parse_webhook(provider, &body, Utc::now(), &self.inner.country_code).map_err(|e| {
-                warn!(%provider, error = %e, "webhook refused: cannot parse");
-                refuse("malformed", StatusCode::BAD_REQUEST, e.to_string())
-            })?;
+        let parsed = match parse_webhook(provider, &body, Utc::now(), &self.inner.country_code) {
+            Ok(parsed) => parsed,
+            // Authentic, so a message somebody sent may be inside: refusing it would make the
+            // provider give up and lose it. Kept raw instead, for a replay after an upgrade.
+            Err(e) => {
+                return self
+                    .keep_unreadable(provider, headers, &body, e.to_string())
+                    .await
+            }
+        };
         let messages = match parsed {
             Parsed::Ignored(reason) => {
                 tracing::debug!(%provider, reason, "webhook is not a chat message; ignored");
@@ -280,6 +299,74 @@ impl Ingress {
         }
         let body = json!({"status": "accepted", "published": messages.len() - duplicates, "duplicates": duplicates});
         Ok(("accepted", (StatusCode::OK, Json(body)).into_response()))
+    }
+
+    /// Stores a signed webhook that could not be parsed as a dead letter `unreadable` (its raw
+    /// body, headers and the parse error) and answers 200, so the provider does not retry into
+    /// the same failure and then give up; 503 if NATS cannot store it, so the provider retries.
+    async fn keep_unreadable(
+        &self,
+        provider: Provider,
+        headers: &HeaderMap,
+        body: &[u8],
+        error: String,
+    ) -> Result<Answer, Box<Answer>> {
+        use sha2::Digest;
+        let id = format!(
+            "webhook:{provider}:{}",
+            &hex::encode(sha2::Sha256::digest(body))[..32]
+        );
+        warn!(%provider, letter = %id, %error, "webhook cannot be parsed; kept as dead letter unreadable");
+        let kept_headers: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie"))
+            .filter_map(|(name, value)| Some((name.to_string(), json!(value.to_str().ok()?))))
+            .collect();
+        let letter = wacenter_proto::DeadLetter {
+            version: wacenter_proto::PAYLOAD_VERSION,
+            id: id.clone(),
+            reason: wacenter_proto::DeadLetterReason::Unreadable,
+            error: format!("cannot parse the {provider} webhook: {error}"),
+            subject: names::webhook_letter_subject(provider),
+            payload: json!({
+                "provider": provider,
+                "body": String::from_utf8_lossy(body),
+                "headers": kept_headers,
+            }),
+            attempts: 1,
+            failed_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&letter).expect("dead letters serialize");
+        let mut nats_headers = wacenter_bus::HeaderMap::new();
+        nats_headers.insert(names::HEADER_WA_MESSAGE_ID, id.as_str());
+        // One letter per body: the provider retrying the same webhook does not add letters.
+        match self
+            .inner
+            .bus
+            .publish(
+                names::DEADLETTER_WEBHOOK,
+                &format!("dlq:{id}"),
+                nats_headers,
+                payload.into(),
+            )
+            .await
+        {
+            Ok(_) => {
+                metrics::counter!("wacenter_dead_letters_total", "worker" => "ingress", "reason" => "unreadable").increment(1);
+                let body = Json(
+                    json!({"status": "kept", "reason": "unreadable", "id": id, "error": letter.error}),
+                );
+                Ok(("unreadable", (StatusCode::OK, body).into_response()))
+            }
+            Err(e) => {
+                warn!(%provider, letter = %id, error = %e, "cannot keep the unreadable webhook");
+                Err(refuse(
+                    "nats_down",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not keep the webhook; retry later",
+                ))
+            }
+        }
     }
 
     /// Publishes one message; `Ok(true)` when JetStream already had it (a provider retry).

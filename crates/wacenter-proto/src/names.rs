@@ -18,6 +18,12 @@ pub const DEADLETTER_STREAM: &str = "WA_DEADLETTER";
 pub const DEADLETTER_SUBJECTS: &str = "wa.deadletter.>";
 pub const DEADLETTER_INBOUND: &str = "wa.deadletter.inbound";
 pub const DEADLETTER_OUTBOUND: &str = "wa.deadletter.outbound";
+/// Correctly signed webhooks that could not be read, kept raw (reason `unreadable`).
+pub const DEADLETTER_WEBHOOK: &str = "wa.deadletter.webhook";
+/// The `subject` of an unreadable webhook's dead letter: where it came in, not a NATS subject.
+pub fn webhook_letter_subject(provider: crate::Provider) -> String {
+    format!("webhook.{provider}")
+}
 
 /// Durable pull consumers, named after the role so every replica binds the same one.
 pub const FORWARDER_CONSUMER: &str = "forwarder";

@@ -122,6 +122,9 @@ pub enum DeadLetterReason {
     Invalid,
     /// The WhatsApp provider refused the message for good.
     SendFailed,
+    /// A correctly signed webhook that ingress could not read (a provider changed its payload):
+    /// kept raw so `dlq replay` can parse it again after an upgrade.
+    Unreadable,
 }
 
 impl DeadLetterReason {
@@ -134,6 +137,7 @@ impl DeadLetterReason {
             Self::Uncertain => "uncertain",
             Self::Invalid => "invalid",
             Self::SendFailed => "send_failed",
+            Self::Unreadable => "unreadable",
         }
     }
 }

@@ -331,7 +331,7 @@ async fn a_call_cut_off_at_exp_is_uncertain_and_replays_only_with_force() {
         fresh: true,
         force: false,
     };
-    let done = wacenter_bus::deadletters::replay(&bus, &one, fresh)
+    let done = wacenter_bus::deadletters::replay(&bus, &one, fresh, None)
         .await
         .unwrap();
     assert_eq!(
@@ -343,7 +343,7 @@ async fn a_call_cut_off_at_exp_is_uncertain_and_replays_only_with_force() {
         force: true,
         ..fresh
     };
-    let done = wacenter_bus::deadletters::replay(&bus, &one, forced)
+    let done = wacenter_bus::deadletters::replay(&bus, &one, forced, None)
         .await
         .unwrap();
     assert_eq!(
@@ -455,10 +455,11 @@ async fn webhook_signature_and_shape_failures_publish_nothing() {
         401,
         "malformed signature"
     );
+    // Signed but unreadable: kept (see the unreadable-webhook test), never refused into a loss.
     let garbage = b"{not json".to_vec();
     let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &garbage);
     let r = post(Some(&sig), garbage).await.unwrap();
-    assert_eq!(r.status(), 400, "malformed JSON");
+    assert_eq!(r.status(), 200, "malformed JSON is kept");
     let huge = vec![b' '; 2 << 20];
     let sig = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), &huge);
     // The server answers 413 as soon as it sees the size; the client may then find the
@@ -740,6 +741,58 @@ async fn nats_down_means_503_then_recovery() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_signed_webhook_that_cannot_be_parsed_is_kept_and_replayed_after_an_upgrade() {
+    let stack = Stack::start().await;
+    // A provider changed a field's type: the message id became an object.
+    let mut changed = gowa_message("SHAPE-1", RESELLER_PHONE, "S.1234", Utc::now());
+    changed["payload"]["id"] = json!({"value": "SHAPE-1"});
+    let r = stack.post_gowa(&changed).await;
+    assert_eq!(r.status(), 200, "kept, so the provider does not give up");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["status"], json!("kept"), "{answer}");
+    let letters = stack.wait_dead_letters(1).await;
+    assert_eq!(letters[0].reason, DeadLetterReason::Unreadable);
+    assert_eq!(letters[0].subject, "webhook.gowa");
+    let raw: Value = serde_json::from_str(letters[0].payload["body"].as_str().unwrap()).unwrap();
+    assert_eq!(raw, changed, "the raw body is kept whole");
+    assert!(letters[0].payload["headers"]["x-hub-signature-256"].is_string());
+    // The same webhook again (the provider retrying) keeps one letter.
+    assert_eq!(stack.post_gowa(&changed).await.status(), 200);
+    assert!(stack.otomax_inbox().await.is_empty());
+    let bus = stack.bus().await;
+    let one = wacenter_bus::deadletters::Selector::One(letters[0].id.clone());
+    let options = wacenter_bus::deadletters::ReplayOptions::default();
+    // This version still cannot read it: the letter stays.
+    let today = |provider, body: &[u8]| wacenter_ingress::messages_of(provider, body, "62");
+    let done = wacenter_bus::deadletters::replay(&bus, &one, options, Some(&today))
+        .await
+        .unwrap();
+    assert_eq!(
+        done[0].outcome,
+        wacenter_bus::deadletters::ReplayOutcome::StillUnreadable
+    );
+    assert_eq!(stack.dead_letters().await.len(), 1);
+    // "After the upgrade": a parser that understands the new shape.
+    let upgraded = |provider, body: &[u8]| {
+        let mut v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let id = v["payload"]["id"]["value"].clone();
+        v["payload"]["id"] = id;
+        today(provider, &serde_json::to_vec(&v).unwrap())
+    };
+    let done = wacenter_bus::deadletters::replay(&bus, &one, options, Some(&upgraded))
+        .await
+        .unwrap();
+    assert_eq!(
+        done[0].outcome,
+        wacenter_bus::deadletters::ReplayOutcome::Replayed
+    );
+    let inbox = stack.wait_inbox(1).await;
+    assert_eq!(inbox[0]["body"]["pesan"], json!("S.1234"));
+    assert!(stack.dead_letters().await.is_empty(), "the letter is gone");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_can_be_replayed() {
     let stack = Stack::start().await;
     let old = Utc::now() - chrono::Duration::seconds(120);
@@ -755,6 +808,7 @@ async fn dead_letters_can_be_replayed() {
             fresh: true,
             force: false,
         },
+        None,
     )
     .await
     .unwrap();
