@@ -178,6 +178,7 @@ METRICS: dict[str, tuple[str, set[str]]] = {
     "wacenter_forwarder_expired_notices_total": ("counter", set()),
     "wacenter_dead_letters_total": ("counter", {"worker", "reason"}),
     "wacenter_in_flight": ("gauge", {"worker"}),
+    "wacenter_handler_panics_total": ("counter", {"worker"}),
     "wacenter_reply_sent_total": ("counter", {"kind"}),
     "wacenter_reply_send_failed_total": ("counter", {"class", "kind"}),
     "wacenter_reply_duplicates_total": ("counter", set()),
@@ -196,7 +197,8 @@ LABEL_VALUES = {
     },
     ("wacenter_forwarder_auto_replies_total", "outcome"): {"queued", "none"},
     ("wacenter_in_flight", "worker"): {"forwarder", "reply"},
-    ("wacenter_dead_letters_total", "worker"): {"forwarder", "reply"},
+    ("wacenter_dead_letters_total", "worker"): {"forwarder", "reply", "ingress"},
+    ("wacenter_handler_panics_total", "worker"): {"forwarder", "reply"},
 }
 TARGET_LABELS = {"job", "instance"}
 

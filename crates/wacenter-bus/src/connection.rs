@@ -67,8 +67,10 @@ pub struct Topology {
     /// How long a consumer waits for an ack before redelivering (must exceed the longest
     /// handler pause between progress acks).
     pub ack_wait: Duration,
-    /// Deliveries before the worker dead-letters a message instead of handling it again.
-    pub max_deliver: i64,
+    /// Failed attempts a message gets before the worker dead-letters it. Enforced by the
+    /// worker, not the consumer: a server-side limit strands the message whose last delivery
+    /// crashed (nats-jetstream reference, fact 14).
+    pub max_attempts: i64,
 }
 
 impl Default for Topology {
@@ -76,7 +78,7 @@ impl Default for Topology {
         Self {
             replicas: 1,
             ack_wait: Duration::from_secs(10),
-            max_deliver: 20,
+            max_attempts: 20,
         }
     }
 }
@@ -293,7 +295,8 @@ impl Bus {
                 description: Some(format!("wacenter {name}: shared by all replicas")),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: self.topology.ack_wait,
-                max_deliver: self.topology.max_deliver,
+                // Unlimited: the worker dead-letters after `max_attempts` (see Topology).
+                max_deliver: -1,
                 max_ack_pending,
                 ..Default::default()
             })

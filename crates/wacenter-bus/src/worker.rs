@@ -4,19 +4,25 @@
 //! * while a handler works, the message gets an "in progress" ack so JetStream does not hand it
 //!   to another replica;
 //! * the handler's [`Disposition`] decides: ack, retry after a delay (nak with delay: a plain nak
-//!   would redeliver at once), or dead-letter (copied to the dead-letter subject *before* the
-//!   original is terminated, so nothing is lost);
+//!   would redeliver at once), wait (the same, but not a failed attempt), or dead-letter (copied
+//!   to the dead-letter subject *before* the original is terminated, so nothing is lost);
+//! * nothing ends silently: the consumer redelivers without limit and the worker enforces
+//!   [`crate::Topology::max_attempts`] itself, so a message whose last attempt crashed, lost its
+//!   ack or could not write its dead letter comes back and is dead-lettered then (a limit at the
+//!   server would strand it in the stream, out of every lag figure, until `max_age`); a handler
+//!   that panics is dead-lettered at once, as `uncertain`;
 //! * consumer errors (missed heartbeats, NATS restarts) re-create the pull instead of ending the
 //!   loop;
 //! * on shutdown it stops pulling and waits for in-flight handlers to finish and ack.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{AckKind, Message};
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, error, info, warn};
@@ -33,13 +39,23 @@ pub struct Delivery {
     /// The stream sequence: the same across redeliveries of this message, different for a
     /// second copy of the same content.
     pub stream_sequence: u64,
-    /// 1 on the first delivery, 2 on the first redelivery, …
+    /// 1 on the first delivery, 2 on the first redelivery, … (waits included).
     pub delivered: i64,
+    /// Which attempt this is: deliveries less the [`Disposition::Wait`]s this replica saw.
+    pub attempt: i64,
+    /// The attempts a message gets ([`crate::Topology::max_attempts`]).
+    pub max_attempts: i64,
 }
 
 impl Delivery {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+
+    /// No attempt follows this one: a failure now must end the message (and say so to whoever
+    /// waits for its outcome), or the worker dead-letters it as `retries_exhausted`.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
     }
 }
 
@@ -48,8 +64,13 @@ impl Delivery {
 pub enum Disposition {
     /// Done (forwarded, sent, or deliberately skipped).
     Ack,
-    /// Try again after this delay (the message stays in the stream).
+    /// This attempt failed: try again after this delay (the message stays in the stream). On
+    /// the last attempt the worker dead-letters it as `retries_exhausted` instead.
     RetryIn(Duration),
+    /// Not a failure: look again after this delay (sending is paced, the recipient is held
+    /// back, another owner is still at work). Does not use up an attempt; the handler bounds
+    /// how long it waits.
+    Wait(Duration),
     /// It cannot succeed: copy it to the dead-letter subject with the reason, then terminate it.
     DeadLetter {
         id: String,
@@ -106,6 +127,7 @@ pub async fn run<H, Fut>(
 {
     // Room for acks in flight beyond the messages being handled, so pulling never stalls on them.
     let max_ack_pending = i64::try_from(config.concurrency * 4).unwrap_or(i64::MAX);
+    let waits = Waits::default();
     let Some(consumer) = bus
         .bind_consumer(config.stream, config.consumer, max_ack_pending, &shutdown)
         .await
@@ -156,8 +178,9 @@ pub async fn run<H, Fut>(
                 Some(Ok(msg)) => {
                     backoff = Duration::from_millis(100);
                     let (bus, handler, config) = (bus.clone(), handler.clone(), config.clone());
+                    let waits = waits.clone();
                     tokio::spawn(async move {
-                        handle(bus, msg, &config, handler.as_ref()).await;
+                        handle(bus, msg, &config, handler.as_ref(), &waits).await;
                         drop(permit);
                     });
                 }
@@ -185,7 +208,34 @@ pub async fn run<H, Fut>(
     );
 }
 
-async fn handle<H, Fut>(bus: Bus, msg: Message, config: &WorkerConfig, handler: &H)
+/// How often each message waited on this replica (stream sequence → waits, last seen), so
+/// waits do not count as attempts. Another replica's waits are not known here: they count, and
+/// such a message may be dead-lettered sooner, never later.
+#[derive(Clone, Default)]
+struct Waits(Arc<std::sync::Mutex<std::collections::HashMap<u64, (i64, Instant)>>>);
+
+impl Waits {
+    fn of(&self, seq: u64) -> i64 {
+        let map = self.0.lock().expect("waits lock");
+        map.get(&seq).map_or(0, |(n, _)| *n)
+    }
+
+    fn waited(&self, seq: u64) {
+        let mut map = self.0.lock().expect("waits lock");
+        // Messages that moved on to another replica leave entries behind: forget old ones.
+        if map.len() > 10_000 {
+            map.retain(|_, (_, seen)| seen.elapsed() < Duration::from_secs(3600));
+        }
+        let entry = map.entry(seq).or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
+    }
+
+    fn forget(&self, seq: u64) {
+        self.0.lock().expect("waits lock").remove(&seq);
+    }
+}
+
+async fn handle<H, Fut>(bus: Bus, msg: Message, config: &WorkerConfig, handler: &H, waits: &Waits)
 where
     H: Fn(Delivery) -> Fut,
     Fut: Future<Output = Disposition>,
@@ -197,13 +247,17 @@ where
             return;
         }
     };
+    let topology = bus.topology();
     let delivery = Delivery {
         subject: msg.subject.to_string(),
         payload: msg.payload.clone(),
         headers: msg.headers.clone(),
         stream_sequence,
         delivered,
+        attempt: (delivered - waits.of(stream_sequence)).max(1),
+        max_attempts: topology.max_attempts,
     };
+    let last_attempt = delivery.is_last_attempt();
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
     let delivery_for_id = delivery.clone();
     // The handler runs in a span continuing the publisher's trace.
@@ -211,9 +265,15 @@ where
     let incoming = delivery
         .header(wacenter_proto::names::HEADER_TRACEPARENT)
         .map(str::to_owned);
-    let work = wacenter_trace::in_trace(span.clone(), incoming.clone(), handler(delivery));
+    // A panic is caught here, not left to kill the task: the message would come back into the
+    // same panic until the stream forgot it.
+    let work = std::panic::AssertUnwindSafe(wacenter_trace::in_trace(
+        span.clone(),
+        incoming.clone(),
+        handler(delivery),
+    ))
+    .catch_unwind();
     tokio::pin!(work);
-    let topology = bus.topology();
     // Well inside the ack wait, so a slow handler's message is never handed to another replica.
     let mut progress = tokio::time::interval(topology.ack_wait / 3);
     progress.tick().await;
@@ -228,18 +288,41 @@ where
         }
     };
     metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
+    let id =
+        || (config.id_of)(&delivery_for_id).unwrap_or_else(|| format!("seq:{stream_sequence}"));
     let disposition = match disposition {
-        Disposition::RetryIn(_) if delivered >= topology.max_deliver => Disposition::DeadLetter {
-            id: (config.id_of)(&delivery_for_id)
-                .unwrap_or_else(|| format!("seq:{stream_sequence}")),
+        Ok(Disposition::RetryIn(_)) if last_attempt => Disposition::DeadLetter {
+            id: id(),
             reason: DeadLetterReason::RetriesExhausted,
-            error: format!("still failing after {delivered} deliveries"),
+            error: format!("still failing after {} attempts", delivery_for_id.attempt),
         },
-        other => other,
+        Ok(other) => other,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            error!(worker = config.name, seq = stream_sequence, panic = %what, "handler panicked; dead-lettering the message");
+            metrics::counter!("wacenter_handler_panics_total", "worker" => config.name)
+                .increment(1);
+            Disposition::DeadLetter {
+                id: id(),
+                reason: DeadLetterReason::Uncertain,
+                error: format!("the {} handler crashed (panic: {what}); whatever it was doing may or may not have happened. Check before replaying", config.name),
+            }
+        }
     };
+    match &disposition {
+        Disposition::Wait(_) => waits.waited(stream_sequence),
+        Disposition::RetryIn(_) => {}
+        Disposition::Ack | Disposition::DeadLetter { .. } => waits.forget(stream_sequence),
+    }
     let result = match disposition {
         Disposition::Ack => msg.ack().await,
-        Disposition::RetryIn(delay) => msg.ack_with(AckKind::Nak(Some(delay))).await,
+        Disposition::RetryIn(delay) | Disposition::Wait(delay) => {
+            msg.ack_with(AckKind::Nak(Some(delay))).await
+        }
         Disposition::DeadLetter { id, reason, error } => {
             let letter = DeadLetter {
                 version: PAYLOAD_VERSION,
@@ -250,7 +333,7 @@ where
                 payload: serde_json::from_slice(&msg.payload).unwrap_or_else(|_| {
                     serde_json::Value::String(String::from_utf8_lossy(&msg.payload).into_owned())
                 }),
-                attempts: u32::try_from(delivered).unwrap_or(u32::MAX),
+                attempts: u32::try_from(delivery_for_id.attempt).unwrap_or(u32::MAX),
                 failed_at: chrono::Utc::now(),
             };
             // In the message's trace, like everything else done for it.

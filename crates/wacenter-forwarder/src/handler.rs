@@ -136,7 +136,7 @@ impl Forwarder {
                 // id (the echo races the send's answer): look again shortly before believing a
                 // person typed it on the phone.
                 Ok(false) if d.delivered < OWN_ECHO_CHECKS => {
-                    return Disposition::RetryIn(Duration::from_millis(700));
+                    return Disposition::Wait(Duration::from_millis(700));
                 }
                 Ok(false) => {}
                 Err(e) => return Disposition::nats_trouble(e, "checking own messages"),
@@ -194,7 +194,7 @@ impl Forwarder {
                     },
                     ClaimState::InProgress if record.maybe_still_running() => {
                         info!("another delivery of this message is still being handled; looking again shortly");
-                        return Disposition::RetryIn(Duration::from_secs(3));
+                        return Disposition::Wait(Duration::from_secs(3));
                     }
                     ClaimState::InProgress => {
                         warn!(

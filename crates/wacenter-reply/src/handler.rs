@@ -140,7 +140,7 @@ impl Replier {
         };
         // Held back (the provider rate-limited this recipient): wait before claiming anything.
         if let Some(wait) = self.held_back(&to) {
-            return Disposition::RetryIn(wait);
+            return Disposition::Wait(wait);
         }
         let key = names::kv_key(&out.id);
         // One write claims the message as `in_progress`: the send follows at once.
@@ -185,7 +185,7 @@ impl Replier {
                     },
                     ClaimState::InProgress if record.maybe_still_running() => {
                         info!("another delivery of this message is still being handled; looking again shortly");
-                        return Disposition::RetryIn(Duration::from_secs(3));
+                        return Disposition::Wait(Duration::from_secs(3));
                     }
                     ClaimState::InProgress => {
                         warn!("a previous attempt stopped while the provider was being called; not resent");
@@ -281,7 +281,7 @@ impl Replier {
         };
         metrics::counter!("wacenter_reply_send_failed_total", "class" => label, "kind" => kind)
             .increment(1);
-        let last_chance = d.delivered >= self.inner.bus.topology().max_deliver;
+        let last_chance = d.is_last_attempt();
         match class {
             SendErrorClass::RateLimited { .. } | SendErrorClass::Transient if !last_chance => {
                 // Definitely not sent: give the claim back so the retry can send.

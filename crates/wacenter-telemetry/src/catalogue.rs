@@ -24,6 +24,7 @@ pub fn register(service: &str) {
                     "ignored",
                     "bad_signature",
                     "malformed",
+                    "unreadable",
                     "nats_down",
                 ] {
                     metrics::counter!("wacenter_ingress_webhooks_total", "provider" => provider, "outcome" => outcome).absolute(0);
@@ -32,6 +33,8 @@ pub fn register(service: &str) {
                     metrics::counter!("wacenter_ingress_published_total", "provider" => provider, "duplicate" => duplicate).absolute(0);
                 }
             }
+            // Signed webhooks that could not be parsed, kept as dead letters `unreadable`.
+            metrics::counter!("wacenter_dead_letters_total", "worker" => "ingress", "reason" => "unreadable").absolute(0);
         }
         "forwarder" => {
             otomax_metrics();
@@ -177,7 +180,12 @@ fn worker_metrics(worker: &'static str) {
         "wacenter_in_flight",
         "Messages being handled right now, by worker"
     );
+    describe_counter!(
+        "wacenter_handler_panics_total",
+        "Handlers that panicked (a bug; the message was dead-lettered as uncertain), by worker"
+    );
     metrics::gauge!("wacenter_in_flight", "worker" => worker).set(0.0);
+    metrics::counter!("wacenter_handler_panics_total", "worker" => worker).absolute(0);
     for reason in [
         "expired",
         "auth_failed",

@@ -1,9 +1,11 @@
-//! Idempotency claims against a real nats-server.
+//! The bus against a real nats-server: idempotency claims here, the worker loop in `worker`.
 
 use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::{Bus, Topology};
 use wacenter_proto::names;
 use wacenter_test_support::NatsServer;
+
+mod worker;
 
 async fn claims(nats: &NatsServer) -> Claims {
     let bus = Bus::connect(&nats.url(), "test", Topology::default())
