@@ -7,6 +7,9 @@
 //! writes: the claim and the outcome. Every write is a JetStream round trip, and these are most
 //! of what a message costs.
 
+use std::future::Future;
+use std::time::Duration;
+
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -41,10 +44,13 @@ pub struct ClaimRecord {
     pub detail: serde_json::Value,
 }
 
-/// How long an `in_progress` record may belong to a worker that is still alive. A redelivery
-/// can meet a live owner when NATS blipped and its progress acks were lost; the owner records
-/// the outcome within seconds of NATS coming back. Older than this, the owner is gone.
-pub const IN_PROGRESS_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often the owner of an `in_progress` record renews it while its call is on the wire.
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(3);
+
+/// How long a redelivery watches an `in_progress` record before it concludes that nobody is
+/// renewing it: several renewals' worth, so a NATS blip or a slow write does not kill a live
+/// owner. Measured on the reader's own monotonic clock; no two machines' clocks are compared.
+pub const LEASE_LAPSES_AFTER: Duration = Duration::from_secs(15);
 
 impl ClaimRecord {
     pub fn new(state: ClaimState, seq: u64) -> Self {
@@ -55,14 +61,17 @@ impl ClaimRecord {
             detail: serde_json::Value::Null,
         }
     }
+}
 
-    /// An `in_progress` record whose owner may still be working on it: wait, do not judge yet.
-    pub fn maybe_still_running(&self) -> bool {
-        self.state == ClaimState::InProgress
-            && (Utc::now() - self.at)
-                .to_std()
-                .is_ok_and(|age| age < IN_PROGRESS_GRACE)
-    }
+/// What a redelivery found out about the owner of an `in_progress` record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owner {
+    /// The record changed while we watched (renewed, or the outcome recorded): the owner is
+    /// alive, or finished. Look again later.
+    Alive,
+    /// Nobody renewed the record for [`LEASE_LAPSES_AFTER`]: the owner is gone, and whether its
+    /// call reached the peer is unknown.
+    Gone,
 }
 
 /// Result of trying to claim.
@@ -210,6 +219,54 @@ impl Claims {
                 return;
             }
         }
+    }
+
+    /// Runs `work` (the call on the wire) while holding the lease on the `in_progress` record
+    /// `ours`, written at `revision`: the record is written again every [`LEASE_RENEW_EVERY`],
+    /// so a redelivery can tell a live owner from a dead one without reading any clock but its
+    /// own ([`Claims::owner`]). Returns the work's output and the record's revision now, for the
+    /// outcome's compare-and-set.
+    pub async fn hold<F: Future>(
+        &self,
+        key: &str,
+        ours: &ClaimRecord,
+        mut revision: u64,
+        work: F,
+    ) -> (F::Output, u64) {
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(LEASE_RENEW_EVERY);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return (out, revision),
+                _ = renew.tick() => {
+                    // Not inside the select: a renewal that was sent is seen through, so its
+                    // revision is known when the outcome is written.
+                    match self.advance(key, ours, revision).await {
+                        Ok(r) => revision = r,
+                        // Landed with its acknowledgement lost, or NATS is away: read it back.
+                        Err(e) => match self.get(key).await {
+                            Ok(Some((r, rev))) if r == *ours => revision = rev,
+                            _ => tracing::warn!(error = %e, "cannot renew the lease; trying again"),
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Watches an `in_progress` record read at `revision` for up to [`LEASE_LAPSES_AFTER`]: if
+    /// it changes, its owner is alive (or done); if nobody renews it, the owner is gone.
+    pub async fn owner(&self, key: &str, revision: u64) -> Result<Owner, BusError> {
+        let watching = tokio::time::Instant::now();
+        while watching.elapsed() < LEASE_LAPSES_AFTER {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self.get(key).await? {
+                Some((_, now)) if now == revision => {}
+                _ => return Ok(Owner::Alive),
+            }
+        }
+        Ok(Owner::Gone)
     }
 
     /// Unconditional write (records that only ever grow, like "we sent this provider id").

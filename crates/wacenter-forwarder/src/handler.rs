@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
-use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
+use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::Settings;
 use wacenter_otomax::{
@@ -192,16 +192,20 @@ impl Forwarder {
                             return Disposition::nats_trouble(e, "marking the message in progress");
                         }
                     },
-                    ClaimState::InProgress if record.maybe_still_running() => {
-                        info!("another delivery of this message is still being handled; looking again shortly");
-                        return Disposition::Wait(Duration::from_secs(3));
-                    }
-                    ClaimState::InProgress => {
-                        warn!(
-                            "a previous attempt stopped while OtomaX was being called; not retried"
-                        );
-                        return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
-                    }
+                    // An earlier delivery is (or was) on the call: its lease tells which.
+                    ClaimState::InProgress => match me.forwarded.owner(&key, revision).await {
+                        Ok(Owner::Alive) => {
+                            info!("another delivery of this message is still being handled; looking again shortly");
+                            return Disposition::Wait(Duration::from_secs(1));
+                        }
+                        Ok(Owner::Gone) => {
+                            warn!("a previous attempt stopped while OtomaX was being called; not retried");
+                            return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
+                        }
+                        Err(e) => {
+                            return Disposition::nats_trouble(e, "watching the owner's lease")
+                        }
+                    },
                     ClaimState::Done => {
                         // Forwarded; finish what may not have happened after it (the auto-reply).
                         let result: InsertInboxResult =
@@ -224,7 +228,12 @@ impl Forwarder {
         );
         // The seed's debug line: what is forwarded, to whom (never the token or keys).
         tracing::debug!(pesan = %req.pesan, pengirim = %req.pengirim, kode_reseller = %req.kode_reseller, kode_terminal = req.kode_terminal, exp = %req.exp, "forwarding WhatsApp message to OtomaX InsertInbox");
-        match otomax.insert_inbox(&req).await {
+        // The lease is renewed while the call is on the wire, however long OtomaX takes.
+        let (answer, revision) = me
+            .forwarded
+            .hold(&key, &first, revision, otomax.insert_inbox(&req))
+            .await;
+        match answer {
             Ok(resp) => {
                 let result = resp.result;
                 if let Some(kode) = result.kode_inbox {

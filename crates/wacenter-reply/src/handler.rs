@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
-use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
+use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{Settings, WaProvider};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
@@ -183,14 +183,20 @@ impl Replier {
                             return Disposition::nats_trouble(e, "marking the message in progress");
                         }
                     },
-                    ClaimState::InProgress if record.maybe_still_running() => {
-                        info!("another delivery of this message is still being handled; looking again shortly");
-                        return Disposition::Wait(Duration::from_secs(3));
-                    }
-                    ClaimState::InProgress => {
-                        warn!("a previous attempt stopped while the provider was being called; not resent");
-                        return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
-                    }
+                    // An earlier delivery is (or was) sending: its lease tells which.
+                    ClaimState::InProgress => match me.delivered.owner(&key, revision).await {
+                        Ok(Owner::Alive) => {
+                            info!("another delivery of this message is still being handled; looking again shortly");
+                            return Disposition::Wait(Duration::from_secs(1));
+                        }
+                        Ok(Owner::Gone) => {
+                            warn!("a previous attempt stopped while the provider was being called; not resent");
+                            return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
+                        }
+                        Err(e) => {
+                            return Disposition::nats_trouble(e, "watching the owner's lease")
+                        }
+                    },
                     ClaimState::Done => {
                         return match self.report_outbox(&out, outbox_status::DELIVERED).await {
                             Ok(()) => Disposition::Ack,
@@ -224,11 +230,12 @@ impl Replier {
             wacenter_proto::OutboundKind::AutoReply => "auto_reply",
             wacenter_proto::OutboundKind::Outbox => "outbox",
         };
-        match me
+        // The lease is renewed while the send is on the wire.
+        let send = me
             .sender
-            .send_text(account, &to, &out.text, out.reply_to.as_deref())
-            .await
-        {
+            .send_text(account, &to, &out.text, out.reply_to.as_deref());
+        let (sent, revision) = me.delivered.hold(&key, &in_progress, revision, send).await;
+        match sent {
             Ok(sent) => {
                 info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind).increment(1);

@@ -1,5 +1,7 @@
 //! The bus against a real nats-server: idempotency claims here, the worker loop in `worker`.
 
+use std::time::Duration;
+
 use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::{Bus, Topology};
 use wacenter_proto::names;
@@ -133,4 +135,45 @@ async fn nats_url_takes_a_comma_separated_list() {
         .expect_err("a bad entry is refused");
     assert!(err.to_string().contains("bad host"), "{err}");
     assert!(wacenter_bus::server_addrs(" , ").is_err());
+}
+
+/// Whether the owner of an `in_progress` record is alive is read from its lease renewals, on the
+/// reader's own clock: an owner whose clock is an hour ahead of or behind the reader's is alive
+/// while it renews, and gone once it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_is_judged_by_its_lease_not_by_clocks() {
+    use wacenter_bus::claims::Owner;
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    for (key, skew) in [("ahead", 3600), ("behind", -3600)] {
+        let mut ours = ClaimRecord::new(ClaimState::InProgress, 7);
+        ours.at += chrono::Duration::seconds(skew);
+        let Claim::New { revision } = claims.claim(key, &ours).await.unwrap() else {
+            panic!("fresh key");
+        };
+        // The owner's call takes 8 s: longer than a reader's look, shorter than its patience.
+        let owner = {
+            let (claims, ours) = (claims.clone(), ours.clone());
+            tokio::spawn(async move {
+                claims
+                    .hold(
+                        key,
+                        &ours,
+                        revision,
+                        tokio::time::sleep(Duration::from_secs(8)),
+                    )
+                    .await
+                    .1
+            })
+        };
+        let (_, seen) = claims.get(key).await.unwrap().unwrap();
+        assert_eq!(
+            claims.owner(key, seen).await.unwrap(),
+            Owner::Alive,
+            "{key}"
+        );
+        let last = owner.await.unwrap();
+        // The owner died without writing an outcome: nobody renews any more.
+        assert_eq!(claims.owner(key, last).await.unwrap(), Owner::Gone, "{key}");
+    }
 }

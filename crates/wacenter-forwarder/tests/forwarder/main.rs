@@ -1,0 +1,156 @@
+//! The forwarder's handler against a real nats-server and the OtomaX simulator, driven one
+//! delivery at a time so that two replicas can be made to meet on one message.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use wacenter_bus::{Bus, Delivery, Disposition, Topology};
+use wacenter_config::{Secret, Settings};
+use wacenter_forwarder::Forwarder;
+use wacenter_proto::{names, InboundMessage, Provider, PAYLOAD_VERSION};
+use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_test_support::NatsServer;
+
+const RESELLER_PHONE: &str = "628123456789";
+
+struct World {
+    _nats: NatsServer,
+    settings: Settings,
+    otomax_url: String,
+    http: reqwest::Client,
+}
+
+impl World {
+    async fn start(faults: Faults, customize: impl FnOnce(&mut Settings)) -> World {
+        let nats = NatsServer::start();
+        let otomax = OtomaxSim::new(OtomaxSimConfig {
+            app_id: "OtomaX.Addon".into(),
+            app_key: "demoKey".into(),
+            dev_key: "YAR.OtomaX.OpenApi.App".into(),
+            resellers: vec![SimReseller::parse_arg(&format!("{RESELLER_PHONE}=R001")).unwrap()],
+            result_delay: Duration::from_secs(3600),
+            faults,
+        });
+        let otomax_url = format!("http://{}/", otomax.spawn(0).await.unwrap());
+        let mut settings = Settings {
+            nats_url: nats.url(),
+            otomax_api_url: otomax_url.clone(),
+            otomax_app_id: "OtomaX.Addon".into(),
+            otomax_app_key: Secret::new("demoKey"),
+            otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
+            ..Settings::default()
+        };
+        customize(&mut settings);
+        World {
+            _nats: nats,
+            settings,
+            otomax_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A forwarder replica with its own NATS connection.
+    async fn replica(&self) -> Forwarder {
+        let bus = Bus::connect(&self.settings.nats_url, "forwarder", Topology::default())
+            .await
+            .unwrap();
+        bus.ensure_topology().await.unwrap();
+        Forwarder::new(&self.settings, bus).await.unwrap()
+    }
+
+    /// Publishes a purchase as ingress would; returns its first delivery.
+    async fn publish(&self, id: &str, text: &str) -> Delivery {
+        let bus = Bus::connect(&self.settings.nats_url, "ingress", Topology::default())
+            .await
+            .unwrap();
+        bus.ensure_topology().await.unwrap();
+        let msg = InboundMessage {
+            version: PAYLOAD_VERSION,
+            provider: Provider::Gowa,
+            account: "628111222333@s.whatsapp.net".into(),
+            message_id: id.into(),
+            chat: format!("{RESELLER_PHONE}@s.whatsapp.net"),
+            sender: RESELLER_PHONE.into(),
+            sender_name: "Test".into(),
+            timestamp: Utc::now(),
+            text: text.into(),
+            is_group: false,
+            from_me: false,
+            has_media: false,
+            media_type: None,
+            received_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&msg).unwrap();
+        let subject = names::inbound_subject(Provider::Gowa);
+        let ack = bus
+            .publish(
+                &subject,
+                &msg.dedupe_id(),
+                wacenter_bus::HeaderMap::new(),
+                payload.clone().into(),
+            )
+            .await
+            .unwrap();
+        Delivery {
+            subject,
+            payload: payload.into(),
+            headers: None,
+            stream_sequence: ack.sequence,
+            delivered: 1,
+            attempt: 1,
+            max_attempts: Topology::default().max_attempts,
+        }
+    }
+
+    async fn inbox(&self) -> Vec<serde_json::Value> {
+        self.http
+            .get(format!("{}_sim/inbox", self.otomax_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// Redelivers `first` to `replica` (as JetStream would after lost progress acks) until the
+/// handler stops asking to look again; returns what it finally decided.
+async fn redeliver_until_decided(replica: &Forwarder, first: &Delivery) -> Disposition {
+    let mut d = first.clone();
+    loop {
+        d.delivered += 1;
+        match replica.clone().handle(d.clone()).await {
+            Disposition::Wait(pause) => tokio::time::sleep(pause).await,
+            Disposition::RetryIn(pause) => {
+                d.attempt += 1;
+                tokio::time::sleep(pause).await
+            }
+            decided => return decided,
+        }
+    }
+}
+
+/// OtomaX takes 25 s to answer (`_exp` 120 s allows it). A redelivery of the message to another
+/// replica meanwhile must see that the owner is alive however long its call takes, and then
+/// find the message done: never `uncertain` while the owner still works on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_call_is_not_taken_for_a_dead_owner() {
+    let slow = Faults {
+        latency_ms: 25_000,
+        ..Faults::default()
+    };
+    let world = World::start(slow, |s| {
+        s.otomax_exp_seconds = 120;
+        s.otomax_timeout_seconds = 60;
+    })
+    .await;
+    let (owner, other) = (world.replica().await, world.replica().await);
+    let first = world.publish("SLOW-1", "S.1234").await;
+    let owner_task = tokio::spawn(owner.handle(first.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let decided = redeliver_until_decided(&other, &first).await;
+    assert_eq!(owner_task.await.unwrap(), Disposition::Ack);
+    assert_eq!(decided, Disposition::Ack, "the redelivery finds it done");
+    assert_eq!(world.inbox().await.len(), 1, "one InsertInbox");
+}
