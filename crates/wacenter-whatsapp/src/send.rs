@@ -134,6 +134,10 @@ impl SendError {
                 },
                 // GOWA's own deadline fired while it was working on the send.
                 Some("CONTEXT_ERROR") => SendErrorClass::Ambiguous,
+                // GOWA's session is not connected or logged in (yet): nothing was sent, and the
+                // device reconnects by itself (a wrong basic auth is GOWA's plain 401).
+                // `INVALID_WA_CLI` (500): the device's client is not set up yet.
+                Some("AUTHENTICATION_ERROR" | "INVALID_WA_CLI") => SendErrorClass::Transient,
                 _ => class_by_status(*status, *retry_after),
             },
             Self::Meta {
@@ -163,8 +167,12 @@ fn class_by_status(status: u16, retry_after: Option<Duration>) -> SendErrorClass
             retry_after,
             per_recipient: false,
         },
-        // 408: the server gave up waiting for our request, so it did not act on it.
-        408 | 500..=599 => SendErrorClass::Transient,
+        // 408: the server gave up waiting for our request, so it did not act on it; 502 and
+        // 503: a proxy or the service turned it away before acting on it.
+        408 | 502 | 503 => SendErrorClass::Transient,
+        // 500, 504 and the rest may come after the message left (GOWA answers 500 when
+        // whatsmeow's send fails, 504 when it timed out waiting for WhatsApp's answer).
+        500..=599 => SendErrorClass::Ambiguous,
         _ => SendErrorClass::Permanent,
     }
 }
@@ -424,9 +432,24 @@ mod tests {
             .class(),
             Ambiguous
         );
-        assert_eq!(rejected(500, None).class(), Transient);
+        // A 500 or 504 may come after the message left (GOWA answers 500 when whatsmeow's
+        // send fails, 504 when it timed out waiting for WhatsApp): not sent again blindly.
+        assert_eq!(rejected(500, None).class(), Ambiguous);
+        assert_eq!(
+            rejected(500, Some("INTERNAL_SERVER_ERROR")).class(),
+            Ambiguous
+        );
+        assert_eq!(rejected(504, Some("GATEWAY_TIMEOUT")).class(), Ambiguous);
+        assert_eq!(rejected(599, None).class(), Ambiguous);
+        // 502 and 503: a proxy or the service refused before acting on it.
+        assert_eq!(rejected(502, None).class(), Transient);
         assert_eq!(
             rejected(503, Some("INTERNAL_SERVER_ERROR")).class(),
+            Transient
+        );
+        // GOWA's session is not connected (yet): it sent nothing, and will reconnect.
+        assert_eq!(
+            rejected(401, Some("AUTHENTICATION_ERROR")).class(),
             Transient
         );
         assert_eq!(rejected(400, Some("INVALID_JID")).class(), Permanent);
