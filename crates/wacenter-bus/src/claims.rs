@@ -279,18 +279,30 @@ impl Claims {
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, BusError> {
-        Ok(self.get(key).await?.is_some())
+        Ok(self.raw(key).await?.is_some())
+    }
+
+    /// The value under `key` as stored, for records that are not claims.
+    pub async fn raw(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| BusError::Kv(format!("read {key}: {e}")))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| e.value))
     }
 }
 
 /// Retries through a NATS outage: 40 tries spaced 100 ms doubling to 2 s, about a minute in all.
-struct OutageRetry {
+pub(crate) struct OutageRetry {
     tries: u32,
     wait: std::time::Duration,
 }
 
 impl OutageRetry {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tries: 0,
             wait: std::time::Duration::from_millis(100),
@@ -298,7 +310,7 @@ impl OutageRetry {
     }
 
     /// Logs the failure and waits before the next try; false once the tries are spent.
-    async fn again(&mut self, doing: &str, error: &BusError) -> bool {
+    pub(crate) async fn again(&mut self, doing: &str, error: &BusError) -> bool {
         self.tries += 1;
         if self.tries >= 40 {
             return false;

@@ -53,7 +53,10 @@ pub fn kv_bucket_stream(bucket: &str, replicas: usize) -> stream::Config {
         num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        // Reads go to the stream leader: a direct get may be answered by a follower that has
+        // not caught up (no read-your-writes on a cluster), and "is this id ours?" must not
+        // miss a record just written.
+        allow_direct: false,
         discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(2 * 60),
         ..Default::default()
@@ -257,7 +260,8 @@ impl Bus {
                     && have.max_age == config.max_age
                     && have.duplicate_window == config.duplicate_window
                     && have.num_replicas == config.num_replicas
-                    && have.max_messages_per_subject == config.max_messages_per_subject;
+                    && have.max_messages_per_subject == config.max_messages_per_subject
+                    && have.allow_direct == config.allow_direct;
                 if !same {
                     info!(stream = %name, "updating stream configuration");
                     self.js

@@ -4,11 +4,13 @@
 //!   `proto/README.md`), and publishing that waits for JetStream's ack with `Nats-Msg-Id` dedupe;
 //! * [`worker`]: the pull-consumer loop with bounded concurrency, progress acks while a handler
 //!   works, `Disposition`s (ack, retry later, dead-letter) and graceful shutdown;
-//! * [`claims`]: create-if-absent idempotency records in a KV bucket.
+//! * [`claims`]: create-if-absent idempotency records in a KV bucket;
+//! * [`own`]: what wacenter sent, so its echoes are never forwarded.
 
 pub mod claims;
 mod connection;
 pub mod deadletters;
+pub mod own;
 pub mod worker;
 
 pub use async_nats::HeaderMap;

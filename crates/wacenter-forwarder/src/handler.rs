@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
+use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::Settings;
 use wacenter_otomax::{
@@ -27,7 +28,7 @@ pub struct Forwarder {
 struct Inner {
     bus: Bus,
     forwarded: Claims,
-    own_messages: Claims,
+    own_messages: OwnMessages,
     otomax: Option<OtomaxClient>,
     flags: ForwardingFlags,
     reseller: String,
@@ -49,7 +50,9 @@ impl Forwarder {
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarded: Claims::new(bus.bucket(names::FORWARDED_BUCKET).await?),
-                own_messages: Claims::new(bus.bucket(names::OWN_MESSAGES_BUCKET).await?),
+                own_messages: OwnMessages::new(Claims::new(
+                    bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
+                )),
                 bus,
                 otomax,
                 flags: ForwardingFlags::from_settings(settings),
@@ -124,7 +127,7 @@ impl Forwarder {
             // it would make OtomaX and wacenter answer each other forever.
             match me
                 .own_messages
-                .exists(&names::kv_key(&msg.message_id))
+                .is_ours(&msg.message_id, &msg.account, &msg.chat, &msg.text)
                 .await
             {
                 Ok(true) => {

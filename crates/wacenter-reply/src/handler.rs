@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
+use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{Settings, WaProvider};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
@@ -25,7 +25,10 @@ pub struct Replier {
 struct Inner {
     bus: Bus,
     delivered: Claims,
-    own_messages: Claims,
+    own_messages: OwnMessages,
+    /// `OTOMAX_FORWARD_OUTGOING`: echoes of our sends reach the forwarder, so each send is
+    /// fingerprinted before it leaves.
+    fingerprint_sends: bool,
     sender: Sender,
     default_account: String,
     country_code: String,
@@ -64,7 +67,10 @@ impl Replier {
         Ok(Self {
             inner: Arc::new(Inner {
                 delivered: Claims::new(bus.bucket(names::DELIVERED_BUCKET).await?),
-                own_messages: Claims::new(bus.bucket(names::OWN_MESSAGES_BUCKET).await?),
+                own_messages: OwnMessages::new(Claims::new(
+                    bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
+                )),
+                fingerprint_sends: settings.otomax_enabled && settings.otomax_forward_outgoing,
                 bus,
                 sender,
                 default_account,
@@ -230,6 +236,18 @@ impl Replier {
             wacenter_proto::OutboundKind::AutoReply => "auto_reply",
             wacenter_proto::OutboundKind::Outbox => "outbox",
         };
+        // With outgoing forwarding on, what is about to be sent is recorded first: if the
+        // send's answer is lost its id is never known, and its echo may come back before it.
+        if me.fingerprint_sends {
+            if let Err(e) = me
+                .own_messages
+                .record_sending(account, &to, &out.text, &out.id)
+                .await
+            {
+                me.delivered.release_unstarted(&key, &in_progress).await;
+                return Disposition::nats_trouble(e, "recording what is about to be sent");
+            }
+        }
         // The lease is renewed while the send is on the wire.
         let send = me
             .sender
@@ -241,14 +259,9 @@ impl Replier {
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind).increment(1);
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
-                    let value = json!({"outbound_id": out.id, "at": Utc::now()}).to_string();
-                    if let Err(e) = me
-                        .own_messages
-                        .put(&names::kv_key(&sent.provider_message_id), value.into())
-                        .await
-                    {
-                        warn!(error = %e, "cannot record our own message id; its echo could be forwarded");
-                    }
+                    me.own_messages
+                        .record_sent(&sent.provider_message_id, &out.id)
+                        .await;
                 }
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = json!({"provider_message_id": sent.provider_message_id});

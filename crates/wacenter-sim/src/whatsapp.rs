@@ -6,7 +6,8 @@
 //!   v8 webhook to the configured webhook URL, as a phone sending to our number would;
 //! * optional echo: every sent message comes back as a `from_me` webhook, like a real gateway
 //!   reports messages sent from the linked number;
-//! * fault knobs: latency, and answering 429 / 5xx for a while or at a rate.
+//! * fault knobs: latency, answering 429 / 5xx for a while or at a rate, and losing the answer
+//!   of a send that went out (`lose_answers`: recorded and echoed, then 504).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,10 @@ struct Faults {
     fail_status: u16,
     fail_until: Option<Instant>,
     fail_rate: f64,
+    /// Each send is recorded (and echoed) as usual, then answered 504 `GATEWAY_TIMEOUT`, as
+    /// GOWA does when WhatsApp's acknowledgement did not come in time: the sender never learns
+    /// the message id of a message that did go out.
+    lose_answers: bool,
 }
 
 #[derive(Default)]
@@ -322,6 +327,13 @@ async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: 
             let _ = sim.emit(&echo).await;
         });
     }
+    if faults.lose_answers {
+        return gowa_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "GATEWAY_TIMEOUT",
+            "Request timed out waiting for WhatsApp server response",
+        );
+    }
     Json(json!({"code": "SUCCESS", "message": "Success", "results": {"message_id": id, "status": format!("Message sent to {phone}")}})).into_response()
 }
 
@@ -368,6 +380,7 @@ struct FaultsRequest {
     fail_status: Option<u16>,
     fail_for_seconds: Option<f64>,
     fail_rate: Option<f64>,
+    lose_answers: Option<bool>,
 }
 
 async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
@@ -378,7 +391,7 @@ async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 format!(
-                    "expected {{latency_ms?, fail_status?, fail_for_seconds?, fail_rate?}}: {e}"
+                    "expected {{latency_ms?, fail_status?, fail_for_seconds?, fail_rate?, lose_answers?}}: {e}"
                 ),
             )
         }
@@ -417,9 +430,10 @@ async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
     if let Some(r) = req.fail_rate {
         f.fail_rate = r;
     }
-    Json(
-        json!({"latency_ms": f.latency_ms, "fail_status": f.fail_status, "fail_rate": f.fail_rate}),
-    )
+    if let Some(lose) = req.lose_answers {
+        f.lose_answers = lose;
+    }
+    Json(json!({"latency_ms": f.latency_ms, "fail_status": f.fail_status, "fail_rate": f.fail_rate, "lose_answers": f.lose_answers}))
     .into_response()
 }
 

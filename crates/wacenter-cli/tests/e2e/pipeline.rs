@@ -156,6 +156,40 @@ async fn forwarding_flags_defaults() {
     stack.stop().await;
 }
 
+/// A send whose answer was lost (the provider sent it, then answered 504) never tells the reply
+/// service the message's id; its echo must still never reach OtomaX with outgoing forwarding on,
+/// or OtomaX and wacenter would answer each other.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_echo_of_a_send_whose_answer_was_lost_is_not_forwarded() {
+    let stack = Stack::start_full(Services::ALL, Duration::from_millis(300), true, |s| {
+        s.otomax_forward_outgoing = true;
+    })
+    .await;
+    stack.whatsapp_faults(json!({"lose_answers": true})).await;
+    stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
+    // The auto-reply went out, its answer was lost: uncertain, and its echo came back.
+    let letters = stack.wait_dead_letters(1).await;
+    assert_eq!(
+        letters[0].reason,
+        DeadLetterReason::Uncertain,
+        "{letters:?}"
+    );
+    assert_eq!(stack.wait_sent(1).await.len(), 1);
+    // Longer than the forwarder's wait for a from-me message to be recognised as ours.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let inbox = stack.otomax_inbox().await;
+    assert_eq!(
+        inbox.len(),
+        1,
+        "the echo of our own reply was forwarded: {:?}",
+        inbox
+            .iter()
+            .map(|i| &i["body"]["pesan"])
+            .collect::<Vec<_>>()
+    );
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarding_flags_opened() {
     let stack = Stack::start_full(Services::ALL, Duration::from_millis(300), true, |s| {
