@@ -209,7 +209,7 @@ async fn declare_topology(
     for bucket in BUCKETS {
         js.create_stream(stream::Config {
             max_age: LEFTOVERS_AGE,
-            ..wacenter_bus::kv_bucket_stream(bucket, 1)
+            ..wacenter_bus::kv_bucket_stream(bucket, LEFTOVERS_AGE, 1)
         })
         .await
         .with_context(|| format!("cannot create the {bucket} bucket"))?;

@@ -42,13 +42,13 @@ pub fn work_queue_stream(name: &str, subjects: &str, replicas: usize) -> stream:
 /// The stream behind an idempotency KV bucket, declared directly (the shape the client library
 /// would create): its create-or-update helper asks for account details that nats-server 2.9
 /// answers in a form it cannot read.
-pub fn kv_bucket_stream(bucket: &str, replicas: usize) -> stream::Config {
+pub fn kv_bucket_stream(bucket: &str, max_age: Duration, replicas: usize) -> stream::Config {
     stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(format!("wacenter idempotency records ({bucket})")),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
-        max_age: names::IDEMPOTENCY_TTL,
+        max_age,
         storage: stream::StorageType::File,
         num_replicas: replicas,
         allow_rollup: true,
@@ -235,12 +235,8 @@ impl Bus {
         ] {
             self.declare_stream(config).await?;
         }
-        for bucket in [
-            names::FORWARDED_BUCKET,
-            names::DELIVERED_BUCKET,
-            names::OWN_MESSAGES_BUCKET,
-        ] {
-            self.declare_stream(kv_bucket_stream(bucket, replicas))
+        for (bucket, max_age) in names::BUCKETS {
+            self.declare_stream(kv_bucket_stream(bucket, max_age, replicas))
                 .await?;
         }
         Ok(())

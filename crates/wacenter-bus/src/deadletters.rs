@@ -152,7 +152,7 @@ pub async fn replay(
         let bucket = if letter.subject.starts_with("wa.inbound.") {
             names::FORWARDED_BUCKET
         } else if letter.subject.starts_with("wa.outbound.") {
-            names::DELIVERED_BUCKET
+            names::outbound_bucket(letter.payload["outbox_kode"].as_i64())
         } else {
             tracing::warn!(seq = stored.sequence, subject = %letter.subject, "dead letter from an unknown subject; not replayed");
             continue;

@@ -279,6 +279,13 @@ impl Settings {
         if self.otomax_exp_seconds == 0 {
             return Err(ConfigError::new("OTOMAX_EXP_SECONDS", "must be at least 1"));
         }
+        let max_exp = wacenter_proto::names::MAX_EXP.as_secs();
+        if self.otomax_exp_seconds > max_exp {
+            return Err(ConfigError::new(
+                "OTOMAX_EXP_SECONDS",
+                format!("must be {max_exp} or less: inbound claims are kept an hour, and a command older than that should not be carried out anyway"),
+            ));
+        }
         if self.otomax_timeout_seconds == 0 {
             return Err(ConfigError::new(
                 "OTOMAX_TIMEOUT_SECONDS",

@@ -133,6 +133,17 @@ fn bad_values_name_the_setting() {
         load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err()
     });
     assert_eq!(e.setting, "OTOMAX_API_URL", "{e}");
+    let creds = [
+        ("OTOMAX_APP_ID", "a"),
+        ("OTOMAX_APP_KEY", "k"),
+        ("OTOMAX_DEV_KEY", "d"),
+    ];
+    let e = with_env(
+        &[creds[0], creds[1], creds[2], ("OTOMAX_EXP_SECONDS", "7200")],
+        || load(&SettingsArgs::default(), None, Role::OtomaxTool).unwrap_err(),
+    );
+    assert_eq!(e.setting, "OTOMAX_EXP_SECONDS", "{e}");
+    assert!(e.to_string().contains("3000 or less"), "{e}");
     let e = with_env(&[], || {
         load_unvalidated(
             &SettingsArgs::default(),

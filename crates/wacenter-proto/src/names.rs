@@ -29,15 +29,46 @@ pub fn webhook_letter_subject(provider: crate::Provider) -> String {
 pub const FORWARDER_CONSUMER: &str = "forwarder";
 pub const REPLY_CONSUMER: &str = "reply";
 
-/// KV bucket: inbound idempotency records (one per WhatsApp message forwarded), kept 8 days.
+/// KV bucket: inbound claims, one per WhatsApp message. A copy that arrives after its `_exp`
+/// is refused as expired whatever the bucket says, so a claim need only outlive `_exp`
+/// (at most [`MAX_EXP`]) and the provider's retries.
 pub const FORWARDED_BUCKET: &str = "wa_forwarded";
-/// KV bucket: outbound idempotency records (one per outbound message), kept 8 days.
+/// KV bucket: claims of outbox rows that carry a `kode`, which OtomaX may post again (its
+/// callback retries, a restart) for a day.
 pub const DELIVERED_BUCKET: &str = "wa_delivered";
-/// KV bucket: provider message ids of messages wacenter sent, so they are never forwarded back.
+/// KV bucket: claims of auto-replies, expired notices and outbox rows without a `kode`: only
+/// their own redeliveries and the forwarder's re-publishing of a message still before `_exp`
+/// can repeat them.
+pub const REPLIED_BUCKET: &str = "wa_replied";
+/// KV bucket: provider message ids (and fingerprints) of messages wacenter sent, so their
+/// echoes are never forwarded back. An echo comes within seconds.
 pub const OWN_MESSAGES_BUCKET: &str = "wa_own_messages";
 
-/// How long idempotency records live: the contract is "at least 7 days".
-pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 24 * 3600);
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Every idempotency bucket and how long its records live (max age): each as long as the
+/// promise it serves needs and no longer, since nats-server keeps about 300 bytes of memory per
+/// live record (contract §9; the bench measures it).
+pub const BUCKETS: [(&str, std::time::Duration); 4] = [
+    (FORWARDED_BUCKET, HOUR),
+    (DELIVERED_BUCKET, std::time::Duration::from_secs(24 * 3600)),
+    (REPLIED_BUCKET, HOUR),
+    (OWN_MESSAGES_BUCKET, HOUR),
+];
+
+/// The longest `OTOMAX_EXP_SECONDS` the inbound claims' hour covers, with room for a backlog's
+/// delay and clock differences between WhatsApp and us.
+pub const MAX_EXP: std::time::Duration = std::time::Duration::from_secs(50 * 60);
+
+/// The bucket that holds an outbound message's claim: outbox rows with a `kode` are kept for a
+/// day, everything else for an hour.
+pub fn outbound_bucket(outbox_kode: Option<i64>) -> &'static str {
+    if outbox_kode.is_some() {
+        DELIVERED_BUCKET
+    } else {
+        REPLIED_BUCKET
+    }
+}
 
 /// Headers. Names are case-sensitive on NATS.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";

@@ -629,7 +629,9 @@ fn readme_names_everything_in_names_rs() {
         names::REPLY_CONSUMER,
         names::FORWARDED_BUCKET,
         names::DELIVERED_BUCKET,
+        names::REPLIED_BUCKET,
         names::OWN_MESSAGES_BUCKET,
+        names::DEADLETTER_WEBHOOK,
         names::HEADER_MSG_ID,
         names::HEADER_TRACEPARENT,
         names::HEADER_WA_MESSAGE_ID,
@@ -646,11 +648,17 @@ fn readme_names_everything_in_names_rs() {
             "proto/README.md does not mention `{subject}`"
         );
     }
-    let ttl_days = names::IDEMPOTENCY_TTL.as_secs() / 86_400;
-    assert!(
-        readme.contains(&format!("{ttl_days} days")),
-        "README gives the {ttl_days}-day TTL"
-    );
+    for (bucket, max_age) in names::BUCKETS {
+        let life = match max_age.as_secs() {
+            3600 => "1 hour".to_string(),
+            s if s % 86_400 == 0 => format!("{} day", s / 86_400),
+            s => format!("{s} s"),
+        };
+        assert!(
+            readme.contains(&format!("| `{bucket}` | {life}")),
+            "proto/README.md gives {bucket} its life ({life}) in the retention table"
+        );
+    }
     for reason in ALL_REASONS {
         assert!(
             mentioned(reason.as_str()),

@@ -24,7 +24,10 @@ pub struct Replier {
 
 struct Inner {
     bus: Bus,
+    /// Claims of outbox rows with a `kode` (kept a day).
     delivered: Claims,
+    /// Claims of everything else: auto-replies, notices, rows without a `kode` (kept an hour).
+    replied: Claims,
     own_messages: OwnMessages,
     /// `OTOMAX_FORWARD_OUTGOING`: echoes of our sends reach the forwarder, so each send is
     /// fingerprinted before it leaves.
@@ -67,6 +70,7 @@ impl Replier {
         Ok(Self {
             inner: Arc::new(Inner {
                 delivered: Claims::new(bus.bucket(names::DELIVERED_BUCKET).await?),
+                replied: Claims::new(bus.bucket(names::REPLIED_BUCKET).await?),
                 own_messages: OwnMessages::new(Claims::new(
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
@@ -149,12 +153,13 @@ impl Replier {
             return Disposition::Wait(wait);
         }
         let key = names::kv_key(&out.id);
+        let claims = self.claims(&out);
         // One write claims the message as `in_progress`: the send follows at once.
         let in_progress = ClaimRecord::new(ClaimState::InProgress, d.stream_sequence);
-        let revision = match me.delivered.claim(&key, &in_progress).await {
+        let revision = match claims.claim(&key, &in_progress).await {
             Err(e) => {
                 // Nothing was sent; if the claim landed anyway, make that plain to the redelivery.
-                me.delivered.release_unstarted(&key, &in_progress).await;
+                claims.release_unstarted(&key, &in_progress).await;
                 return Disposition::nats_trouble(e, "claiming the message");
             }
             Ok(Claim::New { revision }) => revision,
@@ -178,19 +183,16 @@ impl Replier {
                 }
                 match record.state {
                     // An earlier delivery gave the claim back: the send did not happen.
-                    ClaimState::Claimed => match me
-                        .delivered
-                        .advance(&key, &in_progress, revision)
-                        .await
+                    ClaimState::Claimed => match claims.advance(&key, &in_progress, revision).await
                     {
                         Ok(r) => r,
                         Err(e) => {
-                            me.delivered.release_unstarted(&key, &in_progress).await;
+                            claims.release_unstarted(&key, &in_progress).await;
                             return Disposition::nats_trouble(e, "marking the message in progress");
                         }
                     },
                     // An earlier delivery is (or was) sending: its lease tells which.
-                    ClaimState::InProgress => match me.delivered.owner(&key, revision).await {
+                    ClaimState::InProgress => match claims.owner(&key, revision).await {
                         Ok(Owner::Alive) => {
                             info!("another delivery of this message is still being handled; looking again shortly");
                             return Disposition::Wait(Duration::from_secs(1));
@@ -244,7 +246,7 @@ impl Replier {
                 .record_sending(account, &to, &out.text, &out.id)
                 .await
             {
-                me.delivered.release_unstarted(&key, &in_progress).await;
+                claims.release_unstarted(&key, &in_progress).await;
                 return Disposition::nats_trouble(e, "recording what is about to be sent");
             }
         }
@@ -252,7 +254,7 @@ impl Replier {
         let send = me
             .sender
             .send_text(account, &to, &out.text, out.reply_to.as_deref());
-        let (sent, revision) = me.delivered.hold(&key, &in_progress, revision, send).await;
+        let (sent, revision) = claims.hold(&key, &in_progress, revision, send).await;
         match sent {
             Ok(sent) => {
                 info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
@@ -265,10 +267,7 @@ impl Replier {
                 }
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = json!({"provider_message_id": sent.provider_message_id});
-                self.inner
-                    .delivered
-                    .advance_durably(&key, &record, revision)
-                    .await;
+                claims.advance_durably(&key, &record, revision).await;
                 match self.report_outbox(&out, outbox_status::DELIVERED).await {
                     Ok(()) => Disposition::Ack,
                     Err(retry) => retry,
@@ -306,8 +305,7 @@ impl Replier {
             SendErrorClass::RateLimited { .. } | SendErrorClass::Transient if !last_chance => {
                 // Definitely not sent: give the claim back so the retry can send.
                 if let Err(err) = self
-                    .inner
-                    .delivered
+                    .claims(out)
                     .advance(
                         key,
                         &ClaimRecord::new(ClaimState::Claimed, d.stream_sequence),
@@ -341,8 +339,7 @@ impl Replier {
                 warn!(error = %e, class = label, "send failed for good");
                 let mut record = ClaimRecord::new(ClaimState::Failed, d.stream_sequence);
                 record.detail = json!({"error": e.to_string()});
-                self.inner
-                    .delivered
+                self.claims(out)
                     .advance_durably(key, &record, revision)
                     .await;
                 if let Err(retry) = self.report_outbox(out, outbox_status::FAILED).await {
@@ -382,6 +379,14 @@ impl Replier {
                 metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "error").increment(1);
                 Err(Disposition::RetryIn(Duration::from_secs(5)))
             }
+        }
+    }
+
+    /// Where `out`'s claim lives: a day for an outbox row with a `kode`, an hour otherwise.
+    fn claims(&self, out: &OutboundMessage) -> &Claims {
+        match names::outbound_bucket(out.outbox_kode) {
+            names::DELIVERED_BUCKET => &self.inner.delivered,
+            _ => &self.inner.replied,
         }
     }
 

@@ -177,3 +177,41 @@ async fn the_owner_is_judged_by_its_lease_not_by_clocks() {
         assert_eq!(claims.owner(key, last).await.unwrap(), Owner::Gone, "{key}");
     }
 }
+
+/// Each kind of record lives as long as its promise needs and no longer (nats-server keeps
+/// memory for every live record): an hour, a day for outbox rows with a `kode`. A topology
+/// declared by an older version (8 days everywhere) is brought down to that.
+#[tokio::test]
+async fn each_record_kind_lives_as_long_as_its_promise_needs() {
+    let nats = NatsServer::start();
+    let bus = Bus::connect(&nats.url(), "test", Topology::default())
+        .await
+        .unwrap();
+    bus.jetstream()
+        .create_stream(wacenter_bus::kv_bucket_stream(
+            names::FORWARDED_BUCKET,
+            Duration::from_secs(8 * 24 * 3600),
+            1,
+        ))
+        .await
+        .unwrap();
+    bus.ensure_topology().await.unwrap();
+    let hour = Duration::from_secs(3600);
+    for (bucket, life) in [
+        (names::FORWARDED_BUCKET, hour),
+        (names::REPLIED_BUCKET, hour),
+        (names::OWN_MESSAGES_BUCKET, hour),
+        (names::DELIVERED_BUCKET, 24 * hour),
+    ] {
+        let stream = bus
+            .jetstream()
+            .get_stream(format!("KV_{bucket}"))
+            .await
+            .unwrap();
+        let config = &stream.cached_info().config;
+        assert_eq!(config.max_age, life, "{bucket}");
+        assert!(!config.allow_direct, "{bucket}: reads go to the leader");
+    }
+    assert_eq!(names::outbound_bucket(Some(99120)), names::DELIVERED_BUCKET);
+    assert_eq!(names::outbound_bucket(None), names::REPLIED_BUCKET);
+}
