@@ -23,6 +23,8 @@ pub struct Proc {
 pub struct ProcSample {
     /// Peak resident set since the process started (kB).
     pub hwm_kb: u64,
+    /// Resident set now (kB).
+    pub rss_kb: u64,
     /// CPU time used so far, user + system, in seconds.
     pub cpu_s: f64,
 }
@@ -116,12 +118,15 @@ impl Proc {
 /// Reads `VmHWM` and `utime + stime` of `pid`.
 pub fn sample_pid(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let kb = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (hwm_kb, rss_kb) = (kb("VmHWM:"), kb("VmRSS:"));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces: count fields after its closing paren.
     // What follows is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
@@ -130,6 +135,7 @@ pub fn sample_pid(pid: u32) -> Option<ProcSample> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ProcSample {
         hwm_kb,
+        rss_kb,
         cpu_s: ticks as f64 / clock_ticks_per_second(),
     })
 }

@@ -199,6 +199,9 @@ pub struct Report {
     /// JetStream alone, carrying each message as the pipeline does: with the baseline, a
     /// ceiling for the ratio.
     pub durable_writes_floor: Option<FloorSummary>,
+    /// nats-server memory and store per message whose idempotency records are kept, and the
+    /// projection for 100,000 messages a day (`None` on an external NATS).
+    pub retention: Option<crate::retention::RetentionSummary>,
     pub scale_out_config: ScaleOutConfig,
     pub targets: Vec<Check>,
     pub machine: Machine,
@@ -257,6 +260,13 @@ impl Report {
                 target: format!("scale-out efficiency 1 -> {top} forwarders >= 0.8"),
                 measured: format!("{eff:.2}"),
                 pass: eff >= 0.8,
+            });
+        }
+        if let Some(r) = &self.retention {
+            checks.push(Check {
+                target: "nats-server memory for 100,000 messages a day < 64 MB".into(),
+                measured: format!("{:.1} MB projected", r.projected_memory_mb_per_100k_day),
+                pass: r.projected_memory_mb_per_100k_day < 64.0 && r.memory_bytes_per_record > 0.0,
             });
         }
         let worst = self
@@ -365,6 +375,28 @@ impl Report {
             self.cores,
             self.full_speed_cpu_ms_per_msg
         );
+        if let Some(r) = &self.retention {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.0} B per record   ({:.2} KB per message, {:.2} KB on disk; {:.0} records kept for {} messages; nats-server {:.1} MB empty, {:.1} MB after a restart, {:.1} MB peak before it)",
+                "nats-server memory for kept records",
+                r.memory_bytes_per_record,
+                r.memory_kb_per_message,
+                r.store_kb_per_message,
+                r.records.values().sum::<u64>() as f64,
+                r.messages,
+                r.empty_rss_mb,
+                r.restarted_rss_mb,
+                r.peak_rss_mb
+            );
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.1} MB   ({:.0} records alive at 100,000 purchases a day, each with an outbox row)",
+                "projected at 100,000 messages a day",
+                r.projected_memory_mb_per_100k_day,
+                r.projected_records_at_100k_day
+            );
+        }
         if let (Some(i), Some(o)) = (
             self.full_speed.nats_in_msgs_per_msg,
             self.full_speed.nats_out_msgs_per_msg,

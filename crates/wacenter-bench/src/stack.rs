@@ -1,6 +1,7 @@
 //! Starting the pieces of a wacenter on loopback: nats-server, the two simulators and the four
 //! services, each as its own process (so `/proc` can tell their memory and CPU apart).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -134,6 +135,10 @@ pub enum Nats {
         url: String,
         /// HTTP monitoring port (`/varz`: message counts).
         monitor_port: u16,
+        /// How it was started, to start it again on the same store.
+        binary: PathBuf,
+        args: Vec<String>,
+        log_dir: PathBuf,
         // Removed when dropped, after the process is gone.
         _store: tempfile::TempDir,
     },
@@ -161,17 +166,76 @@ impl Nats {
             "-sd".into(),
             store.path().display().to_string(),
         ];
-        let mut proc = Proc::spawn("nats-server", binary, &args, &[], log_dir)?;
-        if let Err(e) = wait_for_nats(port, Duration::from_secs(15)).await {
-            proc.check_alive()?;
-            return Err(e);
-        }
+        let proc = spawn_nats(binary, &args, log_dir, port).await?;
         Ok(Nats::Own {
             proc: Box::new(proc),
             url: format!("nats://127.0.0.1:{port}"),
             monitor_port,
+            binary: binary.to_path_buf(),
+            args,
+            log_dir: log_dir.to_path_buf(),
             _store: store,
         })
+    }
+
+    /// Stops the private nats-server (SIGTERM) and starts it again on the same store and
+    /// ports: what it holds afterwards is what it keeps, not what a burst left in caches.
+    pub async fn restarted(self) -> anyhow::Result<Self> {
+        match self {
+            Nats::Own {
+                proc,
+                url,
+                monitor_port,
+                binary,
+                args,
+                log_dir,
+                _store,
+            } => {
+                let port: u16 = url.rsplit(':').next().unwrap_or_default().parse()?;
+                proc.stop(Duration::from_secs(10)).await;
+                let proc = Box::new(spawn_nats(&binary, &args, &log_dir, port).await?);
+                Ok(Nats::Own {
+                    proc,
+                    url,
+                    monitor_port,
+                    binary,
+                    args,
+                    log_dir,
+                    _store,
+                })
+            }
+            external => Ok(external),
+        }
+    }
+
+    /// Records (messages) kept per stream and the bytes they take on disk, from `/jsz`.
+    pub async fn streams(&self, http: &reqwest::Client) -> Option<BTreeMap<String, (u64, u64)>> {
+        let Nats::Own { monitor_port, .. } = self else {
+            return None;
+        };
+        let v: Value = http
+            .get(format!("http://127.0.0.1:{monitor_port}/jsz?streams=true"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let mut out = BTreeMap::new();
+        for account in v.get("account_details")?.as_array()? {
+            for stream in account.get("stream_detail")?.as_array()? {
+                let state = stream.get("state")?;
+                out.insert(
+                    stream.get("name")?.as_str()?.to_string(),
+                    (
+                        state.get("messages")?.as_u64()?,
+                        state.get("bytes")?.as_u64()?,
+                    ),
+                );
+            }
+        }
+        Some(out)
     }
 
     /// `Err` when the private nats-server has stopped (crashed).
@@ -238,6 +302,20 @@ impl Nats {
             Nats::External { .. } => None,
         }
     }
+}
+
+async fn spawn_nats(
+    binary: &Path,
+    args: &[String],
+    log_dir: &Path,
+    port: u16,
+) -> anyhow::Result<Proc> {
+    let mut proc = Proc::spawn("nats-server", binary, args, &[], log_dir)?;
+    if let Err(e) = wait_for_nats(port, Duration::from_secs(15)).await {
+        proc.check_alive()?;
+        return Err(e);
+    }
+    Ok(proc)
 }
 
 /// `nats-server --version`, for the report.

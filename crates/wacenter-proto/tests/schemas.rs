@@ -26,7 +26,7 @@ const OUTBOUND: &str = "outbound-message.v1.json";
 const DEAD_LETTER: &str = "dead-letter.v1.json";
 const CLAIM: &str = "claim-record.v1.json";
 
-const ALL_REASONS: [DeadLetterReason; 7] = [
+const ALL_REASONS: [DeadLetterReason; 8] = [
     DeadLetterReason::Expired,
     DeadLetterReason::AuthFailed,
     DeadLetterReason::Rejected,
@@ -34,6 +34,7 @@ const ALL_REASONS: [DeadLetterReason; 7] = [
     DeadLetterReason::Uncertain,
     DeadLetterReason::Invalid,
     DeadLetterReason::SendFailed,
+    DeadLetterReason::Unreadable,
 ];
 
 fn proto_dir() -> PathBuf {
@@ -526,6 +527,16 @@ fn dead_letters_match_the_schema() {
         )
     };
     assert_round_trip(&v, &raw, "dead letter of a non-JSON payload");
+    // A signed webhook ingress could not read: kept raw with its headers, under webhook.<provider>.
+    let webhook = DeadLetter {
+        id: "webhook:gowa:0123456789abcdef0123456789abcdef".into(),
+        ..dead_letter(
+            DeadLetterReason::Unreadable,
+            json!({"provider": "gowa", "body": "{\"payload\":{\"id\":{}}}", "headers": {"x-hub-signature-256": "sha256=00"}}),
+            &names::webhook_letter_subject(Provider::Gowa),
+        )
+    };
+    assert_round_trip(&v, &webhook, "dead letter of an unreadable webhook");
     let odd = DeadLetter {
         id: "seq:42".into(),
         attempts: u32::MAX,

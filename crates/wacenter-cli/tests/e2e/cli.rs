@@ -308,6 +308,25 @@ fn bench_runs_every_phase_and_writes_its_results() {
         r["durable_writes_floor"]["messages"].as_u64().unwrap() > 0,
         "{r:#}"
     );
+    // Retention: the runs' records were counted (one inbound claim per message at least) and
+    // nats-server was measured after a restart; the projection follows from them.
+    let retention = &r["retention"];
+    assert!(retention["messages"].as_u64().unwrap() > 0, "{r:#}");
+    assert!(
+        retention["records"]["wa_replied"].as_u64().unwrap() > 0,
+        "{r:#}"
+    );
+    for key in [
+        "memory_kb_per_message",
+        "store_kb_per_message",
+        "projected_memory_mb_per_100k_day",
+    ] {
+        assert!(retention[key].is_number(), "retention.{key}: {r:#}");
+    }
+    assert!(
+        retention["store_kb_per_message"].as_f64().unwrap() > 0.0,
+        "{r:#}"
+    );
     // Both ceilings come from CPU that was measured: above zero, and no ratio reaches 1 once a
     // bus is added (the pipeline does everything the baseline does, and more).
     for ceiling in [
