@@ -378,23 +378,16 @@ impl Report {
         if let Some(r) = &self.retention {
             let _ = writeln!(
                 t,
-                "  {:<38} {:>8.0} B per record   ({:.2} KB per message, {:.2} KB on disk; {:.0} records kept for {} messages; nats-server {:.1} MB empty, {:.1} MB after a restart, {:.1} MB peak before it)",
-                "nats-server memory for kept records",
+                "  {:<38} {:>8.1} MB   ({:.0} records alive at {} purchases a day, each with an outbox row: {:.0} B each, {:.2} KB per message; nats-server after a restart {:.1} MB with them, {:.1} MB without; {:.2} KB on disk per message)",
+                "NATS memory at 100,000 messages a day",
+                r.projected_memory_mb_per_100k_day,
+                r.records.values().sum::<u64>() as f64,
+                r.messages_per_day,
                 r.memory_bytes_per_record,
                 r.memory_kb_per_message,
-                r.store_kb_per_message,
-                r.records.values().sum::<u64>() as f64,
-                r.messages,
-                r.empty_rss_mb,
-                r.restarted_rss_mb,
-                r.peak_rss_mb
-            );
-            let _ = writeln!(
-                t,
-                "  {:<38} {:>8.1} MB   ({:.0} records alive at 100,000 purchases a day, each with an outbox row)",
-                "projected at 100,000 messages a day",
-                r.projected_memory_mb_per_100k_day,
-                r.projected_records_at_100k_day
+                r.with_records_rss_mb,
+                r.without_records_rss_mb,
+                r.store_kb_per_message
             );
         }
         if let (Some(i), Some(o)) = (

@@ -1,7 +1,6 @@
 //! Starting the pieces of a wacenter on loopback: nats-server, the two simulators and the four
 //! services, each as its own process (so `/proc` can tell their memory and CPU apart).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -206,36 +205,6 @@ impl Nats {
             }
             external => Ok(external),
         }
-    }
-
-    /// Records (messages) kept per stream and the bytes they take on disk, from `/jsz`.
-    pub async fn streams(&self, http: &reqwest::Client) -> Option<BTreeMap<String, (u64, u64)>> {
-        let Nats::Own { monitor_port, .. } = self else {
-            return None;
-        };
-        let v: Value = http
-            .get(format!("http://127.0.0.1:{monitor_port}/jsz?streams=true"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let mut out = BTreeMap::new();
-        for account in v.get("account_details")?.as_array()? {
-            for stream in account.get("stream_detail")?.as_array()? {
-                let state = stream.get("state")?;
-                out.insert(
-                    stream.get("name")?.as_str()?.to_string(),
-                    (
-                        state.get("messages")?.as_u64()?,
-                        state.get("bytes")?.as_u64()?,
-                    ),
-                );
-            }
-        }
-        Some(out)
     }
 
     /// `Err` when the private nats-server has stopped (crashed).
