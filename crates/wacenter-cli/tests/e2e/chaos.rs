@@ -28,7 +28,7 @@ fn report(case: &str, sent: usize, inserted: usize, replied: usize, dead: usize)
 }
 
 /// Posts a signed webhook like GOWA does: retried (briefly) until it gets a 200.
-async fn deliver_like_gowa(
+pub(crate) async fn deliver_like_gowa(
     http: &reqwest::Client,
     ingress: &str,
     msg: &Value,
@@ -72,7 +72,7 @@ async fn nats_restarted_under_load() {
         );
     }
     // NATS dies (SIGKILL) with work in flight and comes back 3 s later while traffic continues.
-    stack.nats.kill();
+    stack.nats.one().kill();
     let during = async {
         let mut n = 0;
         for i in N / 3..2 * N / 3 {
@@ -84,7 +84,7 @@ async fn nats_restarted_under_load() {
     };
     let restart = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        stack.nats.restart();
+        stack.nats.one().restart();
     };
     let (n, ()) = tokio::join!(during, restart);
     accepted += n;
@@ -97,29 +97,7 @@ async fn nats_restarted_under_load() {
         accepted, N,
         "the provider's retries got every message in once NATS was back"
     );
-    // Every accepted message is inserted once, or (if the outage outlasted its _exp or left it
-    // uncertain) dead-lettered with the reason; every insert's auto-reply is sent once or
-    // dead-lettered saying why. Accounted for, never twice.
-    let inbound = |l: &&wacenter_proto::DeadLetter| l.subject.starts_with("wa.inbound.");
-    let (inbox, sent, letters) = eventually(
-        Duration::from_secs(90),
-        "every message and reply accounted for",
-        || async {
-            let inbox = stack.otomax_inbox().await;
-            let sent = stack.whatsapp_sent().await;
-            let letters = stack.dead_letters().await;
-            let dead_in = letters.iter().filter(inbound).count();
-            let dead_out = letters.len() - dead_in;
-            (inbox.len() + dead_in >= N && sent.len() + dead_out >= inbox.len())
-                .then_some((inbox, sent, letters))
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    report("nats restart", N, inbox.len(), sent.len(), letters.len());
-    for l in &letters {
-        println!("  dead letter: {} {:?}: {}", l.id, l.reason, l.error);
-    }
+    let letters = account_for_every_message(&stack, N, "nats restart").await;
     // NATS going away never leaves a call half made: a claim or outcome whose acknowledgement
     // was lost is recognised as ours, so nothing is called uncertain.
     assert!(
@@ -127,36 +105,6 @@ async fn nats_restarted_under_load() {
             .iter()
             .all(|l| l.reason != wacenter_proto::DeadLetterReason::Uncertain),
         "a NATS restart left messages uncertain"
-    );
-    let inserted = tally(inbox.iter().map(|i| i["body"]["pesan"].as_str().unwrap()));
-    let dead = tally(
-        letters
-            .iter()
-            .filter(inbound)
-            .map(|l| l.payload["text"].as_str().unwrap_or_default()),
-    );
-    assert!(
-        inserted.values().all(|&n| n == 1),
-        "inserted twice: {inserted:?}"
-    );
-    let mut all: Vec<_> = inserted.keys().chain(dead.keys()).collect();
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), N, "none lost");
-    assert!(
-        inserted.len() >= N / 2,
-        "most messages went straight through"
-    );
-    let dead_out = letters.len() - letters.iter().filter(inbound).count();
-    let sent_now = stack.whatsapp_sent().await.len();
-    assert!(
-        sent_now <= inserted.len(),
-        "never more than one auto-reply per insert"
-    );
-    assert_eq!(
-        sent_now + dead_out,
-        inserted.len(),
-        "every auto-reply sent or dead-lettered"
     );
     stack.stop().await;
 }
@@ -327,4 +275,69 @@ async fn whatsapp_answers_429_then_5xx_for_a_while() {
 async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     let handles: Vec<_> = futs.into_iter().map(Box::pin).collect();
     futures::future::join_all(handles).await
+}
+
+/// Waits until every one of the `n` accepted messages is accounted for, then checks from what
+/// the simulators recorded and the dead letters: each inserted into OtomaX at most once, or
+/// dead-lettered with its reason (none lost), most straight through, and every insert's
+/// auto-reply sent once or dead-lettered. Returns the dead letters for the case's own checks.
+pub(crate) async fn account_for_every_message(
+    stack: &Stack,
+    n: usize,
+    case: &str,
+) -> Vec<wacenter_proto::DeadLetter> {
+    // Every accepted message is inserted once, or (if the outage outlasted its _exp or left it
+    // uncertain) dead-lettered with the reason; every insert's auto-reply is sent once or
+    // dead-lettered saying why. Accounted for, never twice.
+    let inbound = |l: &&wacenter_proto::DeadLetter| l.subject.starts_with("wa.inbound.");
+    let (inbox, sent, letters) = eventually(
+        Duration::from_secs(90),
+        "every message and reply accounted for",
+        || async {
+            let inbox = stack.otomax_inbox().await;
+            let sent = stack.whatsapp_sent().await;
+            let letters = stack.dead_letters().await;
+            let dead_in = letters.iter().filter(inbound).count();
+            let dead_out = letters.len() - dead_in;
+            (inbox.len() + dead_in >= n && sent.len() + dead_out >= inbox.len())
+                .then_some((inbox, sent, letters))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    report(case, n, inbox.len(), sent.len(), letters.len());
+    for l in &letters {
+        println!("  dead letter: {} {:?}: {}", l.id, l.reason, l.error);
+    }
+    let inserted = tally(inbox.iter().map(|i| i["body"]["pesan"].as_str().unwrap()));
+    let dead = tally(
+        letters
+            .iter()
+            .filter(inbound)
+            .map(|l| l.payload["text"].as_str().unwrap_or_default()),
+    );
+    assert!(
+        inserted.values().all(|&n| n == 1),
+        "inserted twice: {inserted:?}"
+    );
+    let mut all: Vec<_> = inserted.keys().chain(dead.keys()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "none lost");
+    assert!(
+        inserted.len() >= n / 2,
+        "most messages went straight through"
+    );
+    let dead_out = letters.len() - letters.iter().filter(inbound).count();
+    let sent_now = stack.whatsapp_sent().await.len();
+    assert!(
+        sent_now <= inserted.len(),
+        "never more than one auto-reply per insert"
+    );
+    assert_eq!(
+        sent_now + dead_out,
+        inserted.len(),
+        "every auto-reply sent or dead-lettered"
+    );
+    letters
 }

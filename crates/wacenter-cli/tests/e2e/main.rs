@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod cluster;
 mod contract;
 mod pipeline;
 mod secrets;

@@ -723,7 +723,7 @@ async fn whatsapp_rate_limits_and_5xx_are_retried_then_sent_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nats_down_means_503_then_recovery() {
     let mut stack = Stack::start().await;
-    stack.nats.kill();
+    stack.nats.one().kill();
     eventually(
         Duration::from_secs(10),
         "ingress to notice NATS is gone",
@@ -751,7 +751,7 @@ async fn nats_down_means_503_then_recovery() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503, "readiness tells the truth");
-    stack.nats.restart();
+    stack.nats.one().restart();
     // The provider retries; once NATS is back the message goes through, once.
     eventually(
         Duration::from_secs(20),

@@ -22,7 +22,7 @@ const GOWA_PASS: &str = "gowapw-SECRET-d4d4";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_in_any_log_line_at_debug() {
-    let nats = NatsServer::start();
+    let nats = TestNats::One(NatsServer::start());
     let otomax = OtomaxSim::new(OtomaxSimConfig {
         app_id: "OtomaX.Addon".into(),
         app_key: APP_KEY.into(),

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use wacenter_config::{Secret, Settings};
 use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
 use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
-use wacenter_test_support::{eventually, free_port, NatsServer};
+use wacenter_test_support::{eventually, free_port, NatsCluster, NatsServer};
 
 pub const RESELLER_PHONE: &str = "628123456789";
 pub const POOR_RESELLER_PHONE: &str = "628555000111";
@@ -20,8 +20,38 @@ pub const DEFAULT_DEVICE: &str = "628111222333@s.whatsapp.net";
 pub const WEBHOOK_SECRET: &str = "gowa-webhook-secret";
 pub const CALLBACK_SECRET: &str = "callback-secret-123";
 
+/// The NATS a stack runs on: one server, or a three-node JetStream cluster with every stream
+/// and bucket replicated three times.
+pub enum TestNats {
+    One(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl TestNats {
+    pub fn url(&self) -> String {
+        match self {
+            TestNats::One(n) => n.url(),
+            TestNats::Cluster(c) => c.url(),
+        }
+    }
+
+    pub fn one(&mut self) -> &mut NatsServer {
+        match self {
+            TestNats::One(n) => n,
+            TestNats::Cluster(_) => panic!("this stack runs on a cluster"),
+        }
+    }
+
+    pub fn cluster(&mut self) -> &mut NatsCluster {
+        match self {
+            TestNats::Cluster(c) => c,
+            TestNats::One(_) => panic!("this stack runs on one nats-server"),
+        }
+    }
+}
+
 pub struct Stack {
-    pub nats: NatsServer,
+    pub nats: TestNats,
     pub settings: Settings,
     pub otomax_url: String,
     pub wa_url: String,
@@ -50,9 +80,13 @@ impl Services {
     };
 }
 
-pub fn base_settings(nats: &NatsServer) -> Settings {
+pub fn base_settings(nats: &TestNats) -> Settings {
     Settings {
         nats_url: nats.url(),
+        nats_stream_replicas: match nats {
+            TestNats::One(_) => 1,
+            TestNats::Cluster(c) => c.nodes.len(),
+        },
         otomax_app_id: "OtomaX.Addon".into(),
         otomax_app_key: Secret::new("demoKey"),
         otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
@@ -85,7 +119,31 @@ impl Stack {
         echo_sent: bool,
         customize: impl FnOnce(&mut Settings),
     ) -> Stack {
-        let nats = NatsServer::start();
+        let nats = TestNats::One(NatsServer::start());
+        Self::start_on(nats, services, result_delay, echo_sent, customize).await
+    }
+
+    /// Every service on a three-node JetStream cluster (`NATS_URL` lists all three,
+    /// `NATS_STREAM_REPLICAS=3`).
+    pub async fn start_on_cluster(customize: impl FnOnce(&mut Settings)) -> Stack {
+        let nats = TestNats::Cluster(NatsCluster::start(3));
+        Self::start_on(
+            nats,
+            Services::ALL,
+            Duration::from_millis(300),
+            false,
+            customize,
+        )
+        .await
+    }
+
+    pub async fn start_on(
+        nats: TestNats,
+        services: Services,
+        result_delay: Duration,
+        echo_sent: bool,
+        customize: impl FnOnce(&mut Settings),
+    ) -> Stack {
         let mut settings = base_settings(&nats);
         // Tracing is always on (trace context must cross the bus); logs only when asked for.
         wacenter_telemetry::init(&settings, std::env::var_os("WACENTER_TEST_LOG").is_some());
