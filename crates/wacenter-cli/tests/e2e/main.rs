@@ -5,6 +5,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod contract;
+mod lifecycle;
 mod pipeline;
 mod secrets;
 mod stack;
