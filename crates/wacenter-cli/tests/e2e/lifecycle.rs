@@ -600,7 +600,7 @@ async fn check(stack: &Stack, sent: &Sent) -> Outcome {
 fn rupiah(digits: &str) -> String {
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('.');
         }
         out.push(c);
