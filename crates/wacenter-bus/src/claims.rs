@@ -83,6 +83,26 @@ pub enum Claim {
     Existing { record: ClaimRecord, revision: u64 },
 }
 
+/// Where a delivery stands with its message's one-time effect, from [`Claims::begin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begun {
+    /// This delivery holds the claim, written in the state it began with, at `revision`: do
+    /// the work.
+    Fresh { revision: u64 },
+    /// Another copy of the message (another stream sequence) claimed it first: drop this one.
+    Duplicate(ClaimRecord),
+    /// An earlier delivery of this message is still at work (its lease moves): look again.
+    StillRunning,
+    /// An earlier delivery died while the effect was on the wire: whether it happened is
+    /// unknown, and it is never done again automatically.
+    Uncertain,
+    /// An earlier delivery did it; its record says what it produced. Finish what may not have
+    /// followed (the auto-reply, the report to OtomaX).
+    Done(ClaimRecord),
+    /// An earlier delivery failed for good; its record says why.
+    Failed(ClaimRecord),
+}
+
 #[derive(Clone)]
 pub struct Claims {
     store: kv::Store,
@@ -114,6 +134,41 @@ impl Claims {
                 }
             }
             Err(e) => Err(BusError::Kv(format!("claim {key}: {e}"))),
+        }
+    }
+
+    /// Claims `key` for the delivery `first.seq` by writing `first` (create-if-absent; the
+    /// state the work starts in), or finds out where an earlier claim stands: the one state
+    /// machine both consuming roles share. A claim an earlier delivery of this message gave
+    /// back (`claimed`) is taken over; an `in_progress` one is judged by its lease
+    /// ([`Claims::owner`], up to [`LEASE_LAPSES_AFTER`]). `Err` is NATS trouble, after anything
+    /// this call may have half-written was given back ([`Claims::release_unstarted`]).
+    pub async fn begin(&self, key: &str, first: &ClaimRecord) -> Result<Begun, BusError> {
+        let (record, revision) = match self.claim(key, first).await {
+            Ok(Claim::New { revision }) => return Ok(Begun::Fresh { revision }),
+            Ok(Claim::Existing { record, revision }) => (record, revision),
+            Err(e) => {
+                self.release_unstarted(key, first).await;
+                return Err(e);
+            }
+        };
+        if record.seq != first.seq {
+            return Ok(Begun::Duplicate(record));
+        }
+        match record.state {
+            ClaimState::Claimed => match self.advance(key, first, revision).await {
+                Ok(revision) => Ok(Begun::Fresh { revision }),
+                Err(e) => {
+                    self.release_unstarted(key, first).await;
+                    Err(e)
+                }
+            },
+            ClaimState::InProgress => Ok(match self.owner(key, revision).await? {
+                Owner::Alive => Begun::StillRunning,
+                Owner::Gone => Begun::Uncertain,
+            }),
+            ClaimState::Done => Ok(Begun::Done(record)),
+            ClaimState::Failed => Ok(Begun::Failed(record)),
         }
     }
 

@@ -109,20 +109,77 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Where dead letters go.
     pub dead_letter_subject: &'static str,
-    /// The message's own id (the one dead letters and replay use), read from its payload; the
-    /// `Nats-Msg-Id` header is not it for replayed messages.
-    pub id_of: fn(&Delivery) -> Option<String>,
+}
+
+/// The payload a consuming role works on. The worker decodes it once, dead-letters one that
+/// does not decode or whose version is newer than this build understands as `invalid`, and
+/// hands the handler the typed value: no handler reads raw bytes.
+pub trait Job: serde::de::DeserializeOwned + Send + 'static {
+    /// Its name in errors: `InboundMessage`, `OutboundMessage`.
+    const KIND: &'static str;
+    /// Its own id, the one dead letters and replay use (the `Nats-Msg-Id` header is not it
+    /// for a replayed message).
+    fn id(&self) -> String;
+    /// Its payload version.
+    fn version(&self) -> u32;
+}
+
+impl Job for wacenter_proto::InboundMessage {
+    const KIND: &'static str = "InboundMessage";
+    fn id(&self) -> String {
+        self.dedupe_id()
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Job for wacenter_proto::OutboundMessage {
+    const KIND: &'static str = "OutboundMessage";
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+/// Decodes a delivery's payload as `J`: the dead letter `invalid` (named by the delivery's
+/// `Nats-Msg-Id`, `unknown` without one) when it is not one, or is newer than this build.
+pub fn decode<J: Job>(d: &Delivery, role: &str) -> Result<J, Disposition> {
+    let job: J = serde_json::from_slice(&d.payload).map_err(|e| {
+        warn!(worker = role, seq = d.stream_sequence, error = %e, "payload is not an {}", J::KIND);
+        Disposition::dead_letter(
+            d.header(wacenter_proto::names::HEADER_MSG_ID)
+                .unwrap_or("unknown"),
+            DeadLetterReason::Invalid,
+            format!("payload does not match the {} schema: {e}", J::KIND),
+        )
+    })?;
+    if job.version() > PAYLOAD_VERSION {
+        return Err(Disposition::dead_letter(
+            &job.id(),
+            DeadLetterReason::Invalid,
+            format!(
+                "payload version {} is newer than this {role} understands ({PAYLOAD_VERSION}); upgrade the {role}, then replay",
+                job.version()
+            ),
+        ));
+    }
+    Ok(job)
 }
 
 /// Binds the role's consumer (retrying until it binds), then runs until `shutdown` becomes
-/// true, finishes in-flight work and returns.
-pub async fn run<H, Fut>(
+/// true, finishes in-flight work and returns. Each message is decoded as `J` ([`decode`]) and
+/// handed to `handler` with its delivery.
+pub async fn run<J, H, Fut>(
     bus: Bus,
     config: WorkerConfig,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    J: Job,
+    H: Fn(Delivery, J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Disposition> + Send + 'static,
 {
     // Room for acks in flight beyond the messages being handled, so pulling never stalls on them.
@@ -235,9 +292,15 @@ impl Waits {
     }
 }
 
-async fn handle<H, Fut>(bus: Bus, msg: Message, config: &WorkerConfig, handler: &H, waits: &Waits)
-where
-    H: Fn(Delivery) -> Fut,
+async fn handle<J, H, Fut>(
+    bus: Bus,
+    msg: Message,
+    config: &WorkerConfig,
+    handler: &H,
+    waits: &Waits,
+) where
+    J: Job,
+    H: Fn(Delivery, J) -> Fut,
     Fut: Future<Output = Disposition>,
 {
     let (stream_sequence, delivered) = match msg.info() {
@@ -258,43 +321,53 @@ where
         max_attempts: topology.max_attempts,
     };
     let last_attempt = delivery.is_last_attempt();
-    metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
-    let delivery_for_id = delivery.clone();
+    let attempt = delivery.attempt;
     // The handler runs in a span continuing the publisher's trace.
     let span = tracing::info_span!("consume", worker = config.name, subject = %delivery.subject, seq = stream_sequence, delivered);
     let incoming = delivery
         .header(wacenter_proto::names::HEADER_TRACEPARENT)
         .map(str::to_owned);
-    // A panic is caught here, not left to kill the task: the message would come back into the
-    // same panic until the stream forgot it.
-    let work = std::panic::AssertUnwindSafe(wacenter_trace::in_trace(
-        span.clone(),
-        incoming.clone(),
-        handler(delivery),
-    ))
-    .catch_unwind();
-    tokio::pin!(work);
-    // Well inside the ack wait, so a slow handler's message is never handed to another replica.
-    let mut progress = tokio::time::interval(topology.ack_wait / 3);
-    progress.tick().await;
-    let disposition = loop {
-        tokio::select! {
-            d = &mut work => break d,
-            _ = progress.tick() => {
-                if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                    warn!(worker = config.name, error = %e, "progress ack failed");
+    let job = decode::<J>(&delivery, config.name);
+    let id = match &job {
+        Ok(job) => job.id(),
+        Err(_) => format!("seq:{stream_sequence}"),
+    };
+    let disposition = match job {
+        Err(invalid) => Ok(invalid),
+        Ok(job) => {
+            metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
+            // A panic is caught here, not left to kill the task: the message would come back
+            // into the same panic until the stream forgot it.
+            let work = std::panic::AssertUnwindSafe(wacenter_trace::in_trace(
+                span.clone(),
+                incoming.clone(),
+                handler(delivery, job),
+            ))
+            .catch_unwind();
+            tokio::pin!(work);
+            // Well inside the ack wait, so a slow handler's message is never handed to another
+            // replica.
+            let mut progress = tokio::time::interval(topology.ack_wait / 3);
+            progress.tick().await;
+            let disposition = loop {
+                tokio::select! {
+                    d = &mut work => break d,
+                    _ = progress.tick() => {
+                        if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                            warn!(worker = config.name, error = %e, "progress ack failed");
+                        }
+                    }
                 }
-            }
+            };
+            metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
+            disposition
         }
     };
-    metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
-    let id =
-        || (config.id_of)(&delivery_for_id).unwrap_or_else(|| format!("seq:{stream_sequence}"));
     let disposition = match disposition {
         Ok(Disposition::RetryIn(_)) if last_attempt => Disposition::DeadLetter {
-            id: id(),
+            id: id.clone(),
             reason: DeadLetterReason::RetriesExhausted,
-            error: format!("still failing after {} attempts", delivery_for_id.attempt),
+            error: format!("still failing after {attempt} attempts"),
         },
         Ok(other) => other,
         Err(panic) => {
@@ -307,7 +380,7 @@ where
             metrics::counter!("wacenter_handler_panics_total", "worker" => config.name)
                 .increment(1);
             Disposition::DeadLetter {
-                id: id(),
+                id,
                 reason: DeadLetterReason::Uncertain,
                 error: format!("the {} handler crashed (panic: {what}); whatever it was doing may or may not have happened. Check before replaying", config.name),
             }
@@ -333,7 +406,7 @@ where
                 payload: serde_json::from_slice(&msg.payload).unwrap_or_else(|_| {
                     serde_json::Value::String(String::from_utf8_lossy(&msg.payload).into_owned())
                 }),
-                attempts: u32::try_from(delivery_for_id.attempt).unwrap_or(u32::MAX),
+                attempts: u32::try_from(attempt).unwrap_or(u32::MAX),
                 failed_at: chrono::Utc::now(),
             };
             // In the message's trace, like everything else done for it.

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
-use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
+use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::Settings;
@@ -78,28 +78,19 @@ impl Forwarder {
             consumer: names::FORWARDER_CONSUMER,
             concurrency: self.inner.concurrency,
             dead_letter_subject: names::DEADLETTER_INBOUND,
-            id_of: |d| {
-                serde_json::from_slice::<InboundMessage>(&d.payload)
-                    .ok()
-                    .map(|m| m.dedupe_id())
-            },
         };
-        worker::run(bus, config, move |d| self.clone().handle(d), shutdown).await;
+        worker::run(
+            bus,
+            config,
+            move |d, msg| self.clone().handle(d, msg),
+            shutdown,
+        )
+        .await;
     }
 
-    /// Handles one delivery. Public for tests that drive the handler directly.
-    pub async fn handle(self, d: Delivery) -> Disposition {
-        let msg: InboundMessage = match serde_json::from_slice(&d.payload) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(seq = d.stream_sequence, error = %e, "inbound payload is not an InboundMessage");
-                return Disposition::dead_letter(
-                    d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
-                    DeadLetterReason::Invalid,
-                    format!("payload does not match the InboundMessage schema: {e}"),
-                );
-            }
-        };
+    /// Handles one delivery of `msg` (decoded and version-checked by the worker). Public for
+    /// tests that drive the handler directly.
+    pub async fn handle(self, d: Delivery, msg: InboundMessage) -> Disposition {
         // Every line about this message carries its WhatsApp id, and its kode_inbox once known.
         let span = tracing::info_span!(
             "inbound",
@@ -114,9 +105,6 @@ impl Forwarder {
     async fn process(&self, d: Delivery, msg: InboundMessage) -> Disposition {
         let me = &self.inner;
         let id = msg.dedupe_id();
-        if msg.version > PAYLOAD_VERSION {
-            return Disposition::dead_letter(&id, DeadLetterReason::Invalid, format!("payload version {} is newer than this forwarder understands ({PAYLOAD_VERSION}); upgrade the forwarder, then replay", msg.version));
-        }
         if let Some(reason) = skip_reason(&msg, &me.flags) {
             info!(reason, "not forwarded");
             metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason).increment(1);
@@ -163,64 +151,35 @@ impl Forwarder {
         } else {
             ClaimRecord::new(ClaimState::InProgress, d.stream_sequence)
         };
-        let revision = match me.forwarded.claim(&key, &first).await {
-            Err(e) => {
-                // Nothing was sent; if the claim landed anyway, make that plain to the redelivery.
-                me.forwarded.release_unstarted(&key, &first).await;
-                return Disposition::nats_trouble(e, "claiming the message");
+        let revision = match me.forwarded.begin(&key, &first).await {
+            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
+            Ok(Begun::Fresh { .. }) if expired => {
+                return expired_on_arrival(&id, exp, expired_error())
             }
-            Ok(Claim::New { revision }) => {
-                if expired {
-                    return expired_on_arrival(&id, exp, expired_error());
-                }
-                revision
+            Ok(Begun::Fresh { revision }) => revision,
+            Ok(Begun::Duplicate(record)) => {
+                info!(first_seq = record.seq, state = ?record.state, "duplicate delivery of an already claimed message; dropped");
+                metrics::counter!("wacenter_forwarder_duplicates_total").increment(1);
+                return Disposition::Ack;
             }
-            Ok(Claim::Existing { record, revision }) => {
-                if record.seq != d.stream_sequence {
-                    info!(first_seq = record.seq, state = ?record.state, "duplicate delivery of an already claimed message; dropped");
-                    metrics::counter!("wacenter_forwarder_duplicates_total").increment(1);
-                    return Disposition::Ack;
-                }
-                match record.state {
-                    // An earlier delivery of this very message stopped before calling OtomaX.
-                    ClaimState::Claimed if expired => {
-                        me.forwarded.advance_durably(&key, &first, revision).await;
-                        return expired_on_arrival(&id, exp, expired_error());
-                    }
-                    ClaimState::Claimed => match me.forwarded.advance(&key, &first, revision).await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            me.forwarded.release_unstarted(&key, &first).await;
-                            return Disposition::nats_trouble(e, "marking the message in progress");
-                        }
-                    },
-                    // An earlier delivery is (or was) on the call: its lease tells which.
-                    ClaimState::InProgress => match me.forwarded.owner(&key, revision).await {
-                        Ok(Owner::Alive) => {
-                            info!("another delivery of this message is still being handled; looking again shortly");
-                            return Disposition::Wait(Duration::from_secs(1));
-                        }
-                        Ok(Owner::Gone) => {
-                            warn!("a previous attempt stopped while OtomaX was being called; not retried");
-                            return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
-                        }
-                        Err(e) => {
-                            return Disposition::nats_trouble(e, "watching the owner's lease")
-                        }
-                    },
-                    ClaimState::Done => {
-                        // Forwarded; finish what may not have happened after it (the auto-reply).
-                        let result: InsertInboxResult =
-                            serde_json::from_value(record.detail.clone()).unwrap_or_default();
-                        if let Some(kode) = result.kode_inbox {
-                            tracing::Span::current().record("kode_inbox", kode);
-                        }
-                        return self.auto_reply(&msg, &result, None).await;
-                    }
-                    ClaimState::Failed => return self.dead_letter_failed(&msg, &id, &record).await,
-                }
+            Ok(Begun::StillRunning) => {
+                info!("another delivery of this message is still being handled; looking again shortly");
+                return Disposition::Wait(Duration::from_secs(1));
             }
+            Ok(Begun::Uncertain) => {
+                warn!("a previous attempt stopped while OtomaX was being called; not retried");
+                return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
+            }
+            Ok(Begun::Done(record)) => {
+                // Forwarded; finish what may not have happened after it (the auto-reply).
+                let result: InsertInboxResult =
+                    serde_json::from_value(record.detail).unwrap_or_default();
+                if let Some(kode) = result.kode_inbox {
+                    tracing::Span::current().record("kode_inbox", kode);
+                }
+                return self.auto_reply(&msg, &result, None).await;
+            }
+            Ok(Begun::Failed(record)) => return self.dead_letter_failed(&msg, &id, &record).await,
         };
         let req = InsertInboxRequest::whatsapp(
             msg.text.clone(),

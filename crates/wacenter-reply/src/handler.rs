@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
-use wacenter_bus::claims::{Claim, ClaimRecord, ClaimState, Claims, Owner};
+use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{Settings, WaProvider};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
-use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PAYLOAD_VERSION};
+use wacenter_proto::{names, DeadLetterReason, OutboundMessage};
 use wacenter_whatsapp::{
     normalize_phone, GowaSender, MetaSender, SendError, SendErrorClass, Sender,
 };
@@ -94,28 +94,19 @@ impl Replier {
             consumer: names::REPLY_CONSUMER,
             concurrency: self.inner.concurrency,
             dead_letter_subject: names::DEADLETTER_OUTBOUND,
-            id_of: |d| {
-                serde_json::from_slice::<OutboundMessage>(&d.payload)
-                    .ok()
-                    .map(|m| m.id)
-            },
         };
         info!(provider = %self.inner.sender.provider(), "reply service sends through this provider");
-        worker::run(bus, config, move |d| self.clone().handle(d), shutdown).await;
+        worker::run(
+            bus,
+            config,
+            move |d, out| self.clone().handle(d, out),
+            shutdown,
+        )
+        .await;
     }
 
-    pub async fn handle(self, d: Delivery) -> Disposition {
-        let out: OutboundMessage = match serde_json::from_slice(&d.payload) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(seq = d.stream_sequence, error = %e, "outbound payload is not an OutboundMessage");
-                return Disposition::dead_letter(
-                    d.header(names::HEADER_MSG_ID).unwrap_or("unknown"),
-                    DeadLetterReason::Invalid,
-                    format!("payload does not match the OutboundMessage schema: {e}"),
-                );
-            }
-        };
+    /// Handles one delivery of `out` (decoded and version-checked by the worker).
+    pub async fn handle(self, d: Delivery, out: OutboundMessage) -> Disposition {
         let span = tracing::info_span!(
             "outbound",
             outbound_id = %out.id,
@@ -128,16 +119,6 @@ impl Replier {
 
     async fn process(&self, d: Delivery, out: OutboundMessage) -> Disposition {
         let me = &self.inner;
-        if out.version > PAYLOAD_VERSION {
-            return Disposition::dead_letter(
-                &out.id,
-                DeadLetterReason::Invalid,
-                format!(
-                    "payload version {} is newer than this reply service understands",
-                    out.version
-                ),
-            );
-        }
         let Some(to) = normalize_phone(&out.to, &me.country_code) else {
             if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
                 return retry;
@@ -156,78 +137,51 @@ impl Replier {
         let claims = self.claims(&out);
         // One write claims the message as `in_progress`: the send follows at once.
         let in_progress = ClaimRecord::new(ClaimState::InProgress, d.stream_sequence);
-        let revision = match claims.claim(&key, &in_progress).await {
-            Err(e) => {
-                // Nothing was sent; if the claim landed anyway, make that plain to the redelivery.
-                claims.release_unstarted(&key, &in_progress).await;
-                return Disposition::nats_trouble(e, "claiming the message");
+        let revision = match claims.begin(&key, &in_progress).await {
+            Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
+            Ok(Begun::Fresh { revision }) => revision,
+            Ok(Begun::Duplicate(record)) => {
+                info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
+                metrics::counter!("wacenter_reply_duplicates_total").increment(1);
+                // OtomaX posting a row again may mean it never heard what became of it.
+                let status = match record.state {
+                    ClaimState::Done => Some(outbox_status::DELIVERED),
+                    ClaimState::Failed => Some(outbox_status::FAILED),
+                    // The owner reports when it finishes.
+                    ClaimState::Claimed | ClaimState::InProgress => None,
+                };
+                if let Some(status) = status {
+                    if let Err(retry) = self.report_outbox(&out, status).await {
+                        return retry;
+                    }
+                }
+                return Disposition::Ack;
             }
-            Ok(Claim::New { revision }) => revision,
-            Ok(Claim::Existing { record, revision }) => {
-                if record.seq != d.stream_sequence {
-                    info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
-                    metrics::counter!("wacenter_reply_duplicates_total").increment(1);
-                    // OtomaX posting a row again may mean it never heard what became of it.
-                    let status = match record.state {
-                        ClaimState::Done => Some(outbox_status::DELIVERED),
-                        ClaimState::Failed => Some(outbox_status::FAILED),
-                        // The owner reports when it finishes.
-                        ClaimState::Claimed | ClaimState::InProgress => None,
-                    };
-                    if let Some(status) = status {
-                        if let Err(retry) = self.report_outbox(&out, status).await {
-                            return retry;
-                        }
-                    }
-                    return Disposition::Ack;
+            Ok(Begun::StillRunning) => {
+                info!("another delivery of this message is still being handled; looking again shortly");
+                return Disposition::Wait(Duration::from_secs(1));
+            }
+            Ok(Begun::Uncertain) => {
+                warn!("a previous attempt stopped while the provider was being called; not resent");
+                return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
+            }
+            Ok(Begun::Done(_)) => {
+                return match self.report_outbox(&out, outbox_status::DELIVERED).await {
+                    Ok(()) => Disposition::Ack,
+                    Err(retry) => retry,
+                };
+            }
+            Ok(Begun::Failed(record)) => {
+                if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
+                    return retry;
                 }
-                match record.state {
-                    // An earlier delivery gave the claim back: the send did not happen.
-                    ClaimState::Claimed => match claims.advance(&key, &in_progress, revision).await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            claims.release_unstarted(&key, &in_progress).await;
-                            return Disposition::nats_trouble(e, "marking the message in progress");
-                        }
-                    },
-                    // An earlier delivery is (or was) sending: its lease tells which.
-                    ClaimState::InProgress => match claims.owner(&key, revision).await {
-                        Ok(Owner::Alive) => {
-                            info!("another delivery of this message is still being handled; looking again shortly");
-                            return Disposition::Wait(Duration::from_secs(1));
-                        }
-                        Ok(Owner::Gone) => {
-                            warn!("a previous attempt stopped while the provider was being called; not resent");
-                            return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
-                        }
-                        Err(e) => {
-                            return Disposition::nats_trouble(e, "watching the owner's lease")
-                        }
-                    },
-                    ClaimState::Done => {
-                        return match self.report_outbox(&out, outbox_status::DELIVERED).await {
-                            Ok(()) => Disposition::Ack,
-                            Err(retry) => retry,
-                        };
-                    }
-                    ClaimState::Failed => {
-                        if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
-                            return retry;
-                        }
-                        let error = record
-                            .detail
-                            .get("error")
-                            .and_then(|e| e.as_str())
-                            .unwrap_or("failed earlier")
-                            .to_string();
-                        return Disposition::dead_letter(
-                            &out.id,
-                            DeadLetterReason::SendFailed,
-                            error,
-                        );
-                    }
-                }
+                let error = record
+                    .detail
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("failed earlier")
+                    .to_string();
+                return Disposition::dead_letter(&out.id, DeadLetterReason::SendFailed, error);
             }
         };
         let account = match out.provider {

@@ -215,3 +215,57 @@ async fn each_record_kind_lives_as_long_as_its_promise_needs() {
     assert_eq!(names::outbound_bucket(Some(99120)), names::DELIVERED_BUCKET);
     assert_eq!(names::outbound_bucket(None), names::REPLIED_BUCKET);
 }
+
+/// `begin` is the one state machine both roles run: what a delivery finds, in each state.
+#[tokio::test(flavor = "multi_thread")]
+async fn begin_tells_each_delivery_where_it_stands() {
+    use wacenter_bus::claims::Begun;
+    let nats = NatsServer::start();
+    let claims = claims(&nats).await;
+    let ours = ClaimRecord::new(ClaimState::InProgress, 7);
+    let Begun::Fresh { revision } = claims.begin("k", &ours).await.unwrap() else {
+        panic!("the first delivery holds the claim");
+    };
+    // Another copy of the message (another stream sequence).
+    let copy = ClaimRecord::new(ClaimState::InProgress, 8);
+    assert_eq!(
+        claims.begin("k", &copy).await.unwrap(),
+        Begun::Duplicate(ours.clone())
+    );
+    // Given back before the call: the next delivery of the same message takes it over.
+    claims.release_unstarted("k", &ours).await;
+    let again = ClaimRecord::new(ClaimState::InProgress, 7);
+    let Begun::Fresh { revision: taken } = claims.begin("k", &again).await.unwrap() else {
+        panic!("a claim given back is taken over");
+    };
+    assert!(taken > revision);
+    // Done, and failed: said with the record.
+    let done = ClaimRecord::new(ClaimState::Done, 7);
+    claims.advance("k", &done, taken).await.unwrap();
+    let redelivery = ClaimRecord::new(ClaimState::InProgress, 7);
+    assert_eq!(
+        claims.begin("k", &redelivery).await.unwrap(),
+        Begun::Done(done)
+    );
+    let failed = ClaimRecord::new(ClaimState::Failed, 9);
+    claims.claim("f", &failed).await.unwrap();
+    assert_eq!(
+        claims
+            .begin("f", &ClaimRecord::new(ClaimState::InProgress, 9))
+            .await
+            .unwrap(),
+        Begun::Failed(failed)
+    );
+    // In progress and nobody renewing it: the owner is gone.
+    claims
+        .claim("u", &ClaimRecord::new(ClaimState::InProgress, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims
+            .begin("u", &ClaimRecord::new(ClaimState::InProgress, 5))
+            .await
+            .unwrap(),
+        Begun::Uncertain
+    );
+}

@@ -66,7 +66,22 @@ fn config() -> WorkerConfig {
         consumer: "test-worker",
         concurrency: 4,
         dead_letter_subject: DEAD_LETTERS,
-        id_of: |d| Some(format!("msg:{}", d.stream_sequence)),
+    }
+}
+
+/// The test's payload: what the worker decodes before a handler sees it.
+#[derive(serde::Deserialize)]
+struct Hello {
+    hello: String,
+}
+
+impl worker::Job for Hello {
+    const KIND: &'static str = "Hello";
+    fn id(&self) -> String {
+        format!("hello:{}", self.hello)
+    }
+    fn version(&self) -> u32 {
+        1
     }
 }
 
@@ -83,7 +98,7 @@ async fn publish_one(bus: &Bus, id: &str) {
 
 fn start<H, Fut>(bus: &Bus, handler: H) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>)
 where
-    H: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    H: Fn(Delivery, Hello) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Disposition> + Send + 'static,
 {
     let (stop, shutdown) = watch::channel(false);
@@ -100,7 +115,7 @@ async fn a_handler_that_panics_is_dead_lettered() {
     let bus = bus(&nats, 5).await;
     dead_letter_stream(&bus).await;
     publish_one(&bus, "panics").await;
-    let (stop, task) = start(&bus, |_d| async { panic!("a bug in the handler") });
+    let (stop, task) = start(&bus, |_d, _| async { panic!("a bug in the handler") });
     let letters = eventually(Duration::from_secs(20), "the dead letter", || async {
         Some(dead_letters(&bus).await).filter(|l| !l.is_empty())
     })
@@ -132,7 +147,7 @@ async fn a_crash_on_the_last_attempt_still_ends_in_a_dead_letter() {
     publish_one(&doomed, "crashes").await;
     let seen = Arc::new(AtomicI64::new(0));
     let seen_by_handler = seen.clone();
-    let (_stop_doomed, _task) = start(&doomed, move |_d| {
+    let (_stop_doomed, _task) = start(&doomed, move |_d, _| {
         seen_by_handler.fetch_add(1, Ordering::SeqCst);
         std::future::pending::<Disposition>()
     });
@@ -143,7 +158,7 @@ async fn a_crash_on_the_last_attempt_still_ends_in_a_dead_letter() {
     // The process dies mid-call: its connection goes, nothing more is acked from it.
     doomed.drain().await;
     let survivor = bus(&nats, 1).await;
-    let (stop, task) = start(&survivor, |_d| async {
+    let (stop, task) = start(&survivor, |_d, _| async {
         Disposition::RetryIn(Duration::from_millis(10))
     });
     let letters = eventually(Duration::from_secs(20), "the dead letter", || async {
@@ -165,7 +180,7 @@ async fn a_dead_letter_that_could_not_be_written_is_written_later() {
     publish_one(&bus, "no-dlq-yet").await;
     let calls = Arc::new(AtomicI64::new(0));
     let counted = calls.clone();
-    let (stop, task) = start(&bus, move |_d| {
+    let (stop, task) = start(&bus, move |_d, _| {
         counted.fetch_add(1, Ordering::SeqCst);
         async { Disposition::RetryIn(Duration::from_millis(10)) }
     });
@@ -198,7 +213,7 @@ async fn waiting_does_not_use_up_attempts() {
     let calls = Arc::new(AtomicI64::new(0));
     let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (counted, seen) = (calls.clone(), attempts.clone());
-    let (stop, task) = start(&bus, move |d: Delivery| {
+    let (stop, task) = start(&bus, move |d: Delivery, _| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
         seen.lock().unwrap().push((d.attempt, d.is_last_attempt()));
         async move {
@@ -256,7 +271,7 @@ async fn the_consumer_leaves_the_limit_to_the_worker() {
         })
         .await
         .unwrap();
-    let (stop, task) = start(&bus, |_d| async { Disposition::Ack });
+    let (stop, task) = start(&bus, |_d, _| async { Disposition::Ack });
     let max_deliver = eventually(
         Duration::from_secs(10),
         "the consumer to be updated",
@@ -269,6 +284,39 @@ async fn the_consumer_leaves_the_limit_to_the_worker() {
     )
     .await;
     assert_eq!(max_deliver, -1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// A payload that is not the role's job never reaches the handler: the worker dead-letters it
+/// as `invalid`, saying what it expected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_that_is_not_the_job_is_dead_lettered_invalid() {
+    let nats = NatsServer::start();
+    let bus = bus(&nats, 5).await;
+    dead_letter_stream(&bus).await;
+    bus.publish(
+        "wa.inbound.gowa",
+        "not-hello",
+        wacenter_bus::HeaderMap::new(),
+        r#"{"nope":1}"#.into(),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = start(&bus, |_d, _| async {
+        panic!("never handed an invalid payload")
+    });
+    let letters = eventually(Duration::from_secs(20), "the dead letter", || async {
+        Some(dead_letters(&bus).await).filter(|l| !l.is_empty())
+    })
+    .await;
+    assert_eq!(letters[0].reason, DeadLetterReason::Invalid);
+    assert_eq!(letters[0].id, "not-hello", "named by its Nats-Msg-Id");
+    assert!(
+        letters[0].error.contains("Hello schema"),
+        "{}",
+        letters[0].error
+    );
     stop.send(true).unwrap();
     task.await.unwrap();
 }

@@ -114,13 +114,21 @@ impl World {
     }
 }
 
+/// The message a delivery carries, as the worker decodes it.
+fn job(d: &Delivery) -> InboundMessage {
+    match wacenter_bus::worker::decode(d, "forwarder") {
+        Ok(msg) => msg,
+        Err(invalid) => panic!("not an InboundMessage: {invalid:?}"),
+    }
+}
+
 /// Redelivers `first` to `replica` (as JetStream would after lost progress acks) until the
 /// handler stops asking to look again; returns what it finally decided.
 async fn redeliver_until_decided(replica: &Forwarder, first: &Delivery) -> Disposition {
     let mut d = first.clone();
     loop {
         d.delivered += 1;
-        match replica.clone().handle(d.clone()).await {
+        match replica.clone().handle(d.clone(), job(&d)).await {
             Disposition::Wait(pause) => tokio::time::sleep(pause).await,
             Disposition::RetryIn(pause) => {
                 d.attempt += 1;
@@ -147,7 +155,7 @@ async fn a_slow_call_is_not_taken_for_a_dead_owner() {
     .await;
     let (owner, other) = (world.replica().await, world.replica().await);
     let first = world.publish("SLOW-1", "S.1234").await;
-    let owner_task = tokio::spawn(owner.handle(first.clone()));
+    let owner_task = tokio::spawn(owner.handle(first.clone(), job(&first)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let decided = redeliver_until_decided(&other, &first).await;
     assert_eq!(owner_task.await.unwrap(), Disposition::Ack);
