@@ -174,18 +174,11 @@ impl Claims {
 
     /// The record under `key` and its revision.
     pub async fn get(&self, key: &str) -> Result<Option<(ClaimRecord, u64)>, BusError> {
-        let entry = self
-            .store
-            .entry(key)
-            .await
-            .map_err(|e| BusError::Kv(format!("read {key}: {e}")))?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| {
-                let record = serde_json::from_slice(&e.value)
-                    .unwrap_or_else(|_| ClaimRecord::new(ClaimState::Done, 0));
-                (record, e.revision)
-            }))
+        Ok(self.entry(key).await?.map(|e| {
+            let record = serde_json::from_slice(&e.value)
+                .unwrap_or_else(|_| ClaimRecord::new(ClaimState::Done, 0));
+            (record, e.revision)
+        }))
     }
 
     /// Moves the record on, only if nobody changed it since `revision` (compare-and-set).
@@ -339,14 +332,17 @@ impl Claims {
 
     /// The value under `key` as stored, for records that are not claims.
     pub async fn raw(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        Ok(self.entry(key).await?.map(|e| e.value))
+    }
+
+    /// The live entry under `key` (not a delete or purge marker).
+    async fn entry(&self, key: &str) -> Result<Option<kv::Entry>, BusError> {
         let entry = self
             .store
             .entry(key)
             .await
             .map_err(|e| BusError::Kv(format!("read {key}: {e}")))?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| e.value))
+        Ok(entry.filter(|e| e.operation == kv::Operation::Put))
     }
 }
 

@@ -68,38 +68,52 @@ async fn drive_through(
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_stream_leader_killed_under_load_loses_nothing_and_doubles_nothing() {
+/// What happens to the stream leader.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// SIGKILL, restarted 5 s later.
+    Kill,
+    /// SIGSTOP for 10 s: it holds its connections but answers nothing, as a node cut off by a
+    /// partition looks to its peers; then SIGCONT.
+    Freeze,
+}
+
+/// `fault` strikes `WA_INBOUND`'s leader while a third of the messages are on their way.
+async fn leader_lost_under_load(fault: Fault) {
     let mut stack = Stack::start_on_cluster(|_| {}).await;
     let leader = inbound_leader(&stack).await;
     let client = (stack.http.clone(), stack.ingress_url.clone());
     let cluster = stack.nats.cluster();
-    let fault = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.node(&leader).kill();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        cluster.node(&leader).restart();
+    let (case, what) = match fault {
+        Fault::Kill => ("KILL", "killed"),
+        Fault::Freeze => ("FREEZE", "frozen 10 s"),
     };
-    drive_through(client, "KILL", fault).await;
-    account_for_every_message(&stack, N, &format!("cluster leader {leader} killed")).await;
+    let strike = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match fault {
+            Fault::Kill => {
+                cluster.node(&leader).kill();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                cluster.node(&leader).restart();
+            }
+            Fault::Freeze => {
+                cluster.node(&leader).pause();
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                cluster.node(&leader).resume();
+            }
+        }
+    };
+    drive_through(client, case, strike).await;
+    account_for_every_message(&stack, N, &format!("cluster leader {leader} {what}")).await;
     stack.stop().await;
 }
 
-/// A node that stops answering without closing its connections (SIGSTOP: what a partition
-/// looks like to its peers) for 10 s, then comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_leader_killed_under_load_loses_nothing_and_doubles_nothing() {
+    leader_lost_under_load(Fault::Kill).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_stream_leader_loses_nothing_and_doubles_nothing() {
-    let mut stack = Stack::start_on_cluster(|_| {}).await;
-    let leader = inbound_leader(&stack).await;
-    let client = (stack.http.clone(), stack.ingress_url.clone());
-    let cluster = stack.nats.cluster();
-    let fault = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.node(&leader).pause();
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        cluster.node(&leader).resume();
-    };
-    drive_through(client, "FREEZE", fault).await;
-    account_for_every_message(&stack, N, &format!("cluster leader {leader} frozen 10 s")).await;
-    stack.stop().await;
+    leader_lost_under_load(Fault::Freeze).await;
 }

@@ -7,7 +7,8 @@
 //! deposit tickets, unknown senders, malformed commands, the same webhook delivered twice at
 //! the same instant, outbox rows OtomaX pushes on its own, and outbox rows posted again.
 //! Faults, one at a time: kill -9 of any service process (restarted 1–3 s later), a NATS node
-//! killed and restarted, OtomaX slow or down, WhatsApp answering 429 or 503.
+//! killed and restarted, OtomaX slow or down (sometimes past `_exp`), WhatsApp answering 429, 503
+//! or 500.
 //!
 //! Promises checked: every accepted message in exactly one terminal state (inserted once, or
 //! dead-lettered with its reason; `uncertain` may also have arrived, that is what it says); no
@@ -123,7 +124,7 @@ async fn lifecycle_under_random_faults() {
     .await;
     let mut procs = Processes::start(&stack.settings);
     wait_ready(&stack).await;
-    register_callback(&stack).await;
+    stack.register_callback().await;
 
     // The load runs on its own while faults strike here, one at a time.
     let sent = Arc::new(Mutex::new(Sent::default()));
@@ -196,99 +197,53 @@ async fn generate_load(t: Target, mut rng: StdRng, length: Duration, sent: Arc<M
     while started.elapsed() < length {
         n += 1;
         let (http, ingress, sent) = (t.http.clone(), t.ingress.clone(), sent.clone());
-        match rng.random_range(0..100) {
+        // A webhook: its text, its sender, whether its auto-reply names it alone, and whether
+        // the gateway delivers it twice at the same instant.
+        let webhook_of = |roll| match roll {
             // A purchase: auto-reply now, the transaction result through the outbox later.
-            0..=34 => {
-                let text = format!("S1.08{n:010}.1234");
-                tasks.spawn(webhook(
-                    http,
-                    ingress,
-                    sent,
-                    n,
-                    text,
-                    RESELLER_PHONE,
-                    true,
-                    false,
-                ));
-            }
-            35..=54 => {
-                let text = format!("TIKET.{}.1234", 10_000 + n);
-                tasks.spawn(webhook(
-                    http,
-                    ingress,
-                    sent,
-                    n,
-                    text,
-                    RESELLER_PHONE,
-                    true,
-                    false,
-                ));
-            }
-            55..=64 => {
-                let text = format!("S.1234 X{n}");
-                tasks.spawn(webhook(
-                    http,
-                    ingress,
-                    sent,
-                    n,
-                    text,
-                    STRANGER_PHONE,
-                    false,
-                    false,
-                ));
-            }
-            65..=72 => {
-                let text = format!("HALO{n}");
-                tasks.spawn(webhook(
-                    http,
-                    ingress,
-                    sent,
-                    n,
-                    text,
-                    RESELLER_PHONE,
-                    false,
-                    false,
-                ));
-            }
+            0..=34 => Some((format!("S1.08{n:010}.1234"), RESELLER_PHONE, true, false)),
+            35..=54 => Some((
+                format!("TIKET.{}.1234", 10_000 + n),
+                RESELLER_PHONE,
+                true,
+                false,
+            )),
+            55..=64 => Some((format!("S.1234 X{n}"), STRANGER_PHONE, false, false)),
+            65..=72 => Some((format!("HALO{n}"), RESELLER_PHONE, false, false)),
             // The same webhook twice at the same instant, as gateways do.
-            73..=82 => {
-                let text = format!("TIKET.{}.1234", 10_000 + n);
-                tasks.spawn(webhook(
-                    http,
-                    ingress,
-                    sent,
-                    n,
-                    text,
-                    RESELLER_PHONE,
-                    true,
-                    true,
-                ));
-            }
+            73..=82 => Some((
+                format!("TIKET.{}.1234", 10_000 + n),
+                RESELLER_PHONE,
+                true,
+                true,
+            )),
+            _ => None,
+        };
+        let roll = rng.random_range(0..100);
+        if let Some((text, from, unique, twice)) = webhook_of(roll) {
+            tasks.spawn(webhook(http, ingress, sent, n, text, from, unique, twice));
+        } else if roll <= 92 {
             // OtomaX pushes a row of its own (a notice).
-            83..=92 => {
-                let url = format!("{}_sim/outbox", t.otomax);
-                let body =
-                    json!({"penerima": RESELLER_PHONE, "pesan": format!("INFO saldo masuk #{n}")});
-                sent.lock().unwrap().outbox_pushed += 1;
+            let url = format!("{}_sim/outbox", t.otomax);
+            let body =
+                json!({"penerima": RESELLER_PHONE, "pesan": format!("INFO saldo masuk #{n}")});
+            sent.lock().unwrap().outbox_pushed += 1;
+            tasks.spawn(async move {
+                let _ = http.post(url).json(&body).send().await;
+            });
+        } else {
+            // OtomaX posts a row it already posted (its callback retry, a restart).
+            let rows: Vec<Value> = match http.get(format!("{}_sim/outbox", t.otomax)).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            if !rows.is_empty() {
+                let body = rows[rng.random_range(0..rows.len())]["row"].clone();
+                let url = format!("{}/otomax/callback?secret={CALLBACK_SECRET}", t.callback);
+                sent.lock().unwrap().callbacks_repeated += 1;
                 tasks.spawn(async move {
                     let _ = http.post(url).json(&body).send().await;
                 });
-            }
-            // OtomaX posts a row it already posted (its callback retry, a restart).
-            _ => {
-                let rows: Vec<Value> =
-                    match http.get(format!("{}_sim/outbox", t.otomax)).send().await {
-                        Ok(r) => r.json().await.unwrap_or_default(),
-                        Err(_) => Vec::new(),
-                    };
-                if !rows.is_empty() {
-                    let body = rows[rng.random_range(0..rows.len())]["row"].clone();
-                    let url = format!("{}/otomax/callback?secret={CALLBACK_SECRET}", t.callback);
-                    sent.lock().unwrap().callbacks_repeated += 1;
-                    tasks.spawn(async move {
-                        let _ = http.post(url).json(&body).send().await;
-                    });
-                }
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(60..200))).await;
@@ -359,12 +314,15 @@ async fn strike(rng: &mut StdRng, stack: &mut Stack, procs: &mut Processes) -> S
             format!("OtomaX answering in {latency} ms for 6 s")
         }
         3 => {
-            stack.otomax_faults(json!({"down_for_seconds": 5})).await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            "OtomaX down for 5 s".to_string()
+            // Sometimes longer than `_exp` (10 s): those commands expire, their senders told.
+            let down = rng.random_range(4..14);
+            stack.otomax_faults(json!({"down_for_seconds": down})).await;
+            tokio::time::sleep(Duration::from_secs(down)).await;
+            format!("OtomaX down for {down} s")
         }
         _ => {
-            let status = if rng.random_bool(0.5) { 429 } else { 503 };
+            // 500 may come after the message left: dead-lettered uncertain, never resent.
+            let status = [429, 503, 500][rng.random_range(0..3)];
             stack
                 .whatsapp_faults(json!({"fail_status": status, "fail_for_seconds": 3}))
                 .await;
@@ -396,17 +354,6 @@ async fn wait_ready(stack: &Stack) {
         })
         .await;
     }
-}
-
-async fn register_callback(stack: &Stack) {
-    let r = stack
-        .http
-        .post(format!("{}/otomax/set-callback", stack.callback_url))
-        .basic_auth("admin", Some("admin-pass"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 struct Outcome {

@@ -20,21 +20,10 @@ fn texts(sent: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn register_callback(stack: &Stack) {
-    let r = stack
-        .http
-        .post(format!("{}/otomax/set-callback", stack.callback_url))
-        .basic_auth("admin", Some("admin-pass"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn purchase_gets_auto_reply_then_transaction_result() {
     let stack = Stack::start().await;
-    register_callback(&stack).await;
+    stack.register_callback().await;
     let r = stack
         .whatsapp_says(RESELLER_PHONE, "S5.08123456789.1234")
         .await;
@@ -399,7 +388,7 @@ async fn a_call_cut_off_at_exp_is_uncertain_and_replays_only_with_force() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_delivery_report_reaches_otomax_after_an_outage_without_a_second_send() {
     let stack = Stack::start().await;
-    register_callback(&stack).await;
+    stack.register_callback().await;
     stack
         .whatsapp_says(RESELLER_PHONE, "S5.08123456789.1234")
         .await;

@@ -273,6 +273,19 @@ impl Stack {
         }
     }
 
+    /// Registers this stack's callback URL with the OtomaX simulator (`POST /otomax/set-callback`
+    /// without a body), as an operator would.
+    pub async fn register_callback(&self) {
+        let r = self
+            .http
+            .post(format!("{}/otomax/set-callback", self.callback_url))
+            .basic_auth("admin", Some("admin-pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
     /// A reseller's phone sending `text` to our number (a signed GOWA webhook via the simulator).
     pub async fn whatsapp_says(&self, from: &str, text: &str) -> Value {
         self.incoming(json!({"from": from, "text": text})).await
