@@ -61,6 +61,15 @@ impl ClaimRecord {
             detail: serde_json::Value::Null,
         }
     }
+
+    /// The last error a `failed` record keeps (`detail.error`), for the dead letter a
+    /// redelivery writes again.
+    pub fn error(&self) -> &str {
+        self.detail
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("failed earlier")
+    }
 }
 
 /// What a redelivery found out about the owner of an `in_progress` record.

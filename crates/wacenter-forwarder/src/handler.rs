@@ -356,12 +356,7 @@ impl Forwarder {
             .get("reason")
             .and_then(|r| serde_json::from_value(r.clone()).ok())
             .unwrap_or(DeadLetterReason::Rejected);
-        let error = record
-            .detail
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("failed earlier")
-            .to_string();
+        let error = record.error().to_string();
         if record.detail.get("tell_sender") == Some(&json!(true)) {
             if let Err(retry) = self.tell_expired(msg).await {
                 return retry;

@@ -175,13 +175,11 @@ impl Replier {
                 if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
                     return retry;
                 }
-                let error = record
-                    .detail
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("failed earlier")
-                    .to_string();
-                return Disposition::dead_letter(&out.id, DeadLetterReason::SendFailed, error);
+                return Disposition::dead_letter(
+                    &out.id,
+                    DeadLetterReason::SendFailed,
+                    record.error().to_string(),
+                );
             }
         };
         let account = match out.provider {
