@@ -96,7 +96,7 @@ impl Proc {
 
     /// SIGTERM (the services finish in-flight work on it), then SIGKILL after `grace`. Returns
     /// the last sample taken before the signal.
-    pub async fn stop(mut self, grace: Duration) -> Option<ProcSample> {
+    pub async fn stop(&mut self, grace: Duration) -> Option<ProcSample> {
         let last = self.sample();
         // No libc here (the workspace forbids unsafe code): `kill` does the signalling.
         let _ = tokio::process::Command::new("kill")

@@ -140,18 +140,18 @@ pub async fn measure(
     work: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<RetentionSummary> {
-    let nats = Nats::start(nats_binary, work, log_dir).await?;
+    let mut nats = Nats::start(nats_binary, work, log_dir).await?;
     let bus =
         wacenter_bus::Bus::connect(nats.url(), "bench", wacenter_bus::Topology::default()).await?;
     bus.ensure_topology().await?;
     bus.drain().await;
-    let nats = nats.restarted().await?;
+    nats.restart().await?;
     let settle = || tokio::time::sleep(Duration::from_secs(3));
     settle().await;
     let without_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
     let records = records_alive(per_day as f64);
     write_records(nats.url(), &run.templates, &records).await?;
-    let nats = nats.restarted().await?;
+    nats.restart().await?;
     settle().await;
     let with_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
     nats.stop().await;

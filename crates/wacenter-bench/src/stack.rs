@@ -179,32 +179,22 @@ impl Nats {
 
     /// Stops the private nats-server (SIGTERM) and starts it again on the same store and
     /// ports: what it holds afterwards is what it keeps, not what a burst left in caches.
-    pub async fn restarted(self) -> anyhow::Result<Self> {
-        match self {
-            Nats::Own {
-                proc,
-                url,
-                monitor_port,
-                binary,
-                args,
-                log_dir,
-                _store,
-            } => {
-                let port: u16 = url.rsplit(':').next().unwrap_or_default().parse()?;
-                proc.stop(Duration::from_secs(10)).await;
-                let proc = Box::new(spawn_nats(&binary, &args, &log_dir, port).await?);
-                Ok(Nats::Own {
-                    proc,
-                    url,
-                    monitor_port,
-                    binary,
-                    args,
-                    log_dir,
-                    _store,
-                })
-            }
-            external => Ok(external),
-        }
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let Nats::Own {
+            proc,
+            url,
+            binary,
+            args,
+            log_dir,
+            ..
+        } = self
+        else {
+            bail!("an external NATS is not restarted");
+        };
+        let port: u16 = url.rsplit(':').next().unwrap_or_default().parse()?;
+        proc.stop(Duration::from_secs(10)).await;
+        **proc = spawn_nats(binary, args, log_dir, port).await?;
+        Ok(())
     }
 
     /// `Err` when the private nats-server has stopped (crashed).
@@ -263,7 +253,9 @@ impl Nats {
 
     pub async fn stop(self) -> Option<ProcSample> {
         match self {
-            Nats::Own { proc, _store, .. } => {
+            Nats::Own {
+                mut proc, _store, ..
+            } => {
                 let s = proc.stop(Duration::from_secs(5)).await;
                 drop(_store);
                 s
@@ -474,7 +466,7 @@ impl Sims {
     }
 
     pub async fn stop(self) {
-        for p in self.procs {
+        for mut p in self.procs {
             p.stop(Duration::from_secs(5)).await;
         }
     }
@@ -705,7 +697,7 @@ impl Stack {
 
     /// Stops every service gracefully (in parallel: each may take a moment to drain).
     pub async fn stop(self) -> Vec<(String, Option<ProcSample>)> {
-        let stops = self.procs.into_iter().map(|(_, p)| async move {
+        let stops = self.procs.into_iter().map(|(_, mut p)| async move {
             let name = p.name.clone();
             (name, p.stop(Duration::from_secs(10)).await)
         });

@@ -338,6 +338,25 @@ impl Bus {
             .map_err(|e| BusError::Setup(format!("bucket {name}: {e}")))
     }
 
+    /// Publishes an inbound WhatsApp message as ingress does: to `wa.inbound.<provider>`, with
+    /// its dedupe id as `Nats-Msg-Id` (a provider re-sending it is kept once) and its WhatsApp
+    /// id in `Wa-Message-Id`.
+    pub async fn publish_inbound(
+        &self,
+        msg: &wacenter_proto::InboundMessage,
+    ) -> Result<PublishOutcome, BusError> {
+        let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
+        let mut headers = HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        self.publish(
+            &names::inbound_subject(msg.provider),
+            &msg.dedupe_id(),
+            headers,
+            payload.into(),
+        )
+        .await
+    }
+
     /// Publishes to JetStream with `Nats-Msg-Id` = `msg_id` and waits for the stream's ack.
     /// Fails fast with [`BusError::Disconnected`] while NATS is down (the caller answers 503).
     /// Connected but unacknowledged (no stream leader during an election, an ack timeout), the

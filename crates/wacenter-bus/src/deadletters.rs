@@ -230,16 +230,7 @@ async fn replay_webhook(
         }
     };
     for msg in &messages {
-        let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
-        bus.publish(
-            &names::inbound_subject(msg.provider),
-            &msg.dedupe_id(),
-            headers,
-            payload.into(),
-        )
-        .await?;
+        bus.publish_inbound(msg).await?;
     }
     Ok(ReplayOutcome::Replayed)
 }

@@ -371,19 +371,7 @@ impl Ingress {
 
     /// Publishes one message; `Ok(true)` when JetStream already had it (a provider retry).
     async fn publish(&self, msg: &InboundMessage) -> Result<bool, BusError> {
-        let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
-        let mut headers = wacenter_bus::HeaderMap::new();
-        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
-        let outcome = self
-            .inner
-            .bus
-            .publish(
-                &names::inbound_subject(msg.provider),
-                &msg.dedupe_id(),
-                headers,
-                payload.into(),
-            )
-            .await?;
+        let outcome = self.inner.bus.publish_inbound(msg).await?;
         if outcome.duplicate {
             info!(wa_message_id = %msg.message_id, provider = %msg.provider, "duplicate webhook; already queued");
         } else {
