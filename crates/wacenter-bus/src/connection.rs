@@ -350,7 +350,7 @@ impl Bus {
         headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
         self.publish(
             &names::inbound_subject(msg.provider),
-            &msg.dedupe_id(),
+            msg.dedupe_id().as_str(),
             headers,
             payload.into(),
         )

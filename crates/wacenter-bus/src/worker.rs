@@ -127,7 +127,7 @@ pub trait Job: serde::de::DeserializeOwned + Send + 'static {
 impl Job for wacenter_proto::InboundMessage {
     const KIND: &'static str = "InboundMessage";
     fn id(&self) -> String {
-        self.dedupe_id()
+        self.dedupe_id().to_string()
     }
     fn version(&self) -> u32 {
         self.version
@@ -137,7 +137,7 @@ impl Job for wacenter_proto::InboundMessage {
 impl Job for wacenter_proto::OutboundMessage {
     const KIND: &'static str = "OutboundMessage";
     fn id(&self) -> String {
-        self.id.clone()
+        self.id.to_string()
     }
     fn version(&self) -> u32 {
         self.version

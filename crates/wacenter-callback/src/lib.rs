@@ -9,7 +9,6 @@ pub mod openapi;
 pub mod outbox;
 pub mod rest;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +17,15 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 use tracing::info;
-use wacenter_bus::{Bus, Topology};
-use wacenter_config::{IpNet, Settings};
+use url::Url;
+use wacenter_bus::Bus;
+pub use wacenter_config::CallbackConfig;
+use wacenter_config::{Credentials, IpNet, Secret};
 use wacenter_otomax::{ClientConfig, OtomaxClient};
+use wacenter_proto::ExpWindow;
+use wacenter_service::Shutdown;
 
 use crate::envelope::ApiError;
 
@@ -37,14 +40,14 @@ pub struct Callback {
 pub(crate) struct Inner {
     pub bus: Bus,
     pub otomax: Option<OtomaxClient>,
-    pub callback_secret: String,
+    pub callback_secret: Secret,
     pub allow_ips: Vec<IpNet>,
-    pub basic_auth: Vec<(String, String)>,
-    pub public_url: String,
+    pub basic_auth: Vec<Credentials>,
+    pub public_url: Option<Url>,
     pub country_code: String,
     pub default_reseller: String,
     pub default_kode_terminal: i64,
-    pub exp: chrono::Duration,
+    pub exp: ExpWindow,
     pub probe: health::ProbeCache,
     /// Secrets that could appear inside error texts from other crates (the password of
     /// OTOMAX_API_URL), replaced before those texts are shown.
@@ -52,41 +55,38 @@ pub(crate) struct Inner {
 }
 
 impl Callback {
-    pub fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
-        let otomax = if settings.otomax_enabled {
-            let mut config = ClientConfig::from_settings(settings)?;
+    pub fn new(config: &CallbackConfig, bus: Bus) -> Self {
+        let otomax = config.otomax.as_ref().map(|server| {
+            let mut client = ClientConfig::new(server);
             // Operators are waiting on the other end: one retry at most, short timeouts.
-            config.policy.max_retries = config.policy.max_retries.min(1);
-            config.policy.attempt_timeout =
-                config.policy.attempt_timeout.min(Duration::from_secs(15));
-            Some(OtomaxClient::new(config))
-        } else {
-            None
-        };
-        let hidden = url::Url::parse(&settings.otomax_api_url)
-            .ok()
-            .and_then(|u| u.password().map(str::to_string))
+            client.policy.max_retries = client.policy.max_retries.min(1);
+            client.policy.attempt_timeout =
+                client.policy.attempt_timeout.min(Duration::from_secs(15));
+            OtomaxClient::new(client)
+        });
+        let hidden = config
+            .otomax
+            .as_ref()
+            .and_then(|server| server.api_url.password().map(str::to_string))
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect();
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 bus,
                 otomax,
-                callback_secret: settings.otomax_callback_secret.expose().to_string(),
-                allow_ips: settings.callback_allow_list()?,
-                basic_auth: settings.basic_auth_users()?,
-                public_url: settings.public_url.clone(),
-                country_code: settings.wa_default_country_code.clone(),
-                default_reseller: settings.otomax_default_reseller.clone(),
-                default_kode_terminal: settings.otomax_default_kode_terminal,
-                exp: chrono::Duration::seconds(
-                    i64::try_from(settings.otomax_exp_seconds).unwrap_or(30),
-                ),
+                callback_secret: config.callback_secret.clone(),
+                allow_ips: config.allow_ips.clone(),
+                basic_auth: config.basic_auth.clone(),
+                public_url: config.public_url.clone(),
+                country_code: config.country_code.clone(),
+                default_reseller: config.default_reseller.clone(),
+                default_kode_terminal: config.default_kode_terminal,
+                exp: config.exp,
                 probe: health::ProbeCache::default(),
                 hidden,
             }),
-        })
+        }
     }
 
     /// `text` with every hidden secret replaced by `redacted`.
@@ -115,16 +115,15 @@ impl Callback {
                 self.clone(),
                 auth::require_basic_auth,
             ));
-        let bus = self.inner.bus.clone();
         Router::new()
             .merge(admin)
             .route("/otomax/callback", post(outbox::callback))
             .route("/otomax/health", get(health::health))
             .route("/openapi.json", get(openapi::openapi_json))
             .with_state(self.clone())
-            .merge(wacenter_telemetry::ops_router(
+            .merge(wacenter_service::ops_router(
                 "callback",
-                Arc::new(move || bus.readiness()),
+                wacenter_service::bus_readiness(&self.inner.bus),
             ))
             .fallback(|| async {
                 ApiError::not_found("no such route; see /openapi.json").into_response()
@@ -159,41 +158,18 @@ async fn payload_too_large_as_envelope(
     }
 }
 
-/// Runs the callback service on `APP_PORT` until `shutdown`.
-pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let bus = Bus::connect(
-        &settings.nats_url,
-        "callback",
-        Topology {
-            replicas: settings.nats_stream_replicas,
-            ..Topology::default()
-        },
-    )
-    .await?;
-    let listener = wacenter_telemetry::bind(
-        SocketAddr::from(([0, 0, 0, 0], settings.app_port)),
-        "callback",
-    )
-    .await?;
-    let app = Callback::new(&settings, bus.clone())?;
-    let setup = {
-        let bus = bus.clone();
-        tokio::spawn(async move { bus.ensure_topology().await })
-    };
-    if settings.app_basic_auth.is_empty() {
+/// Runs the callback service on `listener` until `shutdown`.
+pub async fn run(
+    config: CallbackConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    if config.basic_auth.is_empty() {
         info!("admin routes locked: APP_BASIC_AUTH is not set");
     }
-    info!(addr = %listener.local_addr()?, "callback service listening");
-    axum::serve(
-        listener,
-        app.router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wacenter_telemetry::wait_for(shutdown))
-    .await?;
-    setup.abort();
-    // Bounded: with NATS unreachable it gives up (every callback was answered only after its
-    // publish ack, so nothing is lost).
-    bus.drain().await;
-    Ok(())
+    let nats = config.nats.clone();
+    wacenter_service::serve_http("callback", &nats, listener, shutdown, |bus| {
+        Ok(Callback::new(&config, bus).router())
+    })
+    .await
 }

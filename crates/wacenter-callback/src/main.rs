@@ -10,15 +10,10 @@ use clap::Parser;
 #[command(name = "wacenter-callback", version)]
 struct Cli {
     #[command(flatten)]
-    args: wacenter_telemetry::ServiceArgs,
+    args: wacenter_service::ServiceArgs,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    wacenter_telemetry::service_main(
-        "wacenter-callback",
-        wacenter_config::Role::Callback,
-        cli.args,
-        wacenter_callback::run,
-    )
+    wacenter_service::service_main("wacenter-callback", cli.args, wacenter_callback::run)
 }

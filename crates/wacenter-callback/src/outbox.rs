@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 use wacenter_bus::BusError;
 use wacenter_otomax::lenient::{value_as_i64, value_as_string};
-use wacenter_proto::{names, OutboundKind, OutboundMessage, PAYLOAD_VERSION};
+use wacenter_proto::{names, OutboundId, OutboundKind, OutboundMessage, PAYLOAD_VERSION};
 
 use crate::envelope::{object, success, ApiError, ErrorCode, ErrorEnvelope, SuccessEnvelope};
 use crate::openapi::int_or_string;
@@ -132,7 +132,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
     });
     let valid = presented
         .as_deref()
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(me.callback_secret.as_bytes())));
+        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(me.callback_secret.expose().as_bytes())));
     if !valid {
         warn!("callback refused: wrong or missing secret");
         return Err(ApiError::unauthorized(
@@ -284,14 +284,18 @@ fn outbound_ids(
     recipient: &str,
     pesan: &str,
     now: chrono::DateTime<Utc>,
-) -> (String, String) {
+) -> (String, OutboundId) {
     match kode {
-        Some(k) => (format!("outbox:{k}"), format!("outbox:{k}")),
+        Some(k) => {
+            let id = OutboundId::outbox(k);
+            (id.to_string(), id)
+        }
         None => {
             let hash = &hex::encode(Sha256::digest(format!("{recipient}\n{pesan}")))[..32];
-            let msg_id = format!("outbox:sha256:{hash}");
-            let id = format!("{msg_id}:{}", now.timestamp_millis());
-            (msg_id, id)
+            (
+                format!("outbox:sha256:{hash}"),
+                OutboundId::outbox_without_kode(hash, now),
+            )
         }
     }
 }

@@ -124,7 +124,7 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
         kode_reseller,
         pengirim,
         b.kode_terminal.unwrap_or(app.inner.default_kode_terminal),
-        Utc::now() + app.inner.exp,
+        app.inner.exp.deadline(Utc::now()),
     );
     let r = client.insert_inbox(&req).await?;
     Ok(success(
@@ -197,16 +197,16 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
 
 /// `PUBLIC_URL` + `/otomax/callback?secret=…`.
 fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
-    let public = app.inner.public_url.trim().trim_end_matches('/');
-    if public.is_empty() {
+    let Some(public) = &app.inner.public_url else {
         return Err(ApiError::validation(
             "no url given and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL on the callback service",
         ));
-    }
-    let mut url = url::Url::parse(&format!("{public}/otomax/callback"))
-        .map_err(|e| ApiError::validation(format!("PUBLIC_URL is not a URL: {e}")))?;
+    };
+    let mut url = public.clone();
+    let path = format!("{}/otomax/callback", url.path().trim_end_matches('/'));
+    url.set_path(&path);
     url.query_pairs_mut()
-        .append_pair("secret", &app.inner.callback_secret);
+        .append_pair("secret", app.inner.callback_secret.expose());
     Ok(url.to_string())
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use wacenter_config::{Role, Settings};
+use wacenter_config::{OtomaxConfig, Role, Settings};
 use wacenter_otomax::{ClientConfig, OtomaxClient, OtomaxError};
 
 use crate::{Common, EXIT_USAGE};
@@ -37,17 +37,18 @@ pub enum OtomaxCommand {
     },
 }
 
-pub fn client_from(settings: &Settings) -> anyhow::Result<OtomaxClient> {
-    Ok(OtomaxClient::new(ClientConfig::from_settings(settings)?))
-}
-
-fn load(common: &Common) -> Result<Settings, ExitCode> {
-    wacenter_config::load(&common.settings, common.config.as_deref(), Role::OtomaxTool).map_err(
-        |e| {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_USAGE)
-        },
-    )
+/// The settings (for logging) and the OtomaX client they configure, or the exit code after a
+/// clear line naming the bad setting.
+fn load(common: &Common) -> Result<(Settings, OtomaxClient), ExitCode> {
+    let usage = |e: wacenter_config::ConfigError| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let settings =
+        wacenter_config::load(&common.settings, common.config.as_deref(), Role::OtomaxTool)
+            .map_err(usage)?;
+    let otomax = OtomaxConfig::from_settings(&settings).map_err(usage)?;
+    Ok((settings, OtomaxClient::new(ClientConfig::new(&otomax))))
 }
 
 fn check_json(body: &str) -> Result<(), ExitCode> {
@@ -69,11 +70,10 @@ pub async fn run(command: OtomaxCommand) -> anyhow::Result<ExitCode> {
             if let Err(code) = check_json(&body) {
                 return Ok(code);
             }
-            let settings = match load(&common) {
-                Ok(s) => s,
+            let client = match load(&common) {
+                Ok((_, client)) => client,
                 Err(code) => return Ok(code),
             };
-            let client = client_from(&settings)?;
             match client.sign(&endpoint, body.into_bytes()) {
                 Ok(req) => {
                     println!("token: {}", req.token);
@@ -94,12 +94,11 @@ pub async fn run(command: OtomaxCommand) -> anyhow::Result<ExitCode> {
             if let Err(code) = check_json(&body) {
                 return Ok(code);
             }
-            let settings = match load(&common) {
-                Ok(s) => s,
+            let (settings, client) = match load(&common) {
+                Ok(loaded) => loaded,
                 Err(code) => return Ok(code),
             };
             wacenter_telemetry::init_logging(&settings);
-            let client = client_from(&settings)?;
             // A body with `_exp` is never sent after it.
             let deadline = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()

@@ -166,7 +166,9 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 webhook_url: Some(webhook_url.clone()),
                 webhook_secret: settings.wa_webhook_secret.expose().to_string(),
                 device_id,
-                basic_auth: settings.gowa_basic_auth()?,
+                basic_auth: settings
+                    .gowa_basic_auth()?
+                    .map(|c| (c.user, c.password.expose().to_string())),
                 echo_sent,
             });
             let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {

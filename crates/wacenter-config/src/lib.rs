@@ -8,9 +8,14 @@
 
 mod de;
 mod secret;
+mod services;
 mod settings;
 
 pub use secret::Secret;
+pub use services::{
+    CallbackConfig, Credentials, ForwarderConfig, ForwardingFlags, IngressConfig, MetaWebhook,
+    NatsConfig, OtomaxConfig, ReplyConfig, SendConfig,
+};
 pub use settings::{
     IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_EXPIRED_REPLY, ENV_NAMES,
 };

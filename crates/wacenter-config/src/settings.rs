@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Role, Secret};
+use crate::{ConfigError, Credentials, Role, Secret};
 
 /// Which WhatsApp provider outbound messages are sent through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -145,166 +145,31 @@ settings! {
 }
 
 impl Settings {
-    /// Checks everything `role` needs; the first problem is returned, naming its setting.
+    /// Checks everything `role` needs; the first problem is returned, naming its setting. The
+    /// services parse their configuration ([`crate::ForwarderConfig`] …) instead, which checks
+    /// the same.
     pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
-        check_url(
-            "NATS_URL",
-            self.nats_url.split(',').next().unwrap_or_default().trim(),
-            &["nats", "tls", "ws", "wss"],
-        )?;
-        if self.nats_stream_replicas == 0 || self.nats_stream_replicas > 5 {
-            return Err(ConfigError::new(
-                "NATS_STREAM_REPLICAS",
-                "must be between 1 and 5",
-            ));
-        }
-        for (name, port) in [
-            ("INGRESS_PORT", self.ingress_port),
-            ("FORWARDER_PORT", self.forwarder_port),
-            ("REPLY_PORT", self.reply_port),
-            ("APP_PORT", self.app_port),
-        ] {
-            if port == 0 {
-                return Err(ConfigError::new(
-                    name,
-                    "must be a port number between 1 and 65535",
-                ));
-            }
-        }
-        if !self.public_url.is_empty() {
-            check_url("PUBLIC_URL", &self.public_url, &["http", "https"])?;
-        }
-        if !self.otel_exporter_otlp_endpoint.is_empty() {
-            check_url(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                &self.otel_exporter_otlp_endpoint,
-                &["http", "https"],
-            )?;
-        }
-        if !self
-            .wa_default_country_code
-            .chars()
-            .all(|c| c.is_ascii_digit())
-            || self.wa_default_country_code.is_empty()
-        {
-            return Err(ConfigError::new(
-                "WA_DEFAULT_COUNTRY_CODE",
-                "must be digits, e.g. 62",
-            ));
-        }
-        self.basic_auth_users()?;
-        self.callback_allow_list()?;
-        let needs_otomax = match role {
-            Role::Forwarder | Role::Callback => self.otomax_enabled,
-            Role::Reply => self.otomax_enabled && self.otomax_outbox_ack,
-            Role::OtomaxTool => true,
-            Role::Ingress | Role::NatsTool => false,
-        };
-        if needs_otomax {
-            self.check_otomax()?;
-        }
+        use crate::services::*;
         match role {
-            Role::Forwarder => {
-                if self.forwarder_concurrency == 0 {
-                    return Err(ConfigError::new(
-                        "FORWARDER_CONCURRENCY",
-                        "must be at least 1",
-                    ));
-                }
+            Role::Ingress => IngressConfig::from_settings(self).map(drop),
+            Role::Forwarder => ForwarderConfig::from_settings(self).map(drop),
+            Role::Reply => ReplyConfig::from_settings(self).map(drop),
+            Role::Callback => CallbackConfig::from_settings(self).map(drop),
+            Role::OtomaxTool => {
+                common_checks(self)?;
+                OtomaxConfig::from_settings(self).map(drop)
             }
-            Role::Reply => {
-                if self.reply_concurrency == 0 {
-                    return Err(ConfigError::new("REPLY_CONCURRENCY", "must be at least 1"));
-                }
-                match self.wa_provider {
-                    WaProvider::Gowa => check_url("GOWA_URL", &self.gowa_url, &["http", "https"])?,
-                    WaProvider::Meta => {
-                        check_url("META_GRAPH_URL", &self.meta_graph_url, &["http", "https"])?;
-                        require(
-                            "META_ACCESS_TOKEN",
-                            self.meta_access_token.expose(),
-                            "needed to send through Meta (WA_PROVIDER=meta)",
-                        )?;
-                        require(
-                            "META_PHONE_NUMBER_ID",
-                            &self.meta_phone_number_id,
-                            "needed to send through Meta (WA_PROVIDER=meta)",
-                        )?;
-                    }
-                }
-            }
-            Role::Callback => {
-                require(
-                    "OTOMAX_CALLBACK_SECRET",
-                    self.otomax_callback_secret.expose(),
-                    "required: OtomaX must present it on /otomax/callback (set a long random value)",
-                )?;
-            }
-            Role::Ingress => {
-                if self.wa_webhook_secret.is_empty() && self.meta_app_secret.is_empty() {
-                    return Err(ConfigError::new(
-                        "WA_WEBHOOK_SECRET",
-                        "no provider enabled: set WA_WEBHOOK_SECRET (GOWA webhooks) and/or META_APP_SECRET (Meta webhooks)",
-                    ));
-                }
-                if !self.meta_app_secret.is_empty() && self.meta_verify_token.is_empty() {
-                    return Err(ConfigError::new(
-                        "META_VERIFY_TOKEN",
-                        "required with META_APP_SECRET for Meta's webhook handshake",
-                    ));
-                }
-            }
-            Role::OtomaxTool | Role::NatsTool => {}
+            Role::NatsTool => common_checks(self),
         }
-        Ok(())
     }
 
-    fn check_otomax(&self) -> Result<(), ConfigError> {
-        check_url("OTOMAX_API_URL", &self.otomax_api_url, &["http", "https"])?;
-        require(
-            "OTOMAX_APP_ID",
-            &self.otomax_app_id,
-            "the OtomaX App ID is needed to sign requests",
-        )?;
-        require(
-            "OTOMAX_APP_KEY",
-            self.otomax_app_key.expose(),
-            "the OtomaX App Key is needed to sign requests",
-        )?;
-        require(
-            "OTOMAX_DEV_KEY",
-            self.otomax_dev_key.expose(),
-            "the OtomaX Dev Key is needed to sign requests",
-        )?;
-        if self.otomax_exp_seconds == 0 {
-            return Err(ConfigError::new("OTOMAX_EXP_SECONDS", "must be at least 1"));
-        }
-        let max_exp = wacenter_proto::names::MAX_EXP.as_secs();
-        if self.otomax_exp_seconds > max_exp {
-            return Err(ConfigError::new(
-                "OTOMAX_EXP_SECONDS",
-                format!("must be {max_exp} or less: inbound claims are kept an hour, and a command older than that should not be carried out anyway"),
-            ));
-        }
-        if self.otomax_timeout_seconds == 0 {
-            return Err(ConfigError::new(
-                "OTOMAX_TIMEOUT_SECONDS",
-                "must be at least 1",
-            ));
-        }
-        if self.otomax_max_retries > 10 {
-            return Err(ConfigError::new("OTOMAX_MAX_RETRIES", "must be 10 or less"));
-        }
-        Ok(())
-    }
-
-    /// `APP_BASIC_AUTH` as (user, password) pairs.
-    pub fn basic_auth_users(&self) -> Result<Vec<(String, String)>, ConfigError> {
+    /// `APP_BASIC_AUTH` as users and passwords.
+    pub fn basic_auth_users(&self) -> Result<Vec<Credentials>, ConfigError> {
         parse_user_pass_list("APP_BASIC_AUTH", self.app_basic_auth.expose())
     }
 
-    /// `GOWA_BASIC_AUTH` as one (user, password) pair, if set.
-    pub fn gowa_basic_auth(&self) -> Result<Option<(String, String)>, ConfigError> {
+    /// `GOWA_BASIC_AUTH` as one user and password, if set.
+    pub fn gowa_basic_auth(&self) -> Result<Option<Credentials>, ConfigError> {
         Ok(
             parse_user_pass_list("GOWA_BASIC_AUTH", self.gowa_basic_auth.expose())?
                 .into_iter()
@@ -328,15 +193,9 @@ impl Settings {
             })
             .collect()
     }
-
-    /// The OtomaX base URL (validated by [`Settings::validate`]).
-    pub fn otomax_base_url(&self) -> Result<url::Url, ConfigError> {
-        check_url("OTOMAX_API_URL", &self.otomax_api_url, &["http", "https"])?;
-        Ok(url::Url::parse(&self.otomax_api_url).expect("checked above"))
-    }
 }
 
-fn require(setting: &str, value: &str, why: &str) -> Result<(), ConfigError> {
+pub(crate) fn require(setting: &str, value: &str, why: &str) -> Result<(), ConfigError> {
     if value.trim().is_empty() {
         Err(ConfigError::new(setting, format!("missing; {why}")))
     } else {
@@ -344,9 +203,14 @@ fn require(setting: &str, value: &str, why: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+/// `value` as a URL of one of `schemes` with a host, or an error naming `setting`.
+pub(crate) fn check_url(
+    setting: &str,
+    value: &str,
+    schemes: &[&str],
+) -> Result<url::Url, ConfigError> {
     match url::Url::parse(value) {
-        Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => Ok(()),
+        Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => Ok(u),
         Ok(u) => Err(ConfigError::new(
             setting,
             format!(
@@ -362,13 +226,16 @@ fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigE
     }
 }
 
-fn parse_user_pass_list(setting: &str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+fn parse_user_pass_list(setting: &str, value: &str) -> Result<Vec<Credentials>, ConfigError> {
     value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|pair| match pair.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok((u.to_string(), p.to_string())),
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(Credentials {
+                user: u.to_string(),
+                password: Secret::new(p),
+            }),
             _ => Err(ConfigError::new(
                 setting,
                 "every entry must be user:password (separate several with commas)",

@@ -203,8 +203,14 @@ fn basic_auth_and_allow_list_parsing() {
         app_basic_auth: Secret::new("admin:a:b, ops:x"),
         ..Settings::default()
     };
+    let users: Vec<(String, String)> = s
+        .basic_auth_users()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.user, c.password.expose().to_string()))
+        .collect();
     assert_eq!(
-        s.basic_auth_users().unwrap(),
+        users,
         vec![("admin".into(), "a:b".into()), ("ops".into(), "x".into())]
     );
     s.app_basic_auth = Secret::new("nopassword");

@@ -1,28 +1,7 @@
 //! The seed's forwarding flags and the rule that decides whether a message goes to OtomaX.
 
-use wacenter_config::Settings;
+use wacenter_config::ForwardingFlags;
 use wacenter_proto::InboundMessage;
-
-#[derive(Debug, Clone, Copy)]
-pub struct ForwardingFlags {
-    pub enabled: bool,
-    pub incoming: bool,
-    pub outgoing: bool,
-    pub groups: bool,
-    pub media: bool,
-}
-
-impl ForwardingFlags {
-    pub fn from_settings(s: &Settings) -> Self {
-        Self {
-            enabled: s.otomax_enabled,
-            incoming: s.otomax_forward_incoming,
-            outgoing: s.otomax_forward_outgoing,
-            groups: s.otomax_forward_groups,
-            media: s.otomax_forward_media,
-        }
-    }
-}
 
 /// Why a message is not forwarded (a stable label for logs and metrics), or `None` to forward.
 pub fn skip_reason(msg: &InboundMessage, flags: &ForwardingFlags) -> Option<&'static str> {
@@ -44,7 +23,7 @@ pub fn skip_reason(msg: &InboundMessage, flags: &ForwardingFlags) -> Option<&'st
     if msg.text.trim().is_empty() {
         return Some("empty_text");
     }
-    if msg.sender.is_empty() {
+    if msg.sender.is_none() {
         return Some("no_sender_phone");
     }
     None
@@ -54,7 +33,7 @@ pub fn skip_reason(msg: &InboundMessage, flags: &ForwardingFlags) -> Option<&'st
 mod tests {
     use super::*;
     use chrono::Utc;
-    use wacenter_proto::Provider;
+    use wacenter_proto::{PhoneNumber, Provider};
 
     fn msg() -> InboundMessage {
         InboundMessage {
@@ -63,7 +42,7 @@ mod tests {
             account: "628987654321@s.whatsapp.net".into(),
             message_id: "ID1".into(),
             chat: "628123456789@s.whatsapp.net".into(),
-            sender: "628123456789".into(),
+            sender: Some(PhoneNumber::from_digits("628123456789").unwrap()),
             sender_name: "John".into(),
             timestamp: Utc::now(),
             text: "S5.08123456789.1234".into(),
@@ -129,7 +108,7 @@ mod tests {
         assert_eq!(
             skip_reason(
                 &InboundMessage {
-                    sender: "".into(),
+                    sender: None,
                     ..msg()
                 },
                 &DEFAULTS

@@ -10,15 +10,16 @@ use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
-use wacenter_config::Settings;
+use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig};
 use wacenter_otomax::{
     ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError,
 };
 use wacenter_proto::{
-    names, DeadLetterReason, InboundMessage, OutboundKind, OutboundMessage, PAYLOAD_VERSION,
+    names, DeadLetterReason, InboundId, InboundMessage, OutboundId, OutboundKind, OutboundMessage,
+    PhoneNumber, PAYLOAD_VERSION,
 };
 
-use crate::flags::{skip_reason, ForwardingFlags};
+use crate::flags::skip_reason;
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -29,24 +30,27 @@ struct Inner {
     bus: Bus,
     forwarded: Claims,
     own_messages: OwnMessages,
-    otomax: Option<OtomaxClient>,
+    /// `None` when OtomaX is off (every message is skipped).
+    otomax: Option<Otomax>,
     flags: ForwardingFlags,
-    reseller: String,
-    kode_terminal: i64,
-    exp: chrono::Duration,
     auto_reply: bool,
     /// Told once to a sender whose command expired unprocessed; `None` when turned off.
     expired_reply: Option<String>,
     concurrency: usize,
 }
 
+/// The OtomaX server messages go to, and what every InsertInbox carries.
+struct Otomax {
+    client: OtomaxClient,
+    config: OtomaxConfig,
+}
+
 impl Forwarder {
-    pub async fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
-        let otomax = if settings.otomax_enabled {
-            Some(OtomaxClient::new(ClientConfig::from_settings(settings)?))
-        } else {
-            None
-        };
+    pub async fn new(config: &ForwarderConfig, bus: Bus) -> anyhow::Result<Self> {
+        let otomax = config.otomax.as_ref().map(|server| Otomax {
+            client: OtomaxClient::new(ClientConfig::new(server)),
+            config: server.clone(),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarded: Claims::new(bus.bucket(names::FORWARDED_BUCKET).await?),
@@ -55,16 +59,10 @@ impl Forwarder {
                 )),
                 bus,
                 otomax,
-                flags: ForwardingFlags::from_settings(settings),
-                reseller: settings.otomax_default_reseller.clone(),
-                kode_terminal: settings.otomax_default_kode_terminal,
-                exp: chrono::Duration::seconds(
-                    i64::try_from(settings.otomax_exp_seconds).unwrap_or(30),
-                ),
-                auto_reply: settings.otomax_auto_reply_enabled,
-                expired_reply: Some(settings.otomax_expired_reply.trim().to_string())
-                    .filter(|t| !t.is_empty()),
-                concurrency: settings.forwarder_concurrency,
+                flags: config.flags,
+                auto_reply: config.auto_reply,
+                expired_reply: config.expired_reply.clone(),
+                concurrency: config.concurrency,
             }),
         })
     }
@@ -96,7 +94,7 @@ impl Forwarder {
             "inbound",
             wa_message_id = %msg.message_id,
             provider = %msg.provider,
-            sender = %msg.sender,
+            sender = msg.sender.as_deref().unwrap_or(""),
             kode_inbox = tracing::field::Empty,
         );
         self.process(d, msg).instrument(span).await
@@ -133,11 +131,12 @@ impl Forwarder {
                 Err(e) => return Disposition::nats_trouble(e, "checking own messages"),
             }
         }
-        let Some(otomax) = &me.otomax else {
-            return Disposition::Ack; // unreachable: skip_reason covers a disabled OtomaX
+        // skip_reason has turned away messages without OtomaX or without a sender's number.
+        let (Some(otomax), Some(sender)) = (&me.otomax, &msg.sender) else {
+            return Disposition::Ack;
         };
-        let key = names::kv_key(&id);
-        let exp = msg.timestamp + me.exp;
+        let key = names::kv_key(id.as_str());
+        let exp = otomax.config.exp.deadline(msg.timestamp);
         let expired = Utc::now() >= exp;
         let expired_error = || format!("_exp {exp} had passed when the forwarder received it");
         // One write claims the message in the state its work starts in: `in_progress` (InsertInbox
@@ -154,7 +153,7 @@ impl Forwarder {
         let revision = match me.forwarded.begin(&key, &first).await {
             Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
             Ok(Begun::Fresh { .. }) if expired => {
-                return expired_on_arrival(&id, exp, expired_error())
+                return expired_on_arrival(id.as_str(), exp, expired_error())
             }
             Ok(Begun::Fresh { revision }) => revision,
             Ok(Begun::Duplicate(record)) => {
@@ -168,7 +167,7 @@ impl Forwarder {
             }
             Ok(Begun::Uncertain) => {
                 warn!("a previous attempt stopped while OtomaX was being called; not retried");
-                return Disposition::dead_letter(&id, DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
+                return Disposition::dead_letter(id.as_str(), DeadLetterReason::Uncertain, "the forwarder stopped while InsertInbox was on the wire; OtomaX may or may not have it. Check OtomaX's inbox before replaying".to_string());
             }
             Ok(Begun::Done(record)) => {
                 // Forwarded; finish what may not have happened after it (the auto-reply).
@@ -177,15 +176,17 @@ impl Forwarder {
                 if let Some(kode) = result.kode_inbox {
                     tracing::Span::current().record("kode_inbox", kode);
                 }
-                return self.auto_reply(&msg, &result, None).await;
+                return self.auto_reply(&msg, sender, &result, None).await;
             }
-            Ok(Begun::Failed(record)) => return self.dead_letter_failed(&msg, &id, &record).await,
+            Ok(Begun::Failed(record)) => {
+                return self.dead_letter_failed(&msg, sender, &id, &record).await
+            }
         };
         let req = InsertInboxRequest::whatsapp(
             msg.text.clone(),
-            me.reseller.clone(),
-            msg.sender.clone(),
-            me.kode_terminal,
+            otomax.config.default_reseller.clone(),
+            sender.to_string(),
+            otomax.config.default_kode_terminal,
             exp,
         );
         // The seed's debug line: what is forwarded, to whom (never the token or keys).
@@ -193,7 +194,7 @@ impl Forwarder {
         // The lease is renewed while the call is on the wire, however long OtomaX takes.
         let (answer, revision) = me
             .forwarded
-            .hold(&key, &first, revision, otomax.insert_inbox(&req))
+            .hold(&key, &first, revision, otomax.client.insert_inbox(&req))
             .await;
         match answer {
             Ok(resp) => {
@@ -208,7 +209,8 @@ impl Forwarder {
                     .forwarded
                     .advance_durably(&key, &record, revision)
                     .await;
-                self.auto_reply(&msg, &result, Some(resp.attempts)).await
+                self.auto_reply(&msg, sender, &result, Some(resp.attempts))
+                    .await
             }
             Err(e) => {
                 // `Uncertain` before all else: once OtomaX may have the message, it is never
@@ -234,7 +236,7 @@ impl Forwarder {
                     record.detail["tell_sender"] = json!(true);
                 }
                 me.forwarded.advance_durably(&key, &record, revision).await;
-                self.dead_letter_failed(&msg, &id, &record).await
+                self.dead_letter_failed(&msg, sender, &id, &record).await
             }
         }
     }
@@ -245,6 +247,7 @@ impl Forwarder {
     async fn auto_reply(
         &self,
         msg: &InboundMessage,
+        sender: &PhoneNumber,
         result: &InsertInboxResult,
         attempts: Option<u32>,
     ) -> Disposition {
@@ -269,11 +272,11 @@ impl Forwarder {
         };
         let out = OutboundMessage {
             version: PAYLOAD_VERSION,
-            id: format!("autoreply:{}", msg.dedupe_id()),
+            id: OutboundId::auto_reply(&msg.dedupe_id()),
             kind: OutboundKind::AutoReply,
             provider: Some(msg.provider),
             account: msg.account.clone(),
-            to: msg.sender.clone(),
+            to: sender.clone(),
             text: text.to_string(),
             reply_to: None,
             in_reply_to: Some(msg.message_id.clone()),
@@ -286,7 +289,12 @@ impl Forwarder {
         headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
         match me
             .bus
-            .publish(names::OUTBOUND_AUTO_REPLY, &out.id, headers, payload.into())
+            .publish(
+                names::OUTBOUND_AUTO_REPLY,
+                out.id.as_str(),
+                headers,
+                payload.into(),
+            )
             .await
         {
             Ok(_) => {
@@ -306,18 +314,22 @@ impl Forwarder {
     /// Queues `OTOMAX_EXPIRED_REPLY` for the sender of a message that expired unprocessed. Its
     /// id is derived from the message's, so a redelivery queues it once; sent through the
     /// account that received the message, like an auto-reply.
-    async fn tell_expired(&self, msg: &InboundMessage) -> Result<(), Disposition> {
+    async fn tell_expired(
+        &self,
+        msg: &InboundMessage,
+        sender: &PhoneNumber,
+    ) -> Result<(), Disposition> {
         let me = &self.inner;
         let Some(text) = &me.expired_reply else {
             return Ok(());
         };
         let out = OutboundMessage {
             version: PAYLOAD_VERSION,
-            id: format!("expired:{}", msg.dedupe_id()),
+            id: OutboundId::expired_notice(&msg.dedupe_id()),
             kind: OutboundKind::AutoReply,
             provider: Some(msg.provider),
             account: msg.account.clone(),
-            to: msg.sender.clone(),
+            to: sender.clone(),
             text: text.clone(),
             reply_to: None,
             in_reply_to: Some(msg.message_id.clone()),
@@ -330,7 +342,12 @@ impl Forwarder {
         headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
         match me
             .bus
-            .publish(names::OUTBOUND_AUTO_REPLY, &out.id, headers, payload.into())
+            .publish(
+                names::OUTBOUND_AUTO_REPLY,
+                out.id.as_str(),
+                headers,
+                payload.into(),
+            )
             .await
         {
             Ok(_) => {
@@ -348,7 +365,8 @@ impl Forwarder {
     async fn dead_letter_failed(
         &self,
         msg: &InboundMessage,
-        id: &str,
+        sender: &PhoneNumber,
+        id: &InboundId,
         record: &ClaimRecord,
     ) -> Disposition {
         let reason = record
@@ -358,11 +376,11 @@ impl Forwarder {
             .unwrap_or(DeadLetterReason::Rejected);
         let error = record.error().to_string();
         if record.detail.get("tell_sender") == Some(&json!(true)) {
-            if let Err(retry) = self.tell_expired(msg).await {
+            if let Err(retry) = self.tell_expired(msg, sender).await {
                 return retry;
             }
         }
-        Disposition::dead_letter(id, reason, error)
+        Disposition::dead_letter(id.as_str(), reason, error)
     }
 }
 

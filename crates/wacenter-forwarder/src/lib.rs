@@ -6,52 +6,33 @@
 mod flags;
 mod handler;
 
-pub use flags::{skip_reason, ForwardingFlags};
+pub use flags::skip_reason;
 pub use handler::Forwarder;
+pub use wacenter_config::{ForwarderConfig, ForwardingFlags};
 
-use std::net::SocketAddr;
-
-use tokio::sync::watch;
-use wacenter_bus::{Bus, Topology};
-use wacenter_config::Settings;
+use tokio::net::TcpListener;
 use wacenter_proto::names;
+use wacenter_service::Shutdown;
 
-/// Runs the forwarder until `shutdown` turns true, then finishes in-flight messages.
-pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let bus = Bus::connect(&settings.nats_url, "forwarder", topology(&settings)).await?;
-    let ops = wacenter_telemetry::serve_ops(
+/// Runs the forwarder (its ops endpoints on `ops`) until `shutdown`, then finishes in-flight
+/// messages.
+pub async fn run(
+    config: ForwarderConfig,
+    ops: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let nats = config.nats.clone();
+    wacenter_service::run_consumer(
         "forwarder",
-        SocketAddr::from(([0, 0, 0, 0], settings.forwarder_port)),
-        readiness(&bus),
-        shutdown.clone(),
+        &nats,
+        ops,
+        shutdown,
+        |bus, shutdown| async move {
+            Forwarder::new(&config, bus).await?.run(shutdown).await;
+            Ok(())
+        },
     )
-    .await?;
-    // NATS may be down at start: keep trying, but a stop request wins.
-    tokio::select! {
-        declared = bus.ensure_topology() => declared?,
-        () = wacenter_telemetry::wait_for(shutdown.clone()) => {
-            ops.await.ok();
-            return Ok(());
-        }
-    }
-    let forwarder = Forwarder::new(&settings, bus.clone()).await?;
-    forwarder.run(shutdown).await;
-    bus.drain().await;
-    ops.await.ok();
-    Ok(())
-}
-
-/// The consumer's ack wait must outlast the gap between progress acks; `_exp` bounds the work.
-pub fn topology(settings: &Settings) -> Topology {
-    Topology {
-        replicas: settings.nats_stream_replicas,
-        ..Topology::default()
-    }
-}
-
-fn readiness(bus: &Bus) -> wacenter_telemetry::ReadinessCheck {
-    let bus = bus.clone();
-    std::sync::Arc::new(move || bus.readiness())
+    .await
 }
 
 /// Name of the durable consumer every replica binds.

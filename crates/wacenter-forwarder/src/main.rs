@@ -10,15 +10,10 @@ use clap::Parser;
 #[command(name = "wacenter-forwarder", version)]
 struct Cli {
     #[command(flatten)]
-    args: wacenter_telemetry::ServiceArgs,
+    args: wacenter_service::ServiceArgs,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    wacenter_telemetry::service_main(
-        "wacenter-forwarder",
-        wacenter_config::Role::Forwarder,
-        cli.args,
-        wacenter_forwarder::run,
-    )
+    wacenter_service::service_main("wacenter-forwarder", cli.args, wacenter_forwarder::run)
 }

@@ -5,7 +5,6 @@
 //! the publish ack does the provider get its 200 (503 while NATS is unreachable, so it retries).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,11 +17,13 @@ use axum::routing::{any, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 use tracing::{info, warn};
-use wacenter_bus::{Bus, BusError, Topology};
-use wacenter_config::Settings;
+use wacenter_bus::{Bus, BusError};
+pub use wacenter_config::IngressConfig;
+use wacenter_config::{MetaWebhook, Secret};
 use wacenter_proto::{names, InboundMessage, Provider};
+use wacenter_service::Shutdown;
 use wacenter_whatsapp::{
     parse_webhook, verify_challenge, verify_hub_signature, Parsed, HUB_SIGNATURE_HEADER,
 };
@@ -37,37 +38,36 @@ pub struct Ingress {
 
 struct Inner {
     bus: Bus,
-    gowa_secret: String,
-    meta_secret: String,
-    meta_verify_token: String,
+    /// `None`: GOWA webhooks are disabled.
+    gowa_secret: Option<Secret>,
+    /// `None`: Meta webhooks are disabled.
+    meta: Option<MetaWebhook>,
     country_code: String,
 }
 
 impl Ingress {
-    pub fn new(settings: &Settings, bus: Bus) -> Self {
+    pub fn new(config: &IngressConfig, bus: Bus) -> Self {
         Self {
             inner: Arc::new(Inner {
                 bus,
-                gowa_secret: settings.wa_webhook_secret.expose().to_string(),
-                meta_secret: settings.meta_app_secret.expose().to_string(),
-                meta_verify_token: settings.meta_verify_token.expose().to_string(),
-                country_code: settings.wa_default_country_code.clone(),
+                gowa_secret: config.gowa_webhook_secret.clone(),
+                meta: config.meta_webhook.clone(),
+                country_code: config.country_code.clone(),
             }),
         }
     }
 
     /// The webhook routes plus the ops endpoints, ready to serve.
     pub fn router(&self) -> Router {
-        let bus = self.inner.bus.clone();
         Router::new()
             .route("/webhook/gowa", post(gowa))
             .route("/webhook/meta", post(meta).get(meta_handshake))
             .route("/webhook/{provider}", any(unknown_provider))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(self.clone())
-            .merge(wacenter_telemetry::ops_router(
+            .merge(wacenter_service::ops_router(
                 "ingress",
-                Arc::new(move || bus.readiness()),
+                wacenter_service::bus_readiness(&self.inner.bus),
             ))
             .fallback(|| async {
                 error(
@@ -78,40 +78,23 @@ impl Ingress {
     }
 }
 
-/// Runs ingress on `INGRESS_PORT` until `shutdown`.
-pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let bus = Bus::connect(
-        &settings.nats_url,
-        "ingress",
-        Topology {
-            replicas: settings.nats_stream_replicas,
-            ..Topology::default()
-        },
-    )
-    .await?;
-    let listener = wacenter_telemetry::bind(
-        SocketAddr::from(([0, 0, 0, 0], settings.ingress_port)),
-        "ingress",
-    )
-    .await?;
-    let ingress = Ingress::new(&settings, bus.clone());
-    if settings.wa_webhook_secret.is_empty() {
+/// Runs ingress on `listener` until `shutdown`.
+pub async fn run(
+    config: IngressConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    if config.gowa_webhook_secret.is_none() {
         info!("GOWA webhooks disabled (WA_WEBHOOK_SECRET is not set)");
     }
-    if settings.meta_app_secret.is_empty() {
+    if config.meta_webhook.is_none() {
         info!("Meta webhooks disabled (META_APP_SECRET is not set)");
     }
-    let setup = {
-        let bus = bus.clone();
-        tokio::spawn(async move { bus.ensure_topology().await })
-    };
-    info!(addr = %listener.local_addr()?, "ingress listening");
-    axum::serve(listener, ingress.router())
-        .with_graceful_shutdown(wacenter_telemetry::wait_for(shutdown))
-        .await?;
-    setup.abort();
-    bus.drain().await;
-    Ok(())
+    let nats = config.nats.clone();
+    wacenter_service::serve_http("ingress", &nats, listener, shutdown, |bus| {
+        Ok(Ingress::new(&config, bus).router())
+    })
+    .await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -141,7 +124,13 @@ async fn gowa(
 ) -> Response {
     let secret = ingress.inner.gowa_secret.clone();
     ingress
-        .webhook(Provider::Gowa, &secret, "WA_WEBHOOK_SECRET", &headers, body)
+        .webhook(
+            Provider::Gowa,
+            secret.as_ref(),
+            "WA_WEBHOOK_SECRET",
+            &headers,
+            body,
+        )
         .await
 }
 
@@ -150,9 +139,15 @@ async fn meta(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let secret = ingress.inner.meta_secret.clone();
+    let secret = ingress.inner.meta.as_ref().map(|m| m.app_secret.clone());
     ingress
-        .webhook(Provider::Meta, &secret, "META_APP_SECRET", &headers, body)
+        .webhook(
+            Provider::Meta,
+            secret.as_ref(),
+            "META_APP_SECRET",
+            &headers,
+            body,
+        )
         .await
 }
 
@@ -161,13 +156,13 @@ async fn meta_handshake(
     State(ingress): State<Ingress>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if ingress.inner.meta_secret.is_empty() {
+    let Some(meta) = &ingress.inner.meta else {
         return error(
             StatusCode::NOT_FOUND,
             "Meta webhooks are disabled: set META_APP_SECRET and META_VERIFY_TOKEN",
         );
-    }
-    match verify_challenge(&query, &ingress.inner.meta_verify_token) {
+    };
+    match verify_challenge(&query, meta.verify_token.expose()) {
         Some(challenge) => (StatusCode::OK, challenge).into_response(),
         None => error(StatusCode::FORBIDDEN, "verification failed: hub.mode must be subscribe and hub.verify_token must match META_VERIFY_TOKEN"),
     }
@@ -206,7 +201,7 @@ impl Ingress {
     async fn webhook(
         &self,
         provider: Provider,
-        secret: &str,
+        secret: Option<&Secret>,
         setting: &str,
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
@@ -233,23 +228,23 @@ impl Ingress {
     async fn webhook_inner(
         &self,
         provider: Provider,
-        secret: &str,
+        secret: Option<&Secret>,
         setting: &str,
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
     ) -> Result<Answer, Box<Answer>> {
-        if secret.is_empty() {
+        let Some(secret) = secret else {
             return Err(refuse(
                 "disabled",
                 StatusCode::NOT_FOUND,
                 format!("{provider} webhooks are disabled: set {setting} to enable them"),
             ));
-        }
+        };
         let body = body_or_error(body).map_err(|r| Box::new(("bad_body", *r)))?;
         let signature = headers
             .get(HUB_SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok());
-        if let Err(e) = verify_hub_signature(secret.as_bytes(), &body, signature) {
+        if let Err(e) = verify_hub_signature(secret.expose().as_bytes(), &body, signature) {
             warn!(%provider, error = %e, "webhook refused: bad signature");
             return Err(refuse(
                 "bad_signature",
@@ -375,7 +370,7 @@ impl Ingress {
         if outcome.duplicate {
             info!(wa_message_id = %msg.message_id, provider = %msg.provider, "duplicate webhook; already queued");
         } else {
-            info!(wa_message_id = %msg.message_id, provider = %msg.provider, sender = %msg.sender, seq = outcome.sequence, "queued");
+            info!(wa_message_id = %msg.message_id, provider = %msg.provider, sender = msg.sender.as_deref().unwrap_or(""), seq = outcome.sequence, "queued");
         }
         metrics::counter!("wacenter_ingress_published_total", "provider" => msg.provider.as_str(), "duplicate" => outcome.duplicate.to_string()).increment(1);
         Ok(outcome.duplicate)

@@ -10,15 +10,10 @@ use clap::Parser;
 #[command(name = "wacenter-ingress", version)]
 struct Cli {
     #[command(flatten)]
-    args: wacenter_telemetry::ServiceArgs,
+    args: wacenter_service::ServiceArgs,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    wacenter_telemetry::service_main(
-        "wacenter-ingress",
-        wacenter_config::Role::Ingress,
-        cli.args,
-        wacenter_ingress::run,
-    )
+    wacenter_service::service_main("wacenter-ingress", cli.args, wacenter_ingress::run)
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{debug, warn};
 use url::Url;
+use wacenter_config::{OtomaxConfig, Secret};
 
 use crate::error::{desc_means_auth_failure, excerpt};
 use crate::retry::{RetryDecision, RetryPolicy};
@@ -42,37 +43,35 @@ pub fn shared_http_client() -> reqwest::Client {
         .clone()
 }
 
-/// Everything the client needs; built from the service settings.
+/// Everything the client needs; built from a service's [`OtomaxConfig`].
 #[derive(Clone)]
 pub struct ClientConfig {
     pub base_url: Url,
     pub app_id: String,
-    pub app_key: String,
-    pub dev_key: String,
+    pub app_key: Secret,
+    pub dev_key: Secret,
     pub policy: RetryPolicy,
     /// Requests per second this process may send (0 = unlimited).
     pub rate_limit: u32,
 }
 
 impl ClientConfig {
-    /// The client every service builds from its settings (`OTOMAX_*`): credentials, retries
-    /// (`OTOMAX_MAX_RETRIES`, `OTOMAX_TIMEOUT_SECONDS`) and `OTOMAX_RATE_LIMIT`.
-    pub fn from_settings(
-        settings: &wacenter_config::Settings,
-    ) -> Result<Self, wacenter_config::ConfigError> {
-        Ok(Self {
-            base_url: settings.otomax_base_url()?,
-            app_id: settings.otomax_app_id.clone(),
-            app_key: settings.otomax_app_key.expose().to_string(),
-            dev_key: settings.otomax_dev_key.expose().to_string(),
+    /// Credentials, retries (`OTOMAX_MAX_RETRIES`, `OTOMAX_TIMEOUT_SECONDS`,
+    /// `OTOMAX_RETRY_AMBIGUOUS`) and `OTOMAX_RATE_LIMIT` of one OtomaX server.
+    pub fn new(otomax: &OtomaxConfig) -> Self {
+        Self {
+            base_url: otomax.api_url.clone(),
+            app_id: otomax.app_id.clone(),
+            app_key: otomax.app_key.clone(),
+            dev_key: otomax.dev_key.clone(),
             policy: RetryPolicy {
-                max_retries: settings.otomax_max_retries,
-                attempt_timeout: Duration::from_secs(settings.otomax_timeout_seconds),
-                retry_ambiguous: settings.otomax_retry_ambiguous,
+                max_retries: otomax.max_retries,
+                attempt_timeout: otomax.attempt_timeout,
+                retry_ambiguous: otomax.retry_ambiguous,
                 ..RetryPolicy::default()
             },
-            rate_limit: settings.otomax_rate_limit,
-        })
+            rate_limit: otomax.rate_limit,
+        }
     }
 }
 
@@ -154,7 +153,11 @@ impl OtomaxClient {
                 http,
                 base,
                 base_shown,
-                signer: Signer::new(&config.app_id, &config.app_key, &config.dev_key),
+                signer: Signer::new(
+                    &config.app_id,
+                    config.app_key.expose(),
+                    config.dev_key.expose(),
+                ),
                 policy: config.policy,
                 limiter: (config.rate_limit > 0).then(|| RateLimiter::new(config.rate_limit)),
                 history: Mutex::new(CallHistory::default()),

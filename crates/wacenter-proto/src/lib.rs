@@ -2,9 +2,14 @@
 //! JSON Schemas in `proto/schemas/`. Every payload is JSON with a `version` field so `nats sub` and
 //! `nats stream view` show it readably and readers can refuse what they do not understand.
 
+mod domain;
 pub mod names;
 mod payloads;
 
+pub use domain::{
+    phone_or_empty, ExpWindow, InboundId, OutboundId, PhoneNumber, PHONE_MAX_DIGITS,
+    PHONE_MIN_DIGITS,
+};
 pub use payloads::*;
 
 /// Version of every payload defined here. Bump on incompatible changes.

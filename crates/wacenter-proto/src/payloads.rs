@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{phone_or_empty, InboundId, OutboundId, PhoneNumber};
+
 /// The WhatsApp provider a message came from or goes out through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,8 +39,9 @@ pub struct InboundMessage {
     pub message_id: String,
     /// Chat JID (GOWA) or the sender's number (Meta).
     pub chat: String,
-    /// Sender phone, digits only, international form ("" if the provider hid it).
-    pub sender: String,
+    /// Sender phone, digits only, international form (on the wire "" if the provider hid it).
+    #[serde(with = "phone_or_empty")]
+    pub sender: Option<PhoneNumber>,
     pub sender_name: String,
     /// When WhatsApp says the message was sent; `_exp` is computed from it.
     pub timestamp: DateTime<Utc>,
@@ -57,8 +60,8 @@ pub struct InboundMessage {
 impl InboundMessage {
     /// Unique across providers and accounts: provider + account + message id. Used as
     /// `Nats-Msg-Id` and as the idempotency key.
-    pub fn dedupe_id(&self) -> String {
-        format!("{}:{}:{}", self.provider, self.account, self.message_id)
+    pub fn dedupe_id(&self) -> InboundId {
+        InboundId::new(self.provider, &self.account, &self.message_id)
     }
 }
 
@@ -76,9 +79,8 @@ pub enum OutboundKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {
     pub version: u32,
-    /// Unique id: `autoreply:<inbound dedupe id>` or `outbox:<kode>`; `Nats-Msg-Id` and the
-    /// idempotency key.
-    pub id: String,
+    /// Unique id (see [`OutboundId`]'s constructors); `Nats-Msg-Id` and the idempotency key.
+    pub id: OutboundId,
     pub kind: OutboundKind,
     /// Provider and account to send through (the ones that received the original); `None`/""
     /// means the configured default.
@@ -86,8 +88,8 @@ pub struct OutboundMessage {
     pub provider: Option<Provider>,
     #[serde(default)]
     pub account: String,
-    /// Recipient as given (digits, `08…`, `+62…` or a JID); the reply service normalizes it.
-    pub to: String,
+    /// Recipient, digits in international form (normalized by whoever queued the message).
+    pub to: PhoneNumber,
     pub text: String,
     /// Provider message id to quote, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use wacenter_proto::{
-    names, schemas, DeadLetter, DeadLetterReason, InboundMessage, OutboundKind, OutboundMessage,
-    Provider, PAYLOAD_VERSION,
+    names, schemas, DeadLetter, DeadLetterReason, InboundMessage, OutboundId, OutboundKind,
+    OutboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION,
 };
 
 const INBOUND: &str = "inbound-message.v1.json";
@@ -224,7 +224,7 @@ fn inbound_full() -> InboundMessage {
         account: "628111222333@s.whatsapp.net".into(),
         message_id: "3EB0C127D7BACC83D6A1".into(),
         chat: "120363025246125888@g.us".into(),
-        sender: "628987654321".into(),
+        sender: Some(PhoneNumber::from_digits("628987654321").unwrap()),
         sender_name: "Toko Maju".into(),
         timestamp: at(30, 0),
         text: "bukti transfer".into(),
@@ -243,7 +243,7 @@ fn inbound_minimal() -> InboundMessage {
         account: String::new(),
         message_id: "wamid.HBgNNjI4OTg3NjU0MzIxFQIAEhggQjNFM0".into(),
         chat: "628987654321".into(),
-        sender: String::new(),
+        sender: None,
         sender_name: String::new(),
         timestamp: at(30, 123_456_789),
         text: "S5.08123456789.1234".into(),
@@ -259,11 +259,11 @@ fn outbound_full() -> OutboundMessage {
     let inbound = inbound_full();
     OutboundMessage {
         version: PAYLOAD_VERSION,
-        id: format!("autoreply:{}", inbound.dedupe_id()),
+        id: OutboundId::auto_reply(&inbound.dedupe_id()),
         kind: OutboundKind::AutoReply,
         provider: Some(Provider::Gowa),
         account: inbound.account.clone(),
-        to: inbound.sender.clone(),
+        to: inbound.sender.clone().unwrap(),
         text: "Transaksi S5 ke 08123456789 sedang diproses".into(),
         reply_to: Some(inbound.message_id.clone()),
         in_reply_to: Some(inbound.message_id.clone()),
@@ -276,11 +276,11 @@ fn outbound_full() -> OutboundMessage {
 fn outbound_minimal() -> OutboundMessage {
     OutboundMessage {
         version: PAYLOAD_VERSION,
-        id: "outbox:sha256:0123456789abcdef0123456789abcdef".into(),
+        id: OutboundId::outbox_without_kode("0123456789abcdef0123456789abcdef", Utc::now()),
         kind: OutboundKind::Outbox,
         provider: None,
         account: String::new(),
-        to: "08987654321".into(),
+        to: PhoneNumber::from_digits("628987654321").unwrap(),
         text: "SUKSES S5.08123456789 SN:0412345678901234".into(),
         reply_to: None,
         in_reply_to: None,
@@ -463,7 +463,7 @@ fn outbound_messages_match_the_schema() {
     assert_eq!(read.account, "");
 
     let outbox = OutboundMessage {
-        id: "outbox:99120".into(),
+        id: OutboundId::outbox(99_120),
         provider: Some(Provider::Meta),
         account: "106540352242922".into(),
         outbox_kode: Some(99_120),

@@ -10,12 +10,10 @@ use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
-use wacenter_config::{Settings, WaProvider};
+use wacenter_config::{ReplyConfig, SendConfig};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
-use wacenter_proto::{names, DeadLetterReason, OutboundMessage};
-use wacenter_whatsapp::{
-    normalize_phone, GowaSender, MetaSender, SendError, SendErrorClass, Sender,
-};
+use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PhoneNumber};
+use wacenter_whatsapp::{GowaSender, MetaSender, SendError, SendErrorClass, Sender};
 
 #[derive(Clone)]
 pub struct Replier {
@@ -34,39 +32,43 @@ struct Inner {
     fingerprint_sends: bool,
     sender: Sender,
     default_account: String,
-    country_code: String,
     otomax: Option<OtomaxClient>,
     concurrency: usize,
     /// Recipients Meta asked us to slow down for, and until when.
-    held_back: Mutex<HashMap<String, Instant>>,
+    held_back: Mutex<HashMap<PhoneNumber, Instant>>,
 }
 
 impl Replier {
-    pub async fn new(settings: &Settings, bus: Bus) -> anyhow::Result<Self> {
+    pub async fn new(config: &ReplyConfig, bus: Bus) -> anyhow::Result<Self> {
         let http = wacenter_otomax::client::shared_http_client();
-        let (sender, default_account) = match settings.wa_provider {
-            WaProvider::Gowa => (
+        let (sender, default_account) = match &config.send {
+            SendConfig::Gowa {
+                url,
+                basic_auth,
+                device_id,
+            } => (
                 Sender::Gowa(GowaSender::new(
-                    url::Url::parse(&settings.gowa_url)?,
-                    settings.gowa_basic_auth()?,
+                    url.clone(),
+                    basic_auth
+                        .as_ref()
+                        .map(|c| (c.user.clone(), c.password.expose().to_string())),
                     http,
                 )),
-                settings.gowa_device_id.clone(),
+                device_id.clone(),
             ),
-            WaProvider::Meta => (
+            SendConfig::Meta {
+                graph_url,
+                access_token,
+                phone_number_id,
+            } => (
                 Sender::Meta(MetaSender::new(
-                    url::Url::parse(&settings.meta_graph_url)?,
-                    settings.meta_access_token.expose(),
+                    graph_url.clone(),
+                    access_token.expose(),
                     http,
                 )),
-                settings.meta_phone_number_id.clone(),
+                phone_number_id.clone(),
             ),
         };
-        let otomax = (settings.otomax_enabled && settings.otomax_outbox_ack).then(
-            || -> anyhow::Result<OtomaxClient> {
-                Ok(OtomaxClient::new(ClientConfig::from_settings(settings)?))
-            },
-        );
         Ok(Self {
             inner: Arc::new(Inner {
                 delivered: Claims::new(bus.bucket(names::DELIVERED_BUCKET).await?),
@@ -74,13 +76,15 @@ impl Replier {
                 own_messages: OwnMessages::new(Claims::new(
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
-                fingerprint_sends: settings.otomax_enabled && settings.otomax_forward_outgoing,
+                fingerprint_sends: config.fingerprint_sends,
                 bus,
                 sender,
                 default_account,
-                country_code: settings.wa_default_country_code.clone(),
-                otomax: otomax.transpose()?,
-                concurrency: settings.reply_concurrency,
+                otomax: config
+                    .outbox_ack
+                    .as_ref()
+                    .map(|server| OtomaxClient::new(ClientConfig::new(server))),
+                concurrency: config.concurrency,
                 held_back: Mutex::new(HashMap::new()),
             }),
         })
@@ -119,21 +123,12 @@ impl Replier {
 
     async fn process(&self, d: Delivery, out: OutboundMessage) -> Disposition {
         let me = &self.inner;
-        let Some(to) = normalize_phone(&out.to, &me.country_code) else {
-            if let Err(retry) = self.report_outbox(&out, outbox_status::FAILED).await {
-                return retry;
-            }
-            return Disposition::dead_letter(
-                &out.id,
-                DeadLetterReason::Invalid,
-                format!("recipient {:?} is not a phone number", out.to),
-            );
-        };
+        let to = &out.to;
         // Held back (the provider rate-limited this recipient): wait before claiming anything.
-        if let Some(wait) = self.held_back(&to) {
+        if let Some(wait) = self.held_back(to) {
             return Disposition::Wait(wait);
         }
-        let key = names::kv_key(&out.id);
+        let key = names::kv_key(out.id.as_str());
         let claims = self.claims(&out);
         // One write claims the message as `in_progress`: the send follows at once.
         let in_progress = ClaimRecord::new(ClaimState::InProgress, d.stream_sequence);
@@ -163,7 +158,7 @@ impl Replier {
             }
             Ok(Begun::Uncertain) => {
                 warn!("a previous attempt stopped while the provider was being called; not resent");
-                return Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
+                return Disposition::dead_letter(out.id.as_str(), DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
             }
             Ok(Begun::Done(_)) => {
                 return match self.report_outbox(&out, outbox_status::DELIVERED).await {
@@ -176,7 +171,7 @@ impl Replier {
                     return retry;
                 }
                 return Disposition::dead_letter(
-                    &out.id,
+                    out.id.as_str(),
                     DeadLetterReason::SendFailed,
                     record.error().to_string(),
                 );
@@ -195,7 +190,7 @@ impl Replier {
         if me.fingerprint_sends {
             if let Err(e) = me
                 .own_messages
-                .record_sending(account, &to, &out.text, &out.id)
+                .record_sending(account, to, &out.text, out.id.as_str())
                 .await
             {
                 claims.release_unstarted(&key, &in_progress).await;
@@ -205,7 +200,7 @@ impl Replier {
         // The lease is renewed while the send is on the wire.
         let send = me
             .sender
-            .send_text(account, &to, &out.text, out.reply_to.as_deref());
+            .send_text(account, to, &out.text, out.reply_to.as_deref());
         let (sent, revision) = claims.hold(&key, &in_progress, revision, send).await;
         match sent {
             Ok(sent) => {
@@ -214,7 +209,7 @@ impl Replier {
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
                     me.own_messages
-                        .record_sent(&sent.provider_message_id, &out.id)
+                        .record_sent(&sent.provider_message_id, out.id.as_str())
                         .await;
                 }
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
@@ -225,10 +220,7 @@ impl Replier {
                     Err(retry) => retry,
                 }
             }
-            Err(e) => {
-                self.send_failed(&d, &out, &key, revision, &to, e, kind)
-                    .await
-            }
+            Err(e) => self.send_failed(&d, &out, &key, revision, e, kind).await,
         }
     }
 
@@ -239,7 +231,6 @@ impl Replier {
         out: &OutboundMessage,
         key: &str,
         revision: u64,
-        to: &str,
         e: SendError,
         kind: &'static str,
     ) -> Disposition {
@@ -274,7 +265,7 @@ impl Replier {
                     } => {
                         let wait = retry_after.unwrap_or_else(|| backoff(d.delivered));
                         if per_recipient {
-                            self.hold_back(to, wait);
+                            self.hold_back(&out.to, wait);
                         }
                         wait
                     }
@@ -285,7 +276,11 @@ impl Replier {
             }
             SendErrorClass::Ambiguous => {
                 warn!(error = %e, "send outcome unknown; not resent");
-                Disposition::dead_letter(&out.id, DeadLetterReason::Uncertain, e.to_string())
+                Disposition::dead_letter(
+                    out.id.as_str(),
+                    DeadLetterReason::Uncertain,
+                    e.to_string(),
+                )
             }
             _ => {
                 warn!(error = %e, class = label, "send failed for good");
@@ -302,7 +297,7 @@ impl Replier {
                 } else {
                     DeadLetterReason::SendFailed
                 };
-                Disposition::dead_letter(&out.id, reason, e.to_string())
+                Disposition::dead_letter(out.id.as_str(), reason, e.to_string())
             }
         }
     }
@@ -342,19 +337,19 @@ impl Replier {
         }
     }
 
-    fn held_back(&self, to: &str) -> Option<Duration> {
+    fn held_back(&self, to: &PhoneNumber) -> Option<Duration> {
         let mut map = self.inner.held_back.lock().expect("hold-back lock");
         let now = Instant::now();
         map.retain(|_, until| *until > now);
         map.get(to).map(|until| *until - now)
     }
 
-    fn hold_back(&self, to: &str, wait: Duration) {
+    fn hold_back(&self, to: &PhoneNumber, wait: Duration) {
         self.inner
             .held_back
             .lock()
             .expect("hold-back lock")
-            .insert(to.to_string(), Instant::now() + wait);
+            .insert(to.clone(), Instant::now() + wait);
     }
 }
 

@@ -7,47 +7,18 @@
 mod handler;
 
 pub use handler::Replier;
+pub use wacenter_config::ReplyConfig;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use tokio::net::TcpListener;
+use wacenter_service::Shutdown;
 
-use tokio::sync::watch;
-use wacenter_bus::{Bus, Topology};
-use wacenter_config::Settings;
-
-/// Runs the reply service until `shutdown`, then finishes in-flight sends.
-pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let bus = Bus::connect(
-        &settings.nats_url,
-        "reply",
-        Topology {
-            replicas: settings.nats_stream_replicas,
-            ..Topology::default()
-        },
-    )
-    .await?;
-    let ready = {
-        let bus = bus.clone();
-        Arc::new(move || bus.readiness())
-    };
-    let ops = wacenter_telemetry::serve_ops(
-        "reply",
-        SocketAddr::from(([0, 0, 0, 0], settings.reply_port)),
-        ready,
-        shutdown.clone(),
-    )
-    .await?;
-    // NATS may be down at start: keep trying, but a stop request wins.
-    tokio::select! {
-        declared = bus.ensure_topology() => declared?,
-        () = wacenter_telemetry::wait_for(shutdown.clone()) => {
-            ops.await.ok();
-            return Ok(());
-        }
-    }
-    let replier = Replier::new(&settings, bus.clone()).await?;
-    replier.run(shutdown).await;
-    bus.drain().await;
-    ops.await.ok();
-    Ok(())
+/// Runs the reply service (its ops endpoints on `ops`) until `shutdown`, then finishes
+/// in-flight sends.
+pub async fn run(config: ReplyConfig, ops: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    let nats = config.nats.clone();
+    wacenter_service::run_consumer("reply", &nats, ops, shutdown, |bus, shutdown| async move {
+        Replier::new(&config, bus).await?.run(shutdown).await;
+        Ok(())
+    })
+    .await
 }

@@ -10,15 +10,10 @@ use clap::Parser;
 #[command(name = "wacenter-reply", version)]
 struct Cli {
     #[command(flatten)]
-    args: wacenter_telemetry::ServiceArgs,
+    args: wacenter_service::ServiceArgs,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    wacenter_telemetry::service_main(
-        "wacenter-reply",
-        wacenter_config::Role::Reply,
-        cli.args,
-        wacenter_reply::run,
-    )
+    wacenter_service::service_main("wacenter-reply", cli.args, wacenter_reply::run)
 }

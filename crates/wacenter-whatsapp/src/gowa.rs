@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use wacenter_proto::{InboundMessage, Provider, PAYLOAD_VERSION};
+use wacenter_proto::{InboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION};
 
 use crate::phone::{
     is_group_jid, is_lid_jid, is_person_jid, jid_server, jid_user, normalize_phone, PERSON_SERVER,
@@ -181,10 +181,8 @@ fn parse_v7(
         Some(jid) => sender_phone(Some(jid), &chat, from_me, default_cc),
         // `sender_id` is the sender's user part; without `from` we cannot tell a LID from a phone,
         // so only a person chat's own number is trusted.
-        None if !from_me && is_person_jid(&chat) => {
-            normalize_phone(&chat, default_cc).unwrap_or_default()
-        }
-        None => String::new(),
+        None if !from_me && is_person_jid(&chat) => normalize_phone(&chat, default_cc),
+        None => None,
     };
     let sender_name = opt_nonempty(root, "", "pushname")?.unwrap_or_default();
     let media = media(root, "")?;
@@ -260,17 +258,20 @@ fn split_source(source: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The sender's phone digits, or "" when WhatsApp hid the number behind a LID. In a one-to-one
-/// chat someone else started, the chat JID is the sender's own, so it stands in for a LID `from`.
-fn sender_phone(from: Option<&str>, chat: &str, from_me: bool, default_cc: &str) -> String {
+/// The sender's phone number, or `None` when WhatsApp hid it behind a LID. In a one-to-one chat
+/// someone else started, the chat JID is the sender's own, so it stands in for a LID `from`.
+fn sender_phone(
+    from: Option<&str>,
+    chat: &str,
+    from_me: bool,
+    default_cc: &str,
+) -> Option<PhoneNumber> {
     let candidate = match from {
         Some(jid) if !is_lid_jid(jid) => Some(jid),
         _ if !from_me && is_person_jid(chat) => Some(chat),
         _ => None,
     };
-    candidate
-        .and_then(|jid| normalize_phone(jid, default_cc))
-        .unwrap_or_default()
+    candidate.and_then(|jid| normalize_phone(jid, default_cc))
 }
 
 struct Media {
@@ -399,7 +400,7 @@ mod tests {
                 account: "628987654321@s.whatsapp.net".into(),
                 message_id: "3EB0C127D7BACC83D6A1".into(),
                 chat: "628987654321@s.whatsapp.net".into(),
-                sender: "628123456789".into(),
+                sender: PhoneNumber::from_digits("628123456789").ok(),
                 sender_name: "John Doe".into(),
                 timestamp: at("2023-10-15T10:30:00Z"),
                 text: "Hello, how are you?".into(),
@@ -411,7 +412,7 @@ mod tests {
             }
         );
         assert_eq!(
-            m.dedupe_id(),
+            m.dedupe_id().as_str(),
             "gowa:628987654321@s.whatsapp.net:3EB0C127D7BACC83D6A1"
         );
     }
@@ -421,7 +422,7 @@ mod tests {
         let m = one(V8_GROUP);
         assert!(m.is_group);
         assert_eq!(m.chat, "120363025246125486@g.us");
-        assert_eq!(m.sender, "628123456789");
+        assert_eq!(m.sender.as_deref(), Some("628123456789"));
         assert_eq!(m.text, "pagi semua");
         assert_eq!(m.message_id, "3EB0D1A2B3C4D5E6F701");
         assert_eq!(m.timestamp, at("2023-10-15T10:31:00Z"));
@@ -447,7 +448,7 @@ mod tests {
                 message_id: "3EB0C127D7BACC83D6A1".into(),
                 // chat_id's user part with the server of `from`: the same chat v8 names.
                 chat: "628987654321@s.whatsapp.net".into(),
-                sender: "628123456789".into(),
+                sender: PhoneNumber::from_digits("628123456789").ok(),
                 sender_name: "John Doe".into(),
                 timestamp: at("2023-10-15T10:30:00Z"),
                 text: "Hello, how are you?".into(),
@@ -519,20 +520,20 @@ mod tests {
             "id": "L1", "chat_id": "628123456789@s.whatsapp.net", "from": "12345678901234@lid",
             "from_lid": "12345678901234@lid", "body": "hi"
         })));
-        assert_eq!(m.sender, "628123456789");
+        assert_eq!(m.sender.as_deref(), Some("628123456789"));
 
         // In a group the chat is no help.
         let m = one_json(v8(json!({
             "id": "L2", "chat_id": "120363025246125486@g.us", "from": "12345678901234@lid", "body": "hi"
         })));
-        assert_eq!(m.sender, "");
+        assert_eq!(m.sender, None);
         assert!(m.is_group);
 
         // Nor when both are LIDs.
         let m = one_json(v8(json!({
             "id": "L3", "chat_id": "999@lid", "from": "12345678901234@lid", "body": "hi"
         })));
-        assert_eq!(m.sender, "");
+        assert_eq!(m.sender, None);
         assert_eq!(m.chat, "999@lid");
         assert!(!m.is_group);
     }
@@ -547,7 +548,7 @@ mod tests {
         assert_eq!(m.message_id, "12345");
         assert_eq!(m.sender_name, "Toko Pulsa");
         assert!(m.from_me);
-        assert_eq!(m.sender, "628987654321");
+        assert_eq!(m.sender.as_deref(), Some("628987654321"));
         assert_eq!(m.timestamp, at("2023-10-15T10:30:00Z"));
 
         // from_name (the push name) is preferred over the display name.
@@ -557,7 +558,7 @@ mod tests {
         })));
         assert_eq!(m.sender_name, "Budi");
         // No `from`: the person chat names the sender.
-        assert_eq!(m.sender, "628123456789");
+        assert_eq!(m.sender.as_deref(), Some("628123456789"));
 
         // No chat_id: the sender's JID is the chat.
         let m = one_json(v8(
@@ -684,7 +685,7 @@ mod tests {
         assert!(group.is_group);
         assert!(!group.from_me);
         assert_eq!(group.chat, "120363025246125486@g.us");
-        assert_eq!(group.sender, "628123456789");
+        assert_eq!(group.sender.as_deref(), Some("628123456789"));
 
         let own = one_json(json!({
             "chat_id": "628123456789", "sender_id": "628987654321",
@@ -694,7 +695,7 @@ mod tests {
         assert!(own.from_me);
         assert!(!own.is_group);
         assert_eq!(own.chat, "628123456789@s.whatsapp.net");
-        assert_eq!(own.sender, "628987654321");
+        assert_eq!(own.sender.as_deref(), Some("628987654321"));
 
         // A person writing from a linked device is not us.
         let linked = one_json(json!({
@@ -702,14 +703,14 @@ mod tests {
             "message": {"text": "x", "id": "D"}
         }));
         assert!(!linked.from_me);
-        assert_eq!(linked.sender, "628123456789");
+        assert_eq!(linked.sender.as_deref(), Some("628123456789"));
 
         // A LID sender: no phone number to give.
         let lid = one_json(json!({
             "chat_id": "555", "sender_id": "555", "from": "555@lid", "message": {"text": "x", "id": "L"}
         }));
         assert_eq!(lid.chat, "555@lid");
-        assert_eq!(lid.sender, "");
+        assert_eq!(lid.sender, None);
         assert!(!lid.from_me);
 
         // An explicit flag wins over the guess.
@@ -782,7 +783,7 @@ mod tests {
             json!({"chat_id": "628123456789", "sender_id": "628123456789", "message": {"id": "1", "text": "x"}}),
         );
         assert_eq!(m.chat, "628123456789@s.whatsapp.net");
-        assert_eq!(m.sender, "628123456789");
+        assert_eq!(m.sender.as_deref(), Some("628123456789"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
-use wacenter_proto::{InboundMessage, Provider, PAYLOAD_VERSION};
+use wacenter_proto::{InboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION};
 
 use crate::phone::normalize_phone;
 use crate::webhook::{
@@ -182,7 +182,7 @@ fn parse_value(
                 continue;
             }
         };
-        let sender = normalize_phone(&from, default_cc).unwrap_or_default();
+        let sender = normalize_phone(&from, default_cc);
         let sender_name = names
             .get(from.as_str())
             .cloned()
@@ -198,11 +198,7 @@ fn parse_value(
             account: account.clone(),
             message_id,
             // A Cloud API number only ever talks one-to-one: the chat is the sender's number.
-            chat: if sender.is_empty() {
-                from
-            } else {
-                sender.clone()
-            },
+            chat: sender.as_ref().map_or(from, PhoneNumber::to_string),
             sender,
             sender_name,
             timestamp: opt_timestamp(m, &mpath, "timestamp")?.unwrap_or(received_at),
@@ -299,7 +295,7 @@ mod tests {
                 account: "106540352242922".into(),
                 message_id: "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=".into(),
                 chat: "16505551234".into(),
-                sender: "16505551234".into(),
+                sender: PhoneNumber::from_digits("16505551234").ok(),
                 sender_name: "Sheena Nelson".into(),
                 timestamp: DateTime::from_timestamp(1_749_416_383, 0).unwrap(),
                 text: "Does it come in another color?".into(),
@@ -381,7 +377,7 @@ mod tests {
         let got = messages(body);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].account, "111");
-        assert_eq!(got[0].sender, "6281234567890");
+        assert_eq!(got[0].sender.as_deref(), Some("6281234567890"));
         assert_eq!(got[0].sender_name, "");
         assert_eq!(got[1].account, "333");
         // No timestamp: when we received it.

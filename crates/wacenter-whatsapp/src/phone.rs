@@ -5,10 +5,10 @@
 //! `s.whatsapp.net` (a person), `c.us` (WAHA's spelling of the same), `g.us` (a group) or `lid`
 //! (a privacy id that is *not* a phone number).
 
+use wacenter_proto::PhoneNumber;
 /// Shortest and longest number accepted: E.164 allows at most 15 digits; anything under 6 is a
 /// short code or garbage, never a reseller's phone.
-pub const MIN_DIGITS: usize = 6;
-pub const MAX_DIGITS: usize = 15;
+pub use wacenter_proto::{PHONE_MAX_DIGITS as MAX_DIGITS, PHONE_MIN_DIGITS as MIN_DIGITS};
 
 /// JID server of a person's WhatsApp account.
 pub const PERSON_SERVER: &str = "s.whatsapp.net";
@@ -31,7 +31,7 @@ pub const LID_SERVER: &str = "lid";
 ///
 /// `default_country_code` may be written `62` or `+62`; if it is empty or not digits, a national
 /// `0…` number cannot be made international and gives `None`.
-pub fn normalize_phone(input: &str, default_country_code: &str) -> Option<String> {
+pub fn normalize_phone(input: &str, default_country_code: &str) -> Option<PhoneNumber> {
     let input = input.trim();
     if input.is_empty() {
         return None;
@@ -73,7 +73,7 @@ pub fn normalize_phone(input: &str, default_country_code: &str) -> Option<String
         return check_length(digits);
     }
     if let Some(rest) = digits.strip_prefix("00") {
-        return check_length(rest.to_owned()).filter(|d| !d.starts_with('0'));
+        return check_length(rest.to_owned());
     }
     if let Some(national) = digits.strip_prefix('0') {
         let cc = default_country_code.trim();
@@ -86,10 +86,9 @@ pub fn normalize_phone(input: &str, default_country_code: &str) -> Option<String
     check_length(digits)
 }
 
-fn check_length(digits: String) -> Option<String> {
-    (MIN_DIGITS..=MAX_DIGITS)
-        .contains(&digits.len())
-        .then_some(digits)
+/// Every path above yields digits without a leading `0`: only the length is left to check.
+fn check_length(digits: String) -> Option<PhoneNumber> {
+    PhoneNumber::from_digits(digits).ok()
 }
 
 /// The user part of a JID, without the `:device` and `.agent` suffixes:

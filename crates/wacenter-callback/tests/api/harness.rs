@@ -119,7 +119,8 @@ impl Harness {
             .await
             .unwrap();
         bus.ensure_topology().await.unwrap();
-        let callback = Callback::new(&settings, bus.clone()).unwrap();
+        let config = wacenter_config::CallbackConfig::from_settings(&settings).unwrap();
+        let callback = Callback::new(&config, bus.clone());
         let addr: SocketAddr = wacenter_test_support::serve(callback.router()).await;
         Self {
             nats,

@@ -145,6 +145,21 @@ impl Stack {
         customize: impl FnOnce(&mut Settings),
     ) -> Stack {
         let mut settings = base_settings(&nats);
+        // In-process services get listeners bound here, on ports the kernel picked: no race
+        // with other tests for a "free" port.
+        let mut listeners = Vec::new();
+        for port in [
+            &mut settings.ingress_port,
+            &mut settings.forwarder_port,
+            &mut settings.reply_port,
+            &mut settings.app_port,
+        ] {
+            let listener = wacenter_service::bind_loopback().await.unwrap();
+            *port = listener.local_addr().unwrap().port();
+            listeners.push(listener);
+        }
+        let [ingress_listener, forwarder_listener, reply_listener, callback_listener] =
+            <[_; 4]>::try_from(listeners).unwrap();
         // Tracing is always on (trace context must cross the bus); logs only when asked for.
         wacenter_telemetry::init(&settings, std::env::var_os("WACENTER_TEST_LOG").is_some());
         let otomax = OtomaxSim::new(OtomaxSimConfig {
@@ -181,27 +196,47 @@ impl Stack {
         let (stop, shutdown) = watch::channel(false);
         let mut handles = Vec::new();
         if services.ingress {
+            let config = wacenter_config::IngressConfig::from_settings(&settings).unwrap();
             handles.push((
                 "ingress",
-                tokio::spawn(wacenter_ingress::run(settings.clone(), shutdown.clone())),
+                tokio::spawn(wacenter_ingress::run(
+                    config,
+                    ingress_listener,
+                    shutdown.clone(),
+                )),
             ));
         }
         if services.forwarder {
+            let config = wacenter_config::ForwarderConfig::from_settings(&settings).unwrap();
             handles.push((
                 "forwarder",
-                tokio::spawn(wacenter_forwarder::run(settings.clone(), shutdown.clone())),
+                tokio::spawn(wacenter_forwarder::run(
+                    config,
+                    forwarder_listener,
+                    shutdown.clone(),
+                )),
             ));
         }
         if services.reply {
+            let config = wacenter_config::ReplyConfig::from_settings(&settings).unwrap();
             handles.push((
                 "reply",
-                tokio::spawn(wacenter_reply::run(settings.clone(), shutdown.clone())),
+                tokio::spawn(wacenter_reply::run(
+                    config,
+                    reply_listener,
+                    shutdown.clone(),
+                )),
             ));
         }
         if services.callback {
+            let config = wacenter_config::CallbackConfig::from_settings(&settings).unwrap();
             handles.push((
                 "callback",
-                tokio::spawn(wacenter_callback::run(settings.clone(), shutdown.clone())),
+                tokio::spawn(wacenter_callback::run(
+                    config,
+                    callback_listener,
+                    shutdown.clone(),
+                )),
             ));
         }
         let stack = Stack {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use wacenter_bus::{Bus, Delivery, Disposition, Topology};
 use wacenter_config::{Secret, Settings};
 use wacenter_forwarder::Forwarder;
-use wacenter_proto::{names, InboundMessage, Provider, PAYLOAD_VERSION};
+use wacenter_proto::{names, InboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION};
 use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
 use wacenter_test_support::NatsServer;
 
@@ -55,7 +55,8 @@ impl World {
             .await
             .unwrap();
         bus.ensure_topology().await.unwrap();
-        Forwarder::new(&self.settings, bus).await.unwrap()
+        let config = wacenter_config::ForwarderConfig::from_settings(&self.settings).unwrap();
+        Forwarder::new(&config, bus).await.unwrap()
     }
 
     /// Publishes a purchase as ingress would; returns its first delivery.
@@ -70,7 +71,7 @@ impl World {
             account: "628111222333@s.whatsapp.net".into(),
             message_id: id.into(),
             chat: format!("{RESELLER_PHONE}@s.whatsapp.net"),
-            sender: RESELLER_PHONE.into(),
+            sender: Some(PhoneNumber::from_digits(RESELLER_PHONE).unwrap()),
             sender_name: "Test".into(),
             timestamp: Utc::now(),
             text: text.into(),
@@ -85,7 +86,7 @@ impl World {
         let ack = bus
             .publish(
                 &subject,
-                &msg.dedupe_id(),
+                msg.dedupe_id().as_str(),
                 wacenter_bus::HeaderMap::new(),
                 payload.clone().into(),
             )
