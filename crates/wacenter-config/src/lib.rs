@@ -17,7 +17,8 @@ pub use services::{
     NatsConfig, OtomaxConfig, ReplyConfig, SendConfig,
 };
 pub use settings::{
-    IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_EXPIRED_REPLY, ENV_NAMES,
+    IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_EXPIRED_REPLY,
+    DOCUMENTED_DEFAULTS, ENV_NAMES,
 };
 
 use std::path::{Path, PathBuf};

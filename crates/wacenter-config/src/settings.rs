@@ -80,6 +80,9 @@ macro_rules! settings {
         /// The environment variable of every setting, in table order.
         pub const ENV_NAMES: &[&str] = &[$($env),*];
 
+        /// Every setting's environment variable with the default its `--help` states.
+        pub const DOCUMENTED_DEFAULTS: &[(&str, &str)] = &[$(($env, $default_doc)),*];
+
         /// Settings whose values are text even when they look like numbers (`0012`, `12345`).
         pub(crate) const TEXT_SETTINGS: &[&str] = &[$( text_setting!($env, $ty) ),*];
 

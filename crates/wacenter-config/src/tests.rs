@@ -228,3 +228,71 @@ fn basic_auth_and_allow_list_parsing() {
     s.otomax_callback_allow_ips = "10.0.0.0/33".into();
     assert!(s.callback_allow_list().is_err());
 }
+
+/// Every setting's real default, as text (`""` for an empty one), by environment name.
+fn real_defaults() -> std::collections::BTreeMap<String, String> {
+    let value = serde_json::to_value(Settings::default()).unwrap();
+    value
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(field, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (field.to_ascii_uppercase(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn help_states_the_real_defaults() {
+    let real = real_defaults();
+    assert_eq!(real.len(), crate::DOCUMENTED_DEFAULTS.len());
+    for (env, documented) in crate::DOCUMENTED_DEFAULTS {
+        assert_eq!(
+            real.get(*env).map(String::as_str),
+            Some(*documented),
+            "--help states {env}'s default as {documented:?}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_states_every_setting_with_its_real_default() {
+    let readme = include_str!("../../../README.md");
+    let mut documented = std::collections::BTreeMap::new();
+    for line in readme.lines() {
+        // | `NAME` (`--flag`) | default | meaning |
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 4 || !cells[1].starts_with("`") {
+            continue;
+        }
+        let name = cells[1].trim_start_matches('`');
+        let Some((name, _)) = name.split_once('`') else {
+            continue;
+        };
+        if !crate::ENV_NAMES.contains(&name) {
+            continue;
+        }
+        let default = match cells[2] {
+            "—" => String::new(),
+            d => d.trim_matches('`').to_string(),
+        };
+        assert!(
+            documented.insert(name.to_string(), default).is_none(),
+            "README.md lists {name} twice"
+        );
+    }
+    let real = real_defaults();
+    for env in crate::ENV_NAMES {
+        let Some(doc) = documented.get(*env) else {
+            panic!("README.md's settings table has no row for {env}");
+        };
+        assert_eq!(
+            doc, &real[*env],
+            "README.md states {env}'s default as {doc:?}"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The reply service's handler against a real nats-server, the project's WhatsApp simulator and
+//! an in-test OtomaX that records the UpdateStatusOutbox reports it gets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::{json, Value};
+use wacenter_bus::{Bus, Delivery, Disposition, Topology};
+use wacenter_config::{ReplyConfig, Secret, Settings};
+use wacenter_proto::{
+    names, DeadLetterReason, OutboundId, OutboundKind, OutboundMessage, PhoneNumber, Provider,
+    PAYLOAD_VERSION,
+};
+use wacenter_reply::Replier;
+use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+use wacenter_test_support::NatsServer;
+
+const DEVICE: &str = "628111222333@s.whatsapp.net";
+const RECIPIENT: &str = "628123456789";
+
+struct World {
+    _nats: NatsServer,
+    bus: Bus,
+    replier: Replier,
+    wa_url: String,
+    /// `(kode, status)` of every UpdateStatusOutbox OtomaX received.
+    reports: Arc<Mutex<Vec<(i64, i64)>>>,
+    http: reqwest::Client,
+}
+
+/// An OtomaX that accepts every UpdateStatusOutbox and remembers it.
+async fn otomax(reports: Arc<Mutex<Vec<(i64, i64)>>>) -> String {
+    let router = Router::new().route(
+        "/{name}",
+        post(move |body: Json<Value>| {
+            let reports = reports.clone();
+            async move {
+                let (kode, status) = (body["kode"].as_i64(), body["status"].as_i64());
+                if let (Some(kode), Some(status)) = (kode, status) {
+                    reports.lock().unwrap().push((kode, status));
+                }
+                Json(json!({"ok": true, "result": {"kode": kode, "status": status}}))
+            }
+        }),
+    );
+    format!("http://{}/", wacenter_test_support::serve(router).await)
+}
+
+async fn world() -> World {
+    let nats = NatsServer::start();
+    let wa = WhatsappSim::new(WhatsappSimConfig {
+        webhook_url: None,
+        webhook_secret: "unused".into(),
+        device_id: DEVICE.into(),
+        basic_auth: None,
+        echo_sent: false,
+    });
+    let wa_url = format!("http://{}", wa.spawn(0).await.unwrap());
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let settings = Settings {
+        nats_url: nats.url(),
+        gowa_url: wa_url.clone(),
+        otomax_api_url: otomax(reports.clone()).await,
+        otomax_app_id: "OtomaX.Addon".into(),
+        otomax_app_key: Secret::new("demoKey"),
+        otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
+        ..Settings::default()
+    };
+    let config = ReplyConfig::from_settings(&settings).unwrap();
+    let bus = Bus::connect(&nats.url(), "reply-test", Topology::default())
+        .await
+        .unwrap();
+    bus.ensure_topology().await.unwrap();
+    let replier = Replier::new(&config, bus.clone()).await.unwrap();
+    World {
+        _nats: nats,
+        bus,
+        replier,
+        wa_url,
+        reports,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl World {
+    /// Queues an outbox row as the callback service would; returns its first delivery.
+    async fn queue_outbox_row(&self, kode: i64, text: &str) -> (Delivery, OutboundMessage) {
+        let out = OutboundMessage {
+            version: PAYLOAD_VERSION,
+            id: OutboundId::outbox(kode),
+            kind: OutboundKind::Outbox,
+            provider: Some(Provider::Gowa),
+            account: DEVICE.into(),
+            to: PhoneNumber::from_digits(RECIPIENT).unwrap(),
+            text: text.into(),
+            reply_to: None,
+            in_reply_to: None,
+            outbox_kode: Some(kode),
+            kode_inbox: None,
+            created_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&out).unwrap();
+        let ack = self
+            .bus
+            .publish(
+                names::OUTBOUND_OUTBOX,
+                out.id.as_str(),
+                wacenter_bus::HeaderMap::new(),
+                payload.clone().into(),
+            )
+            .await
+            .unwrap();
+        let delivery = Delivery {
+            subject: names::OUTBOUND_OUTBOX.into(),
+            payload: payload.into(),
+            headers: None,
+            stream_sequence: ack.sequence,
+            delivered: 1,
+            attempt: 1,
+            max_attempts: Topology::default().max_attempts,
+        };
+        (delivery, out)
+    }
+
+    async fn handle(&self, d: &Delivery, out: &OutboundMessage) -> Disposition {
+        self.replier.clone().handle(d.clone(), out.clone()).await
+    }
+
+    /// What the WhatsApp simulator received, oldest first.
+    async fn sent(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/_sim/outbox", self.wa_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn faults(&self, faults: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.wa_url))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    fn reports(&self) -> Vec<(i64, i64)> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_row_is_sent_once_through_its_account_and_reported() {
+    let world = world().await;
+    let (d, out) = world.queue_outbox_row(9001, "SUKSES S5.08123456789").await;
+    assert!(matches!(world.handle(&d, &out).await, Disposition::Ack));
+    let sent = world.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["device_id"], DEVICE);
+    assert_eq!(sent[0]["body"]["message"], "SUKSES S5.08123456789");
+    assert_eq!(world.reports(), vec![(9001, 20)]);
+
+    // OtomaX posting the row again (a redelivery of the same id) sends nothing and reports
+    // again, in case OtomaX never heard.
+    let mut again = d.clone();
+    again.delivered = 2;
+    assert!(matches!(world.handle(&again, &out).await, Disposition::Ack));
+    assert_eq!(world.sent().await.len(), 1);
+    assert_eq!(world.reports(), vec![(9001, 20), (9001, 20)]);
+}
+
+#[tokio::test]
+async fn a_provider_outage_is_retried_and_then_sent_once() {
+    let world = world().await;
+    world
+        .faults(json!({"fail_status": 503, "fail_for_seconds": 30}))
+        .await;
+    let (mut d, out) = world.queue_outbox_row(9002, "Saldo Anda Rp 10.000").await;
+    let Disposition::RetryIn(_) = world.handle(&d, &out).await else {
+        panic!("503 is transient: the send must be retried");
+    };
+    assert!(world.reports().is_empty(), "nothing to report yet");
+    world.faults(json!({"fail_status": 0})).await;
+    d.delivered += 1;
+    d.attempt += 1;
+    assert!(matches!(world.handle(&d, &out).await, Disposition::Ack));
+    assert_eq!(world.sent().await.len(), 1);
+    assert_eq!(world.reports(), vec![(9002, 20)]);
+}
+
+#[tokio::test]
+async fn a_refused_send_is_dead_lettered_and_reported_failed() {
+    let world = world().await;
+    world
+        .faults(json!({"fail_status": 400, "fail_for_seconds": 30}))
+        .await;
+    let (d, out) = world.queue_outbox_row(9003, "x").await;
+    match world.handle(&d, &out).await {
+        Disposition::DeadLetter { reason, .. } => assert_eq!(reason, DeadLetterReason::SendFailed),
+        other => panic!("a 400 is final: {other:?}"),
+    }
+    assert_eq!(world.reports(), vec![(9003, 40)]);
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_was_lost_is_never_sent_again() {
+    let world = world().await;
+    world.faults(json!({"lose_answers": true})).await;
+    let (d, out) = world.queue_outbox_row(9004, "SUKSES").await;
+    match world.handle(&d, &out).await {
+        Disposition::DeadLetter { reason, .. } => assert_eq!(reason, DeadLetterReason::Uncertain),
+        other => panic!("a lost answer is ambiguous: {other:?}"),
+    }
+    world.faults(json!({"lose_answers": false})).await;
+    // Redelivered until the handler decides: never a second send.
+    let mut again = d.clone();
+    let decided = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            again.delivered += 1;
+            match world.handle(&again, &out).await {
+                Disposition::Wait(pause) => tokio::time::sleep(pause).await,
+                decided => return decided,
+            }
+        }
+    })
+    .await
+    .expect("the redelivery decides within the owner's lease");
+    match decided {
+        Disposition::DeadLetter { reason, .. } => assert_eq!(reason, DeadLetterReason::Uncertain),
+        other => panic!("a redelivery of an uncertain send is dead-lettered: {other:?}"),
+    }
+    assert_eq!(world.sent().await.len(), 1, "sent exactly once");
+}
