@@ -1,6 +1,6 @@
 # Offline checks of the deployment files (Dockerfile, docker-compose.yml, .env.example, Prometheus
 # and Grafana provisioning, deploy/k8s kustomizations, the Grafana dashboard). Source it after
-# scripts/lib/common.sh, then call run_deploy_checks [--metrics FILE] [--verbose].
+# scripts/lib/common.sh, then call run_deploy_checks [--verbose].
 #
 # No Docker engine, cluster or network beyond the package registries is needed: every
 # kustomization is rendered by `kubectl kustomize` (kubectl from PATH when it is 1.21 or newer,
