@@ -144,4 +144,6 @@ fn figment_error(err: figment::Error) -> ConfigError {
 }
 
 #[cfg(test)]
+mod deploy_tests;
+#[cfg(test)]
 mod tests;

@@ -62,6 +62,15 @@ macro_rules! text_setting {
     };
 }
 
+macro_rules! secret_setting {
+    ($env:literal, Secret) => {
+        $env
+    };
+    ($env:literal, $other:ident) => {
+        ""
+    };
+}
+
 macro_rules! settings {
     ($( $(#[$fattr:meta])* $field:ident : $ty:ident = $default:expr, $default_doc:literal, $env:literal, $help:literal $(, [$($arg:tt)*])? ; )*) => {
         /// Every wacenter setting, after all layers are merged.
@@ -82,6 +91,10 @@ macro_rules! settings {
 
         /// Every setting's environment variable with the default its `--help` states.
         pub const DOCUMENTED_DEFAULTS: &[(&str, &str)] = &[$(($env, $default_doc)),*];
+
+        /// Settings whose values are secrets (never logged, kept out of ConfigMaps).
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub(crate) const SECRET_SETTINGS: &[&str] = &[$( secret_setting!($env, $ty) ),*];
 
         /// Settings whose values are text even when they look like numbers (`0012`, `12345`).
         pub(crate) const TEXT_SETTINGS: &[&str] = &[$( text_setting!($env, $ty) ),*];

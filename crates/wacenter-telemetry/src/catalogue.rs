@@ -37,7 +37,7 @@ pub fn register(service: &str) {
             metrics::counter!("wacenter_dead_letters_total", "worker" => "ingress", "reason" => "unreadable").absolute(0);
         }
         "forwarder" => {
-            otomax_metrics();
+            otomax_metrics(&["InsertInbox"]);
             describe_counter!(
                 "wacenter_forwarder_forwarded_total",
                 "Messages forwarded to OtomaX InsertInbox, by inbox status"
@@ -99,7 +99,7 @@ pub fn register(service: &str) {
             worker_metrics("forwarder");
         }
         "reply" => {
-            otomax_metrics();
+            otomax_metrics(&["UpdateStatusOutbox"]);
             describe_counter!(
                 "wacenter_reply_sent_total",
                 "WhatsApp messages sent, by kind (auto_reply, outbox)"
@@ -131,7 +131,7 @@ pub fn register(service: &str) {
             worker_metrics("reply");
         }
         "callback" => {
-            otomax_metrics();
+            otomax_metrics(CALLBACK_ENDPOINTS);
             describe_counter!(
                 "wacenter_callback_received_total",
                 "OtomaX outbox callbacks, by outcome (queued, skipped, or an error code)"
@@ -159,7 +159,46 @@ pub fn register(service: &str) {
     }
 }
 
-fn otomax_metrics() {
+/// What an OtomaX attempt ends in: `ok` or the error's kind (`OtomaxError::kind`).
+pub const OTOMAX_OUTCOMES: &[&str] = &[
+    "ok",
+    "connect",
+    "timeout",
+    "interrupted",
+    "http_status",
+    "auth",
+    "rejected",
+    "decode",
+    "expired",
+    "invalid_request",
+    "uncertain",
+];
+
+/// The OtomaX endpoints the callback service's REST API calls.
+const CALLBACK_ENDPOINTS: &[&str] = &[
+    "InsertInbox",
+    "SetOutboxCallback",
+    "GetOutboxCallback",
+    "Test",
+    "GetRs",
+    "GetSaldoRs",
+];
+
+/// Metrics that have no series until their first event (histograms; counters whose label
+/// values are open, like OtomaX's status numbers): type and labels, for the dashboard's checks.
+pub const LAZY_SERIES: &[(&str, &str, &[&str])] = &[
+    (
+        "wacenter_otomax_request_duration_seconds",
+        "histogram",
+        &["endpoint"],
+    ),
+    ("wacenter_ingress_ack_seconds", "histogram", &["provider"]),
+    ("wacenter_forwarder_forwarded_total", "counter", &["status"]),
+];
+
+/// OtomaX calls of `endpoints`, every outcome at zero: an alert on failures sees 0, not
+/// "no data", until the first one.
+fn otomax_metrics(endpoints: &[&'static str]) {
     describe_counter!(
         "wacenter_otomax_requests_total",
         "OtomaX API attempts, by endpoint and outcome (ok or an error kind)"
@@ -169,6 +208,12 @@ fn otomax_metrics() {
         Unit::Seconds,
         "OtomaX API attempt duration, by endpoint"
     );
+    for endpoint in endpoints {
+        for outcome in OTOMAX_OUTCOMES {
+            metrics::counter!("wacenter_otomax_requests_total", "endpoint" => *endpoint, "outcome" => *outcome)
+                .absolute(0);
+        }
+    }
 }
 
 fn worker_metrics(worker: &'static str) {
@@ -199,3 +244,6 @@ fn worker_metrics(worker: &'static str) {
             .absolute(0);
     }
 }
+
+#[cfg(test)]
+mod tests;
