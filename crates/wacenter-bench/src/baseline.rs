@@ -13,7 +13,7 @@ use wacenter_otomax::{ClientConfig, InsertInboxRequest, OtomaxClient, RetryPolic
 use wacenter_whatsapp::GowaSender;
 
 use crate::load::{command_text, Sequence, Target};
-use crate::report::Pcts;
+use crate::report::{Latencies, Pcts};
 use crate::stack::{APP_ID, APP_KEY, DEVICE, DEV_KEY};
 
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ pub async fn run(
     });
     let gowa = GowaSender::new(url::Url::parse(&target.wa_url)?, None, target.http.clone());
     let slots = Arc::new(Semaphore::new(window));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
+    let latencies = Arc::new(Mutex::new(Latencies::default()));
     let errors = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
@@ -105,7 +105,7 @@ pub async fn run(
                     latencies
                         .lock()
                         .expect("latencies")
-                        .push(t.elapsed().as_secs_f64() * 1000.0);
+                        .record_ms(t.elapsed().as_secs_f64() * 1000.0);
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -129,7 +129,7 @@ pub async fn run(
         errors: errors.load(Ordering::Relaxed),
         seconds,
         msgs_per_s: messages as f64 / seconds.max(1e-9),
-        latency_ms: Pcts::of(&latencies),
+        latency_ms: latencies.pcts(),
         first_error,
     })
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tokio::sync::{watch, Semaphore};
 
-use crate::report::Pcts;
+use crate::report::{Latencies, Pcts};
 use crate::stack::{DEVICE, WEBHOOK_SECRET};
 
 pub const PIN: &str = "1234";
@@ -139,8 +139,8 @@ pub struct Tracker {
 struct State {
     /// seq → when it was sent (Unix µs).
     pending: HashMap<u64, i64>,
-    e2e_ms: Vec<f64>,
-    ack_ms: Vec<f64>,
+    e2e_ms: Latencies,
+    ack_ms: Latencies,
     reply_unix_us: Vec<i64>,
     lost: u64,
     unmatched: u64,
@@ -179,7 +179,7 @@ impl Tracker {
     }
 
     fn acked(&self, ms: f64) {
-        self.lock().ack_ms.push(ms);
+        self.lock().ack_ms.record_ms(ms);
         self.acked.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -200,7 +200,7 @@ impl Tracker {
             Some(sent_us) => {
                 // The simulator stamps arrival with millisecond precision; never below zero.
                 s.e2e_ms
-                    .push(((received_us - sent_us) as f64 / 1000.0).max(0.0));
+                    .record_ms(((received_us - sent_us) as f64 / 1000.0).max(0.0));
                 s.reply_unix_us.push(received_us);
                 drop(s);
                 self.replied.fetch_add(1, Ordering::Relaxed);
@@ -467,8 +467,8 @@ pub async fn drive(
         } else {
             0.0
         },
-        e2e_ms: Pcts::of(&s.e2e_ms),
-        ack_ms: Pcts::of(&s.ack_ms),
+        e2e_ms: s.e2e_ms.pcts(),
+        ack_ms: s.ack_ms.pcts(),
         generator_lag_ms: lag_ms,
         first_error: s.first_error.clone(),
     })

@@ -251,15 +251,10 @@ impl Nats {
         Some((v.get("in_msgs")?.as_u64()?, v.get("out_msgs")?.as_u64()?))
     }
 
-    pub async fn stop(self) -> Option<ProcSample> {
+    /// Stops a nats-server of our own (its store goes when this is dropped).
+    pub async fn stop(&mut self) -> Option<ProcSample> {
         match self {
-            Nats::Own {
-                mut proc, _store, ..
-            } => {
-                let s = proc.stop(Duration::from_secs(5)).await;
-                drop(_store);
-                s
-            }
+            Nats::Own { proc, .. } => proc.stop(Duration::from_secs(5)).await,
             Nats::External { .. } => None,
         }
     }
@@ -465,10 +460,11 @@ impl Sims {
         Ok(())
     }
 
-    pub async fn stop(self) {
-        for mut p in self.procs {
+    pub async fn stop(&mut self) {
+        for p in &mut self.procs {
             p.stop(Duration::from_secs(5)).await;
         }
+        self._stop.take();
     }
 }
 
