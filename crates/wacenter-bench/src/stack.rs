@@ -7,17 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::Value;
 use tokio::sync::watch;
-use wacenter_config::{Secret, Settings};
+use wacenter_config::Settings;
 
 use crate::procs::{free_ports, wait_for_nats, wait_for_port, Proc, ProcSample};
 
-pub const APP_ID: &str = "OtomaX.Addon";
-pub const APP_KEY: &str = "bench-app-key";
-pub const DEV_KEY: &str = "bench-dev-key";
-pub const WEBHOOK_SECRET: &str = "bench-webhook-secret";
-pub const CALLBACK_SECRET: &str = "bench-callback-secret";
-/// Our WhatsApp number as GOWA names the device.
-pub const DEVICE: &str = "628111222333@s.whatsapp.net";
+/// The demo's credentials and WhatsApp device, as everywhere else.
+pub use wacenter_sim::demo::{APP_ID, APP_KEY, DEVICE, DEV_KEY, WEBHOOK_SECRET};
 
 /// Where the binaries are.
 pub struct Binaries {
@@ -381,21 +376,17 @@ impl Sims {
     }
 
     async fn start_in_process(resellers_file: &Path) -> anyhow::Result<Self> {
-        use wacenter_sim::otomax::{load_resellers_file, OtomaxSim, OtomaxSimConfig};
+        use wacenter_sim::otomax::{load_resellers_file, OtomaxSim};
         use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
         let resellers = load_resellers_file(resellers_file).map_err(anyhow::Error::msg)?;
         let (stop, stopped) = watch::channel(false);
         let until = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let otomax = OtomaxSim::new(OtomaxSimConfig {
-            app_id: APP_ID.into(),
-            app_key: APP_KEY.into(),
-            dev_key: DEV_KEY.into(),
+        let otomax = OtomaxSim::new(wacenter_sim::demo::otomax(
             resellers,
-            result_delay: Duration::from_millis(1500),
-            faults: Default::default(),
-        });
+            Duration::from_millis(1500),
+        ));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let otomax_addr = l.local_addr()?;
         tokio::spawn(otomax.serve(l, until(stopped.clone())));
@@ -530,7 +521,7 @@ pub struct StackConfig {
 impl StackConfig {
     /// The environment of a service process: its settings, then `RUST_LOG` and the extras.
     fn env_for(&self, settings: &Settings) -> Vec<(String, String)> {
-        let mut env = env_of(settings);
+        let mut env = settings.to_env();
         if let Some(filter) = &self.rust_log {
             env.push(("RUST_LOG".into(), filter.clone()));
         }
@@ -557,19 +548,12 @@ impl Stack {
         // Every port of the run at once, so none repeats.
         let ports = free_ports(3 + config.forwarders)?;
         let mut base = Settings {
-            nats_url: config.nats_url.clone(),
             otomax_api_url: config.otomax_url.clone(),
-            otomax_app_id: APP_ID.into(),
-            otomax_app_key: Secret::new(APP_KEY),
-            otomax_dev_key: Secret::new(DEV_KEY),
-            otomax_callback_secret: Secret::new(CALLBACK_SECRET),
-            wa_webhook_secret: Secret::new(WEBHOOK_SECRET),
             gowa_url: config.wa_url.clone(),
-            gowa_device_id: DEVICE.into(),
             ingress_port: ports[0],
             reply_port: ports[1],
             app_port: ports[2],
-            ..Settings::default()
+            ..wacenter_sim::demo::settings(&config.nats_url)
         };
         base.public_url = format!("http://127.0.0.1:{}", base.app_port);
         if let Some(c) = config.forwarder_concurrency {
@@ -699,22 +683,4 @@ impl Stack {
         });
         futures::future::join_all(stops).await
     }
-}
-
-/// The settings as the environment of a service process (upper-case names, as the services
-/// read them).
-fn env_of(settings: &Settings) -> Vec<(String, String)> {
-    let value = serde_json::to_value(settings).expect("settings serialize");
-    value
-        .as_object()
-        .expect("settings are an object")
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.to_ascii_uppercase(), text)
-        })
-        .collect()
 }

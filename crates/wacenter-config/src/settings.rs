@@ -179,6 +179,21 @@ impl Settings {
         }
     }
 
+    /// The settings as the environment a service process reads: every setting under its
+    /// environment name, as text (secrets included: for starting processes, never for logs).
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let value = serde_json::to_value(self).expect("settings serialize");
+        value
+            .as_object()
+            .expect("settings serialize as an object")
+            .iter()
+            .map(|(field, v)| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                (field.to_ascii_uppercase(), text)
+            })
+            .collect()
+    }
+
     /// `APP_BASIC_AUTH` as users and passwords.
     pub fn basic_auth_users(&self) -> Result<Vec<Credentials>, ConfigError> {
         parse_user_pass_list("APP_BASIC_AUTH", self.app_basic_auth.expose())

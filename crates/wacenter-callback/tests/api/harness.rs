@@ -8,21 +8,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use wacenter_bus::{Bus, Topology};
 use wacenter_callback::Callback;
-use wacenter_config::{Secret, Settings};
-use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_config::Settings;
+use wacenter_sim::otomax::{OtomaxSim, OtomaxSimConfig, SimReseller};
 use wacenter_test_support::NatsServer;
 
 pub const RESELLER_PHONE: &str = "628123456789";
 pub const RESELLER_CODE: &str = "R001";
 pub const RESELLER_SALDO: i64 = 750_000;
-pub const ADMIN_USER: &str = "admin";
-pub const ADMIN_PASS: &str = "admin-pass";
-pub const CALLBACK_SECRET: &str = "callback-secret-3f9a";
+pub use wacenter_sim::demo::{ADMIN_PASSWORD as ADMIN_PASS, ADMIN_USER, CALLBACK_SECRET};
 pub const PUBLIC_URL: &str = "https://wacenter.example.com";
-
-const APP_ID: &str = "OtomaX.Addon";
-const APP_KEY: &str = "demoKey";
-const DEV_KEY: &str = "YAR.OtomaX.OpenApi.App";
 
 pub struct Harness {
     pub nats: NatsServer,
@@ -75,20 +69,14 @@ impl Answer {
 }
 
 pub fn sim_config() -> OtomaxSimConfig {
-    OtomaxSimConfig {
-        app_id: APP_ID.into(),
-        app_key: APP_KEY.into(),
-        dev_key: DEV_KEY.into(),
-        resellers: vec![SimReseller {
-            phone: RESELLER_PHONE.into(),
-            code: RESELLER_CODE.into(),
-            name: "Toko Satu".into(),
-            saldo: RESELLER_SALDO,
-            pin: None,
-        }],
-        result_delay: Duration::from_secs(60),
-        faults: Faults::default(),
-    }
+    let reseller = SimReseller {
+        phone: RESELLER_PHONE.into(),
+        code: RESELLER_CODE.into(),
+        name: "Toko Satu".into(),
+        saldo: RESELLER_SALDO,
+        pin: None,
+    };
+    wacenter_sim::demo::otomax(vec![reseller], Duration::from_secs(60))
 }
 
 impl Harness {
@@ -103,16 +91,10 @@ impl Harness {
         let sim_addr = OtomaxSim::new(sim_config()).spawn(0).await.unwrap();
         let sim = format!("http://{sim_addr}");
         let mut settings = Settings {
-            nats_url: nats.url(),
             otomax_api_url: format!("{sim}/"),
-            otomax_app_id: APP_ID.into(),
-            otomax_app_key: Secret::new(APP_KEY),
-            otomax_dev_key: Secret::new(DEV_KEY),
-            otomax_callback_secret: Secret::new(CALLBACK_SECRET),
-            app_basic_auth: Secret::new(format!("{ADMIN_USER}:{ADMIN_PASS}")),
             public_url: PUBLIC_URL.into(),
             otomax_timeout_seconds: 5,
-            ..Settings::default()
+            ..wacenter_sim::demo::settings(&nats.url())
         };
         customize(&mut settings);
         let bus = Bus::connect(&settings.nats_url, "callback-test", Topology::default())

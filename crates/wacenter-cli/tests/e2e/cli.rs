@@ -3,7 +3,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_sim::demo;
+use wacenter_sim::otomax::{OtomaxSim, OtomaxSimConfig, SimReseller};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wacenter");
 
@@ -21,9 +22,9 @@ fn wacenter(args: &[&str], env: &[(&str, &str)]) -> Output {
 fn demo_creds(url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("OTOMAX_API_URL", url.to_string()),
-        ("OTOMAX_APP_ID", "OtomaX.Addon".into()),
-        ("OTOMAX_APP_KEY", "demoKey".into()),
-        ("OTOMAX_DEV_KEY", "YAR.OtomaX.OpenApi.App".into()),
+        ("OTOMAX_APP_ID", demo::APP_ID.into()),
+        ("OTOMAX_APP_KEY", demo::APP_KEY.into()),
+        ("OTOMAX_DEV_KEY", demo::DEV_KEY.into()),
     ]
 }
 
@@ -37,12 +38,8 @@ fn text(b: &[u8]) -> String {
 
 async fn sim() -> String {
     let sim = OtomaxSim::new(OtomaxSimConfig {
-        app_id: "OtomaX.Addon".into(),
-        app_key: "demoKey".into(),
-        dev_key: "YAR.OtomaX.OpenApi.App".into(),
         resellers: vec![SimReseller::parse_arg("628123456789=R001").unwrap()],
-        result_delay: Duration::from_millis(10),
-        faults: Faults::default(),
+        ..demo::otomax(Vec::new(), Duration::from_millis(10))
     });
     format!("http://{}/", sim.spawn(0).await.unwrap())
 }
@@ -84,7 +81,7 @@ fn sign_uses_flags_over_environment() {
             "--otomax-api-url",
             "http://otomax.example/api/",
             "--otomax-app-key",
-            "demoKey",
+            demo::APP_KEY,
         ],
         &as_env(&env),
     );

@@ -60,7 +60,7 @@ async fn no_secret_in_any_log_line_at_debug() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wacenter"))
         .args(["all", "--debug"])
         .env_clear()
-        .envs(env_of(&settings))
+        .envs(settings.to_env())
         .stdout(std::process::Stdio::null())
         .stderr(log.reopen().unwrap())
         .spawn()

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wacenter_config::{Secret, Settings};
-use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
+use wacenter_config::Settings;
+use wacenter_sim::demo;
+use wacenter_sim::otomax::{OtomaxSim, SimReseller};
 use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
 use wacenter_test_support::{eventually, free_port, NatsCluster, NatsServer};
 
@@ -17,8 +18,7 @@ pub const POOR_RESELLER_PHONE: &str = "628555000111";
 pub const STRANGER_PHONE: &str = "628777000999";
 pub const DEVICE: &str = "628987654321@s.whatsapp.net";
 pub const DEFAULT_DEVICE: &str = "628111222333@s.whatsapp.net";
-pub const WEBHOOK_SECRET: &str = "gowa-webhook-secret";
-pub const CALLBACK_SECRET: &str = "callback-secret-123";
+pub use wacenter_sim::demo::{CALLBACK_SECRET, WEBHOOK_SECRET};
 
 /// The NATS a stack runs on: one server, or a three-node JetStream cluster with every stream
 /// and bucket replicated three times.
@@ -82,17 +82,10 @@ impl Services {
 
 pub fn base_settings(nats: &TestNats) -> Settings {
     Settings {
-        nats_url: nats.url(),
         nats_stream_replicas: match nats {
             TestNats::One(_) => 1,
             TestNats::Cluster(c) => c.nodes.len(),
         },
-        otomax_app_id: "OtomaX.Addon".into(),
-        otomax_app_key: Secret::new("demoKey"),
-        otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
-        otomax_callback_secret: Secret::new(CALLBACK_SECRET),
-        wa_webhook_secret: Secret::new(WEBHOOK_SECRET),
-        app_basic_auth: Secret::new("admin:admin-pass"),
         gowa_device_id: DEFAULT_DEVICE.into(),
         ingress_port: free_port(),
         forwarder_port: free_port(),
@@ -100,7 +93,7 @@ pub fn base_settings(nats: &TestNats) -> Settings {
         app_port: free_port(),
         forwarder_concurrency: 16,
         reply_concurrency: 16,
-        ..Settings::default()
+        ..wacenter_sim::demo::settings(&nats.url())
     }
 }
 
@@ -162,11 +155,8 @@ impl Stack {
             <[_; 4]>::try_from(listeners).unwrap();
         // Tracing is always on (trace context must cross the bus); logs only when asked for.
         wacenter_telemetry::init(&settings, std::env::var_os("WACENTER_TEST_LOG").is_some());
-        let otomax = OtomaxSim::new(OtomaxSimConfig {
-            app_id: "OtomaX.Addon".into(),
-            app_key: "demoKey".into(),
-            dev_key: "YAR.OtomaX.OpenApi.App".into(),
-            resellers: vec![
+        let otomax = OtomaxSim::new(wacenter_sim::demo::otomax(
+            vec![
                 SimReseller::parse_arg(&format!("{RESELLER_PHONE}=R001")).unwrap(),
                 SimReseller {
                     phone: POOR_RESELLER_PHONE.into(),
@@ -177,8 +167,7 @@ impl Stack {
                 },
             ],
             result_delay,
-            faults: Faults::default(),
-        });
+        ));
         let otomax_url = format!("http://{}/", otomax.spawn(0).await.unwrap());
         let ingress_url = format!("http://127.0.0.1:{}", settings.ingress_port);
         let wa = WhatsappSim::new(WhatsappSimConfig {
@@ -314,7 +303,7 @@ impl Stack {
         let r = self
             .http
             .post(format!("{}/otomax/set-callback", self.callback_url))
-            .basic_auth("admin", Some("admin-pass"))
+            .basic_auth(demo::ADMIN_USER, Some(demo::ADMIN_PASSWORD))
             .send()
             .await
             .unwrap();
@@ -517,29 +506,12 @@ pub fn gowa_message(
     })
 }
 
-/// The settings as the environment a separate service process would be given.
-pub fn env_of(settings: &Settings) -> Vec<(String, String)> {
-    let value = serde_json::to_value(settings).unwrap();
-    value
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.to_ascii_uppercase(), text)
-        })
-        .collect()
-}
-
 /// `wacenter all --services <services>` as a separate process (so it can be killed for real).
 pub fn spawn_services(settings: &Settings, services: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_wacenter"))
         .args(["all", "--services", services])
         .env_clear()
-        .envs(env_of(settings))
+        .envs(settings.to_env())
         .stdout(std::process::Stdio::null())
         .stderr(if std::env::var_os("WACENTER_TEST_LOG").is_some() {
             std::process::Stdio::inherit()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use wacenter_bus::{Bus, Delivery, Disposition, Topology};
-use wacenter_config::{Secret, Settings};
+use wacenter_config::Settings;
 use wacenter_forwarder::Forwarder;
 use wacenter_proto::{names, InboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION};
 use wacenter_sim::otomax::{Faults, OtomaxSim, OtomaxSimConfig, SimReseller};
@@ -24,21 +24,16 @@ impl World {
     async fn start(faults: Faults, customize: impl FnOnce(&mut Settings)) -> World {
         let nats = NatsServer::start();
         let otomax = OtomaxSim::new(OtomaxSimConfig {
-            app_id: "OtomaX.Addon".into(),
-            app_key: "demoKey".into(),
-            dev_key: "YAR.OtomaX.OpenApi.App".into(),
-            resellers: vec![SimReseller::parse_arg(&format!("{RESELLER_PHONE}=R001")).unwrap()],
-            result_delay: Duration::from_secs(3600),
             faults,
+            ..wacenter_sim::demo::otomax(
+                vec![SimReseller::parse_arg(&format!("{RESELLER_PHONE}=R001")).unwrap()],
+                Duration::from_secs(3600),
+            )
         });
         let otomax_url = format!("http://{}/", otomax.spawn(0).await.unwrap());
         let mut settings = Settings {
-            nats_url: nats.url(),
             otomax_api_url: otomax_url.clone(),
-            otomax_app_id: "OtomaX.Addon".into(),
-            otomax_app_key: Secret::new("demoKey"),
-            otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
-            ..Settings::default()
+            ..wacenter_sim::demo::settings(&nats.url())
         };
         customize(&mut settings);
         World {

@@ -6,13 +6,13 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use wacenter_bus::{Bus, Topology};
-use wacenter_config::{IngressConfig, Secret, Settings};
+use wacenter_config::IngressConfig;
 use wacenter_ingress::Ingress;
 use wacenter_proto::{names, DeadLetter, DeadLetterReason, InboundMessage};
 use wacenter_test_support::NatsServer;
 use wacenter_whatsapp::{sign_hub, HUB_SIGNATURE_HEADER};
 
-const SECRET: &str = "ingress-test-secret";
+use wacenter_sim::demo::WEBHOOK_SECRET as SECRET;
 const DEVICE: &str = "628111222333@s.whatsapp.net";
 
 struct World {
@@ -23,11 +23,7 @@ struct World {
 
 async fn world() -> World {
     let nats = NatsServer::start();
-    let settings = Settings {
-        nats_url: nats.url(),
-        wa_webhook_secret: Secret::new(SECRET),
-        ..Settings::default()
-    };
+    let settings = wacenter_sim::demo::settings(&nats.url());
     let config = IngressConfig::from_settings(&settings).unwrap();
     let bus = Bus::connect(&nats.url(), "ingress-test", Topology::default())
         .await

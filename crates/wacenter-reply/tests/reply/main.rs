@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
 use wacenter_bus::{Bus, Delivery, Disposition, Topology};
-use wacenter_config::{ReplyConfig, Secret, Settings};
+use wacenter_config::{ReplyConfig, Settings};
 use wacenter_proto::{
     names, DeadLetterReason, OutboundId, OutboundKind, OutboundMessage, PhoneNumber, Provider,
     PAYLOAD_VERSION,
@@ -61,13 +61,9 @@ async fn world() -> World {
     let wa_url = format!("http://{}", wa.spawn(0).await.unwrap());
     let reports = Arc::new(Mutex::new(Vec::new()));
     let settings = Settings {
-        nats_url: nats.url(),
         gowa_url: wa_url.clone(),
         otomax_api_url: otomax(reports.clone()).await,
-        otomax_app_id: "OtomaX.Addon".into(),
-        otomax_app_key: Secret::new("demoKey"),
-        otomax_dev_key: Secret::new("YAR.OtomaX.OpenApi.App"),
-        ..Settings::default()
+        ..wacenter_sim::demo::settings(&nats.url())
     };
     let config = ReplyConfig::from_settings(&settings).unwrap();
     let bus = Bus::connect(&nats.url(), "reply-test", Topology::default())
