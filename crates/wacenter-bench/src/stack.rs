@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use tokio::sync::watch;
 use wacenter_config::Settings;
+use wacenter_sim::inspect::SimClient;
 
 use crate::procs::{free_ports, wait_for_nats, wait_for_port, Proc, ProcSample};
 
@@ -425,29 +426,17 @@ impl Sims {
 
     /// Forgets everything both simulators received (keeps their lists, and their memory, small).
     pub async fn reset(&self, http: &reqwest::Client) -> anyhow::Result<()> {
-        for url in [
-            format!("{}_sim/reset", self.otomax_url),
-            format!("{}/_sim/reset", self.wa_url),
-        ] {
-            let r = http.post(&url).send().await?;
-            if !r.status().is_success() {
-                bail!("{url}: HTTP {}", r.status());
-            }
+        for base in [&self.otomax_url, &self.wa_url] {
+            SimClient::new(base, http.clone()).reset().await?;
         }
         Ok(())
     }
 
     /// OtomaX's added latency per call (`POST /_sim/faults`).
     pub async fn set_otomax_latency(&self, http: &reqwest::Client, ms: u64) -> anyhow::Result<()> {
-        let url = format!("{}_sim/faults", self.otomax_url);
-        let r = http
-            .post(&url)
-            .json(&serde_json::json!({"latency_ms": ms}))
-            .send()
+        SimClient::new(&self.otomax_url, http.clone())
+            .faults(&serde_json::json!({"latency_ms": ms}))
             .await?;
-        if !r.status().is_success() {
-            bail!("{url}: HTTP {}", r.status());
-        }
         Ok(())
     }
 

@@ -17,7 +17,7 @@ pub async fn require_basic_auth(
     request: Request,
     next: Next,
 ) -> Response {
-    let users = &app.inner.basic_auth;
+    let users = &app.inner.config.basic_auth;
     if users.is_empty() {
         // No challenge header: there are no credentials a browser could usefully prompt for.
         return ApiError::unauthorized(

@@ -19,12 +19,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tracing::info;
-use url::Url;
 use wacenter_bus::Bus;
 pub use wacenter_config::CallbackConfig;
-use wacenter_config::{Credentials, IpNet, Secret};
 use wacenter_otomax::{ClientConfig, OtomaxClient};
-use wacenter_proto::ExpWindow;
 use wacenter_service::Shutdown;
 
 use crate::envelope::ApiError;
@@ -40,14 +37,7 @@ pub struct Callback {
 pub(crate) struct Inner {
     pub bus: Bus,
     pub otomax: Option<OtomaxClient>,
-    pub callback_secret: Secret,
-    pub allow_ips: Vec<IpNet>,
-    pub basic_auth: Vec<Credentials>,
-    pub public_url: Option<Url>,
-    pub country_code: String,
-    pub default_reseller: String,
-    pub default_kode_terminal: i64,
-    pub exp: ExpWindow,
+    pub config: CallbackConfig,
     pub probe: health::ProbeCache,
     /// Secrets that could appear inside error texts from other crates (the password of
     /// OTOMAX_API_URL), replaced before those texts are shown.
@@ -75,14 +65,7 @@ impl Callback {
             inner: Arc::new(Inner {
                 bus,
                 otomax,
-                callback_secret: config.callback_secret.clone(),
-                allow_ips: config.allow_ips.clone(),
-                basic_auth: config.basic_auth.clone(),
-                public_url: config.public_url.clone(),
-                country_code: config.country_code.clone(),
-                default_reseller: config.default_reseller.clone(),
-                default_kode_terminal: config.default_kode_terminal,
-                exp: config.exp,
+                config: config.clone(),
                 probe: health::ProbeCache::default(),
                 hidden,
             }),

@@ -103,12 +103,12 @@ pub async fn callback(State(app): State<Callback>, request: Request) -> Result<R
 
 async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Response), ApiError> {
     let me = &app.inner;
-    if !me.allow_ips.is_empty() {
+    if !me.config.allow_ips.is_empty() {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        if !peer.is_some_and(|ip| me.allow_ips.iter().any(|net| net.contains(ip))) {
+        if !peer.is_some_and(|ip| me.config.allow_ips.iter().any(|net| net.contains(ip))) {
             warn!(
                 ?peer,
                 "callback refused: address not in OTOMAX_CALLBACK_ALLOW_IPS"
@@ -130,9 +130,12 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let valid = presented
-        .as_deref()
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(me.callback_secret.expose().as_bytes())));
+    let valid = presented.as_deref().is_some_and(|p| {
+        bool::from(
+            p.as_bytes()
+                .ct_eq(me.config.callback_secret.expose().as_bytes()),
+        )
+    });
     if !valid {
         warn!("callback refused: wrong or missing secret");
         return Err(ApiError::unauthorized(
@@ -198,7 +201,8 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             "no recipient: the row has neither penerima nor pengirim",
         ));
     };
-    let Some(recipient) = wacenter_whatsapp::normalize_phone(&raw_recipient, &me.country_code)
+    let Some(recipient) =
+        wacenter_whatsapp::normalize_phone(&raw_recipient, &me.config.country_code)
     else {
         return Err(ApiError::validation(format!(
             "recipient {raw_recipient:?} is not a WhatsApp phone number"

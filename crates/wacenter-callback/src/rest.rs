@@ -107,7 +107,7 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
     if b.pesan.trim().is_empty() {
         return Err(ApiError::validation("pesan is empty"));
     }
-    let pengirim = wacenter_whatsapp::normalize_phone(&b.pengirim, &app.inner.country_code)
+    let pengirim = wacenter_whatsapp::normalize_phone(&b.pengirim, &app.inner.config.country_code)
         .ok_or_else(|| {
             ApiError::validation(format!(
                 "pengirim {:?} is not a phone number (e.g. 08123456789 or 628123456789)",
@@ -118,13 +118,14 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
     let kode_reseller = b
         .kode_reseller
         .filter(|k| !k.trim().is_empty())
-        .unwrap_or_else(|| app.inner.default_reseller.clone());
+        .unwrap_or_else(|| app.inner.config.default_reseller.clone());
     let req = InsertInboxRequest::whatsapp(
         b.pesan,
         kode_reseller,
         pengirim,
-        b.kode_terminal.unwrap_or(app.inner.default_kode_terminal),
-        app.inner.exp.deadline(Utc::now()),
+        b.kode_terminal
+            .unwrap_or(app.inner.config.default_kode_terminal),
+        app.inner.config.exp.deadline(Utc::now()),
     );
     let r = client.insert_inbox(&req).await?;
     Ok(success(
@@ -197,7 +198,7 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
 
 /// `PUBLIC_URL` + `/otomax/callback?secret=…`.
 fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
-    let Some(public) = &app.inner.public_url else {
+    let Some(public) = &app.inner.config.public_url else {
         return Err(ApiError::validation(
             "no url given and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL on the callback service",
         ));
@@ -206,7 +207,7 @@ fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
     let path = format!("{}/otomax/callback", url.path().trim_end_matches('/'));
     url.set_path(&path);
     url.query_pairs_mut()
-        .append_pair("secret", app.inner.callback_secret.expose());
+        .append_pair("secret", app.inner.config.callback_secret.expose());
     Ok(url.to_string())
 }
 

@@ -133,7 +133,11 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             tracing::info!(addr = %listener.local_addr()?, resellers = known.len(), "OtomaX simulator listening");
-            sim.serve(listener, shutdown_signal()).await?;
+            sim.serve(
+                listener,
+                wacenter_service::wait_for(wacenter_service::shutdown_on_signal()),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         SimCommand::Whatsapp {
@@ -179,27 +183,12 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             tracing::info!(addr = %listener.local_addr()?, webhook_url, "WhatsApp (GOWA) simulator listening");
-            sim.serve(listener, shutdown_signal()).await?;
+            sim.serve(
+                listener,
+                wacenter_service::wait_for(wacenter_service::shutdown_on_signal()),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

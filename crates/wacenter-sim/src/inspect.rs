@@ -42,3 +42,93 @@ pub mod rfc3339_millis {
             .map_err(serde::de::Error::custom)
     }
 }
+
+/// A client of a simulator's inspection API (`/_sim/…`), for tests, the demo and the bench.
+#[derive(Clone)]
+pub struct SimClient {
+    /// The simulator's base URL, without a trailing `/`.
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Why a call to the inspection API failed: the URL and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {problem}")]
+pub struct SimClientError {
+    pub url: String,
+    pub problem: String,
+}
+
+impl SimClient {
+    /// `base` as given to the services (`http://127.0.0.1:5000/` or without the `/`).
+    pub fn new(base: &str, http: reqwest::Client) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// `GET /_sim/inbox` (OtomaX) or `/_sim/outbox` (either): every item, oldest first.
+    pub async fn list(&self, which: &str) -> Result<Vec<Value>, SimClientError> {
+        match self.call("GET", &format!("_sim/{which}"), None).await? {
+            Value::Array(items) => Ok(items),
+            other => Err(self.error(which, format!("not a list: {other}"))),
+        }
+    }
+
+    /// `GET /_sim/stats`.
+    pub async fn stats(&self) -> Result<Value, SimClientError> {
+        self.call("GET", "_sim/stats", None).await
+    }
+
+    /// `POST /_sim/faults` with `faults` (the simulator's knobs); the knobs now in force.
+    pub async fn faults(&self, faults: &Value) -> Result<Value, SimClientError> {
+        self.call("POST", "_sim/faults", Some(faults)).await
+    }
+
+    /// `POST /_sim/reset`: forget everything received.
+    pub async fn reset(&self) -> Result<(), SimClientError> {
+        self.call("POST", "_sim/reset", None).await.map(drop)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SimClientError> {
+        let url = format!("{}/{path}", self.base);
+        let request = match method {
+            "GET" => self.http.get(&url),
+            _ => self.http.post(&url),
+        };
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        let fail = |problem: String| SimClientError {
+            url: url.clone(),
+            problem,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {status}: {text}")));
+        }
+        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON ({e}): {text}")))
+    }
+
+    fn error(&self, path: &str, problem: String) -> SimClientError {
+        SimClientError {
+            url: format!("{}/_sim/{path}", self.base),
+            problem,
+        }
+    }
+}

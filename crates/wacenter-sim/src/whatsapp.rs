@@ -136,33 +136,7 @@ impl WhatsappSim {
         if from.is_empty() {
             return Err("from must be a phone number".into());
         }
-        let from_jid = format!("{from}@s.whatsapp.net");
-        let device = &self.shared.config.device_id;
-        let chat = match (&incoming.group, incoming.from_me) {
-            (Some(g), _) => {
-                if g.contains('@') {
-                    g.clone()
-                } else {
-                    format!("{g}@g.us")
-                }
-            }
-            (None, true) => from_jid.clone(),
-            (None, false) => from_jid.clone(),
-        };
-        let timestamp = incoming.timestamp.unwrap_or_else(Utc::now);
-        let body = json!({
-            "event": "message",
-            "device_id": device,
-            "payload": {
-                "id": id,
-                "chat_id": chat,
-                "from": if incoming.from_me { device.clone() } else { from_jid },
-                "from_name": incoming.from_name.clone().unwrap_or_else(|| "Simulated User".into()),
-                "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "is_from_me": incoming.from_me,
-                "body": incoming.text,
-            }
-        });
+        let body = gowa_message(&self.shared.config.device_id, &id, &from, incoming);
         let raw = serde_json::to_vec(&body).expect("json");
         let signature =
             wacenter_whatsapp::sign_hub(self.shared.config.webhook_secret.as_bytes(), &raw);
@@ -203,8 +177,33 @@ impl WhatsappSim {
     }
 }
 
+/// The GOWA v8 `message` webhook body for `incoming` (sent by `from`, digits) to `device`,
+/// with the provider message id `id`: what the simulator posts, and what tests post themselves.
+pub fn gowa_message(device: &str, id: &str, from: &str, incoming: &Incoming) -> Value {
+    let from_jid = format!("{from}@s.whatsapp.net");
+    let chat = match &incoming.group {
+        Some(g) if g.contains('@') => g.clone(),
+        Some(g) => format!("{g}@g.us"),
+        None => from_jid.clone(),
+    };
+    let timestamp = incoming.timestamp.unwrap_or_else(Utc::now);
+    json!({
+        "event": "message",
+        "device_id": device,
+        "payload": {
+            "id": id,
+            "chat_id": chat,
+            "from": if incoming.from_me { device.to_string() } else { from_jid },
+            "from_name": incoming.from_name.clone().unwrap_or_else(|| "Simulated User".into()),
+            "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "is_from_me": incoming.from_me,
+            "body": incoming.text,
+        }
+    })
+}
+
 /// `POST /_sim/incoming`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Incoming {
     pub from: String,
     pub text: String,

@@ -155,12 +155,8 @@ impl Harness {
     }
 
     pub async fn sim_stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_sim/stats", self.sim))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        wacenter_sim::inspect::SimClient::new(&self.sim, self.http.clone())
+            .stats()
             .await
             .unwrap()
     }

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wacenter_config::Settings;
 use wacenter_sim::demo;
+use wacenter_sim::inspect::SimClient;
 use wacenter_sim::otomax::{OtomaxSim, SimReseller};
 use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
 use wacenter_test_support::{eventually, free_port, NatsCluster, NatsServer};
@@ -342,50 +343,34 @@ impl Stack {
             .unwrap()
     }
 
+    /// The OtomaX simulator's inspection API.
+    pub fn otomax_sim(&self) -> SimClient {
+        SimClient::new(&self.otomax_url, self.http.clone())
+    }
+
+    /// The WhatsApp simulator's inspection API.
+    pub fn whatsapp_sim(&self) -> SimClient {
+        SimClient::new(&self.wa_url, self.http.clone())
+    }
+
     pub async fn otomax_inbox(&self) -> Vec<Value> {
-        self.get_json(&format!("{}_sim/inbox", self.otomax_url))
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.otomax_sim().list("inbox").await.unwrap()
     }
 
     pub async fn otomax_outbox(&self) -> Vec<Value> {
-        self.get_json(&format!("{}_sim/outbox", self.otomax_url))
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.otomax_sim().list("outbox").await.unwrap()
     }
 
     pub async fn whatsapp_sent(&self) -> Vec<Value> {
-        self.get_json(&format!("{}/_sim/outbox", self.wa_url))
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.whatsapp_sim().list("outbox").await.unwrap()
     }
 
     pub async fn otomax_faults(&self, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}_sim/faults", self.otomax_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.otomax_sim().faults(&body).await.unwrap();
     }
 
     pub async fn whatsapp_faults(&self, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_sim/faults", self.wa_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        self.whatsapp_sim().faults(&body).await.unwrap();
     }
 
     /// Waits until the WhatsApp simulator has received `n` messages; returns them.
@@ -484,26 +469,21 @@ impl Stack {
     }
 }
 
-/// A GOWA v8 message webhook body.
+/// A GOWA v8 message webhook body from `from` to the stack's device.
 pub fn gowa_message(
     id: &str,
     from: &str,
     text: &str,
     timestamp: chrono::DateTime<chrono::Utc>,
 ) -> Value {
-    json!({
-        "event": "message",
-        "device_id": DEVICE,
-        "payload": {
-            "id": id,
-            "chat_id": format!("{from}@s.whatsapp.net"),
-            "from": format!("{from}@s.whatsapp.net"),
-            "from_name": "Test",
-            "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "is_from_me": false,
-            "body": text,
-        }
-    })
+    let incoming = wacenter_sim::whatsapp::Incoming {
+        from: from.into(),
+        text: text.into(),
+        from_name: Some("Test".into()),
+        timestamp: Some(timestamp),
+        ..Default::default()
+    };
+    wacenter_sim::whatsapp::gowa_message(DEVICE, id, from, &incoming)
 }
 
 /// `wacenter all --services <services>` as a separate process (so it can be killed for real).

@@ -99,12 +99,8 @@ impl World {
     }
 
     async fn inbox(&self) -> Vec<serde_json::Value> {
-        self.http
-            .get(format!("{}_sim/inbox", self.otomax_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        wacenter_sim::inspect::SimClient::new(&self.otomax_url, self.http.clone())
+            .list("inbox")
             .await
             .unwrap()
     }

@@ -3,12 +3,13 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::ServiceExt;
 use wacenter_bus::{Bus, Topology};
 use wacenter_config::IngressConfig;
 use wacenter_ingress::Ingress;
 use wacenter_proto::{names, DeadLetter, DeadLetterReason, InboundMessage};
+use wacenter_sim::whatsapp::Incoming;
 use wacenter_test_support::NatsServer;
 use wacenter_whatsapp::{sign_hub, HUB_SIGNATURE_HEADER};
 
@@ -34,18 +35,14 @@ async fn world() -> World {
 }
 
 fn gowa_message(id: &str, from: &str, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "event": "message",
-        "device_id": DEVICE,
-        "payload": {
-            "id": id,
-            "chat_id": format!("{from}@s.whatsapp.net"),
-            "from": format!("{from}@s.whatsapp.net"),
-            "timestamp": "2026-01-01T10:30:00Z",
-            "is_from_me": false,
-            "body": text,
-        }
-    }))
+    let incoming = Incoming {
+        from: from.into(),
+        text: text.into(),
+        ..Default::default()
+    };
+    serde_json::to_vec(&wacenter_sim::whatsapp::gowa_message(
+        DEVICE, id, from, &incoming,
+    ))
     .unwrap()
 }
 

@@ -15,6 +15,7 @@ use wacenter_proto::{
     PAYLOAD_VERSION,
 };
 use wacenter_reply::Replier;
+use wacenter_sim::inspect::SimClient;
 use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
 use wacenter_test_support::NatsServer;
 
@@ -25,10 +26,10 @@ struct World {
     _nats: NatsServer,
     bus: Bus,
     replier: Replier,
-    wa_url: String,
+    /// The WhatsApp simulator's inspection API.
+    whatsapp: SimClient,
     /// `(kode, status)` of every UpdateStatusOutbox OtomaX received.
     reports: Arc<Mutex<Vec<(i64, i64)>>>,
-    http: reqwest::Client,
 }
 
 /// An OtomaX that accepts every UpdateStatusOutbox and remembers it.
@@ -75,9 +76,8 @@ async fn world() -> World {
         _nats: nats,
         bus,
         replier,
-        wa_url,
+        whatsapp: SimClient::new(&wa_url, reqwest::Client::new()),
         reports,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -127,25 +127,11 @@ impl World {
 
     /// What the WhatsApp simulator received, oldest first.
     async fn sent(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/_sim/outbox", self.wa_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.whatsapp.list("outbox").await.unwrap()
     }
 
     async fn faults(&self, faults: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_sim/faults", self.wa_url))
-            .json(&faults)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.whatsapp.faults(&faults).await.unwrap();
     }
 
     fn reports(&self) -> Vec<(i64, i64)> {

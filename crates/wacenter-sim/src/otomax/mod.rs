@@ -103,6 +103,16 @@ impl OtomaxSim {
         Ok(addr)
     }
 
+    /// The reseller with code `kode` (any case).
+    pub(crate) fn reseller(&self, kode: &str) -> Option<SimReseller> {
+        let inner = self.lock();
+        let found = inner
+            .resellers
+            .iter()
+            .find(|r| r.code.eq_ignore_ascii_case(kode));
+        found.cloned()
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared.inner.lock().expect("simulator state lock")
     }

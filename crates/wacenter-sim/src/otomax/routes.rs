@@ -106,26 +106,16 @@ pub(crate) async fn api(
         }
         "getrs" => {
             let kode = field("kode");
-            match sim
-                .lock()
-                .resellers
-                .iter()
-                .find(|r| r.code.eq_ignore_ascii_case(&kode))
-            {
+            match sim.reseller(&kode) {
                 Some(r) => ok(
-                    json!({"kode": r.code, "nama": display_name(r), "saldo": r.saldo, "saldo_minimal": 0, "aktif": 1, "hp": r.phone}),
+                    json!({"kode": r.code, "nama": display_name(&r), "saldo": r.saldo, "saldo_minimal": 0, "aktif": 1, "hp": r.phone}),
                 ),
                 None => fail(StatusCode::OK, format!("Reseller {kode} tidak ditemukan")),
             }
         }
         "getsaldors" => {
             let kode = field("kode");
-            match sim
-                .lock()
-                .resellers
-                .iter()
-                .find(|r| r.code.eq_ignore_ascii_case(&kode))
-            {
+            match sim.reseller(&kode) {
                 Some(r) => ok(json!({"kode": r.code, "saldo": r.saldo, "saldo_minimal": 0})),
                 None => fail(StatusCode::OK, format!("Reseller {kode} tidak ditemukan")),
             }
