@@ -48,6 +48,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The first delivery of the message stored at `stream_sequence`, as a consumer hands it
+    /// out (what tests drive a handler with).
+    pub fn first(subject: &str, payload: Bytes, stream_sequence: u64) -> Self {
+        Self {
+            subject: subject.to_string(),
+            payload,
+            headers: None,
+            stream_sequence,
+            delivered: 1,
+            attempt: 1,
+            max_attempts: crate::Topology::default().max_attempts,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.as_ref()?.get(name).map(|v| v.as_str())
     }

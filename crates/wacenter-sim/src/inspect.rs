@@ -1,4 +1,5 @@
-//! The inspection list shared by both simulators: what arrived, oldest first, with its time.
+//! What both simulators share: the inspection list (what arrived, oldest first, with its time),
+//! serving their routers, and [`SimClient`] for their inspection API.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,31 @@ pub mod rfc3339_millis {
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
     }
+}
+
+/// Serves a simulator's `router` on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves `router` on loopback `port` (0: any free one) in the background; its address.
+pub(crate) async fn spawn(
+    router: axum::Router,
+    port: u16,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(router, listener, std::future::pending()));
+    Ok(addr)
 }
 
 /// A client of a simulator's inspection API (`/_sim/…`), for tests, the demo and the bench.

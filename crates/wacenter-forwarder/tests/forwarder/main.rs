@@ -87,15 +87,7 @@ impl World {
             )
             .await
             .unwrap();
-        Delivery {
-            subject,
-            payload: payload.into(),
-            headers: None,
-            stream_sequence: ack.sequence,
-            delivered: 1,
-            attempt: 1,
-            max_attempts: Topology::default().max_attempts,
-        }
+        Delivery::first(&subject, payload.into(), ack.sequence)
     }
 
     async fn inbox(&self) -> Vec<serde_json::Value> {

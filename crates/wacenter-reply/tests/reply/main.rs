@@ -109,15 +109,7 @@ impl World {
             )
             .await
             .unwrap();
-        let delivery = Delivery {
-            subject: names::OUTBOUND_OUTBOX.into(),
-            payload: payload.into(),
-            headers: None,
-            stream_sequence: ack.sequence,
-            delivered: 1,
-            attempt: 1,
-            max_attempts: Topology::default().max_attempts,
-        };
+        let delivery = Delivery::first(names::OUTBOUND_OUTBOX, payload.into(), ack.sequence);
         (delivery, out)
     }
 

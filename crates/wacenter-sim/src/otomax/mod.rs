@@ -86,21 +86,12 @@ impl OtomaxSim {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        crate::inspect::serve(self.router(), listener, shutdown).await
     }
 
     /// Binds 127.0.0.1:`port` (0 = any) and serves in the background; returns the address.
     pub async fn spawn(self, port: u16) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(self.serve(listener, std::future::pending()));
-        Ok(addr)
+        crate::inspect::spawn(self.router(), port).await
     }
 
     /// The reseller with code `kode` (any case).
