@@ -38,16 +38,7 @@ fn is_env_name(name: &str) -> bool {
 }
 
 fn defaults() -> BTreeMap<String, String> {
-    let value = serde_json::to_value(Settings::default()).unwrap();
-    value
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            (k.to_ascii_uppercase(), text)
-        })
-        .collect()
+    Settings::default().to_env().into_iter().collect()
 }
 
 #[test]

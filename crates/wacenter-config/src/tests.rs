@@ -231,19 +231,7 @@ fn basic_auth_and_allow_list_parsing() {
 
 /// Every setting's real default, as text (`""` for an empty one), by environment name.
 fn real_defaults() -> std::collections::BTreeMap<String, String> {
-    let value = serde_json::to_value(Settings::default()).unwrap();
-    value
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(field, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (field.to_ascii_uppercase(), text)
-        })
-        .collect()
+    Settings::default().to_env().into_iter().collect()
 }
 
 #[test]
