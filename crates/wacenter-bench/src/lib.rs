@@ -29,7 +29,6 @@ mod baseline;
 mod floor;
 mod load;
 mod phases;
-mod procs;
 mod report;
 mod retention;
 mod stack;
@@ -42,9 +41,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::load::{RunResult, RunSpec, Sequence, Target};
-use crate::procs::{load_average, ProcSample};
 use crate::report::{round2, round3, Machine, RunSummary};
 use crate::stack::{Binaries, Nats, Sims, Stack};
+use wacenter_test_support::procs::{load_average, ProcSample};
 
 pub use crate::report::Pcts;
 
@@ -239,12 +238,12 @@ fn snapshot(stack: Option<&Stack>, nats: &Nats, sims: &Sims) -> Snapshot {
             .into_iter()
             .filter_map(|(n, s)| Some((n, s?))),
     );
-    if let Some(s) = procs::sample_pid(std::process::id()) {
+    if let Some(s) = wacenter_test_support::procs::sample_pid(std::process::id()) {
         all.insert("bench (load generator)".into(), s);
     }
     Snapshot {
         procs: all,
-        machine_busy_s: procs::machine_busy_s(),
+        machine_busy_s: wacenter_test_support::procs::machine_busy_s(),
         at: Instant::now(),
     }
 }

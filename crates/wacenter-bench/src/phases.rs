@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 
 use crate::baseline::BaselineResult;
 use crate::load::{self, RunResult, RunSpec, Sequence, Shape, Target};
-use crate::procs::load_average;
 use crate::report::{
     ratio_ceiling, round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary,
     ScaleOutConfig, ScalePoint,
@@ -22,6 +21,7 @@ use crate::{
     pipeline_http_cpu_ms_per_msg, plan, progress, snapshot, start_nats, started, with_nats_log,
     write_resellers, BenchArgs, Plan, SCALE_OUT_CONCURRENCY, SCALE_OUT_LATENCY_MS,
 };
+use wacenter_test_support::procs::load_average;
 
 /// What every phase shares.
 pub(crate) struct Bench {

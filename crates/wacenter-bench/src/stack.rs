@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use wacenter_config::Settings;
 use wacenter_sim::inspect::SimClient;
 
-use crate::procs::{free_ports, wait_for_nats, wait_for_port, Proc, ProcSample};
+use wacenter_test_support::procs::{free_ports, wait_for_nats, wait_for_port, Proc, ProcSample};
 
 /// The demo's credentials and WhatsApp device, as everywhere else.
 pub use wacenter_sim::demo::{APP_ID, APP_KEY, DEVICE, DEV_KEY, WEBHOOK_SECRET};

@@ -4,7 +4,7 @@
 //! reasons when not.
 //!
 //! Also the OpenAPI descriptions of the ops endpoints (`/healthz`, `/readyz`, `/metrics`), which
-//! `wacenter-telemetry` serves for every service.
+//! `wacenter-service` serves for every service.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -261,7 +261,7 @@ async fn bounded<T, E>(query: impl Future<Output = Result<T, E>>) -> Option<T> {
         .ok()
 }
 
-/// What `/healthz` and `/readyz` answer (served by `wacenter-telemetry` for every service).
+/// What `/healthz` and `/readyz` answer (served by `wacenter-service` for every service).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OpsStatus {
     #[schema(example = "callback")]
@@ -275,7 +275,7 @@ pub struct OpsStatus {
     pub reason: Option<String>,
 }
 
-/// Documentation only: the handler lives in `wacenter_telemetry::ops_router`.
+/// Documentation only: the handler lives in `wacenter_service::ops_router`.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -286,7 +286,7 @@ pub struct OpsStatus {
 )]
 pub fn healthz_doc() {}
 
-/// Documentation only: the handler lives in `wacenter_telemetry::ops_router`.
+/// Documentation only: the handler lives in `wacenter_service::ops_router`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -300,7 +300,7 @@ pub fn healthz_doc() {}
 )]
 pub fn readyz_doc() {}
 
-/// Documentation only: the handler lives in `wacenter_telemetry::ops_router`.
+/// Documentation only: the handler lives in `wacenter_service::ops_router`.
 #[utoipa::path(
     get,
     path = "/metrics",

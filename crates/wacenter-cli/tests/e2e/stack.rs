@@ -12,6 +12,7 @@ use wacenter_sim::demo;
 use wacenter_sim::inspect::SimClient;
 use wacenter_sim::otomax::{OtomaxSim, SimReseller};
 use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+use wacenter_test_support::procs::Proc;
 use wacenter_test_support::{eventually, free_port, NatsCluster, NatsServer};
 
 pub const RESELLER_PHONE: &str = "628123456789";
@@ -486,18 +487,21 @@ pub fn gowa_message(
     wacenter_sim::whatsapp::gowa_message(DEVICE, id, from, &incoming)
 }
 
-/// `wacenter all --services <services>` as a separate process (so it can be killed for real).
-pub fn spawn_services(settings: &Settings, services: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wacenter"))
-        .args(["all", "--services", services])
-        .env_clear()
-        .envs(settings.to_env())
-        .stdout(std::process::Stdio::null())
-        .stderr(if std::env::var_os("WACENTER_TEST_LOG").is_some() {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::null()
-        })
-        .spawn()
-        .expect("start wacenter all")
+/// `wacenter all --services <services>` as a separate process (so it can be killed for real),
+/// with exactly `settings` as its environment. Its log goes to a file in the system's temporary
+/// folder (`wacenter-e2e-logs/`), and its end is shown when it stops unexpectedly.
+pub fn spawn_services(settings: &Settings, services: &str) -> Proc {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_dir = std::env::temp_dir().join("wacenter-e2e-logs");
+    std::fs::create_dir_all(&log_dir).expect("create the log folder");
+    let name = format!("{}-{services}-{n}", std::process::id());
+    Proc::spawn(
+        &name,
+        std::path::Path::new(env!("CARGO_BIN_EXE_wacenter")),
+        &["all".into(), "--services".into(), services.into()],
+        &settings.to_env(),
+        &log_dir,
+    )
+    .expect("start wacenter all")
 }

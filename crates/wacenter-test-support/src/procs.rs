@@ -1,5 +1,5 @@
-//! Child processes the bench starts (nats-server, the services, the simulators) and what the
-//! kernel says about them: peak resident memory (`VmHWM` in `/proc/<pid>/status`) and CPU time
+//! Child processes the bench and the end-to-end tests start (nats-server, the services, the
+//! simulators) and what the kernel says about them: peak resident memory (`VmHWM` in `/proc/<pid>/status`) and CPU time
 //! (`utime + stime` in `/proc/<pid>/stat`). Every child is killed when its handle is dropped, so
 //! an error or Ctrl-C in the middle of a run leaves nothing behind.
 
@@ -92,6 +92,11 @@ impl Proc {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// SIGKILL, as a crash would: no graceful shutdown, in-flight work abandoned.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// SIGTERM (the services finish in-flight work on it), then SIGKILL after `grace`. Returns
