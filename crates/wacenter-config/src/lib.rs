@@ -7,10 +7,14 @@
 //! `--help` lists every setting with its environment name and default.
 
 mod de;
+mod routing;
 mod secret;
 mod services;
 mod settings;
 
+pub use routing::{
+    Account, AccountTable, OtomaxServer, RoutingTable, ServerName, ServerTable, DEFAULT_SERVER,
+};
 pub use secret::Secret;
 pub use services::{
     CallbackConfig, Credentials, ForwarderConfig, ForwardingFlags, IngressConfig, MetaWebhook,
@@ -77,17 +81,20 @@ pub fn load_unvalidated(
     let file: Option<PathBuf> = config_file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("WACENTER_CONFIG").map(PathBuf::from));
-    if let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) {
+    let file = file.filter(|p| !p.as_os_str().is_empty());
+    if let Some(path) = &file {
         if !path.is_file() {
             return Err(ConfigError::new(
                 "WACENTER_CONFIG / --config",
                 format!("{} does not exist or is not a file", path.display()),
             ));
         }
-        figment = figment.merge(Toml::file_exact(&path));
+        figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(EnvVars).merge(Serialized::defaults(args));
-    figment.extract::<Settings>().map_err(figment_error)
+    let mut settings = figment.extract::<Settings>().map_err(figment_error)?;
+    settings.config_file = file;
+    Ok(settings)
 }
 
 /// The environment layer: exactly the seed's variable names. Text settings stay text (`0012`
@@ -119,12 +126,20 @@ impl Provider for EnvVars {
 }
 
 fn figment_error(err: figment::Error) -> ConfigError {
-    // Name the setting as the user wrote it: the environment name, upper case.
-    let setting = err
-        .path
-        .first()
-        .map(|k| k.to_ascii_uppercase())
-        .unwrap_or_else(|| "configuration".into());
+    // Name the setting as the user wrote it: the environment name, upper case, or the routing
+    // table's entry (`[[otomax]] #2 app_key`).
+    let setting = match err.path.as_slice() {
+        [table, index, rest @ ..] if table == "otomax" || table == "account" => {
+            let n = index.parse::<usize>().map_or(0, |i| i + 1);
+            let key = rest.first().map(|k| format!(" {k}")).unwrap_or_default();
+            format!("[[{table}]] #{n}{key}")
+        }
+        [table] if table == "otomax" || table == "account" => {
+            format!("[[{table}]] (each a table, written [[{table}]])")
+        }
+        [first, ..] => first.to_ascii_uppercase(),
+        [] => "configuration".into(),
+    };
     let source = err
         .metadata
         .as_ref()
@@ -134,7 +149,7 @@ fn figment_error(err: figment::Error) -> ConfigError {
     // Never echo a secret's value back: figment's message quotes the value it could not parse.
     let secret_like = ["KEY", "SECRET", "TOKEN", "AUTH", "PASS"]
         .iter()
-        .any(|w| setting.contains(w));
+        .any(|w| setting.to_ascii_uppercase().contains(w));
     let message = if secret_like {
         "has a value of the wrong type".to_string()
     } else {

@@ -9,6 +9,7 @@ use url::Url;
 use wacenter_proto::ExpWindow;
 
 use crate::settings::{check_url, require};
+use crate::RoutingTable;
 use crate::{ConfigError, IpNet, Secret, Settings, WaProvider};
 
 /// A user and password (`user:pass`), the password a [`Secret`].
@@ -238,8 +239,9 @@ impl IngressConfig {
 pub struct ForwarderConfig {
     pub nats: NatsConfig,
     pub port: u16,
-    /// `None` when `OTOMAX_ENABLED` is off (every message is skipped, counted).
-    pub otomax: Option<OtomaxConfig>,
+    /// The OtomaX servers and the accounts that route to them; `None` when `OTOMAX_ENABLED` is
+    /// off (every message is skipped, counted).
+    pub routing: Option<RoutingTable>,
     pub flags: ForwardingFlags,
     pub auto_reply: bool,
     /// Told once to a sender whose command expired unprocessed; `None` when turned off.
@@ -253,7 +255,10 @@ impl ForwarderConfig {
         Ok(Self {
             nats: NatsConfig::from_settings(s)?,
             port: port("FORWARDER_PORT", s.forwarder_port)?,
-            otomax: OtomaxConfig::if_enabled(s)?,
+            routing: s
+                .otomax_enabled
+                .then(|| RoutingTable::from_settings(s))
+                .transpose()?,
             flags: ForwardingFlags::from_settings(s),
             auto_reply: s.otomax_auto_reply_enabled,
             expired_reply: Some(s.otomax_expired_reply.trim().to_string())

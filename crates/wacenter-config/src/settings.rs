@@ -78,11 +78,26 @@ macro_rules! settings {
         #[serde(default)]
         pub struct Settings {
             $( #[doc = $help] $(#[$fattr])* pub $field: $ty, )*
+            /// The `[[otomax]]` tables of the config file: the deployment's OtomaX servers
+            /// (spec §3a; see [`crate::RoutingTable`]).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            pub otomax: Vec<crate::routing::ServerTable>,
+            /// The `[[account]]` tables of the config file: its WhatsApp numbers.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            pub account: Vec<crate::routing::AccountTable>,
+            /// The config file the settings were read from, to name its lines in errors.
+            #[serde(skip)]
+            pub config_file: Option<std::path::PathBuf>,
         }
 
         impl Default for Settings {
             fn default() -> Self {
-                Self { $( $field: $default, )* }
+                Self {
+                    $( $field: $default, )*
+                    otomax: Vec::new(),
+                    account: Vec::new(),
+                    config_file: None,
+                }
             }
         }
 
@@ -187,9 +202,11 @@ impl Settings {
             .as_object()
             .expect("settings serialize as an object")
             .iter()
-            .map(|(field, v)| {
+            .map(|(field, v)| (field.to_ascii_uppercase(), v))
+            .filter(|(name, _)| ENV_NAMES.contains(&name.as_str()))
+            .map(|(name, v)| {
                 let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                (field.to_ascii_uppercase(), text)
+                (name, text)
             })
             .collect()
     }

@@ -16,7 +16,7 @@ fn args(argv: &[&str]) -> SettingsArgs {
 /// Figment reads the real process environment; tests that set variables use `figment::Jail`
 /// so they neither leak into nor race with each other.
 #[allow(clippy::result_large_err)] // figment's own Jail signature
-fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     let mut out = None;
     figment::Jail::expect_with(|jail| {
         for name in ENV_NAMES {

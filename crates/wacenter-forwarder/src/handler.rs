@@ -1,5 +1,6 @@
 //! One inbound message, start to finish.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
-use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig};
+use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig, RoutingTable, WaProvider};
 use wacenter_otomax::{
     ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError,
 };
@@ -30,8 +31,10 @@ struct Inner {
     bus: Bus,
     forwarded: Claims,
     own_messages: OwnMessages,
-    /// `None` when OtomaX is off (every message is skipped).
-    otomax: Option<Otomax>,
+    /// The routing table; `None` when OtomaX is off (every message is skipped).
+    routing: Option<RoutingTable>,
+    /// A client per OtomaX server of the table, by name.
+    servers: HashMap<String, Otomax>,
     flags: ForwardingFlags,
     auto_reply: bool,
     /// Told once to a sender whose command expired unprocessed; `None` when turned off.
@@ -39,18 +42,33 @@ struct Inner {
     concurrency: usize,
 }
 
-/// The OtomaX server messages go to, and what every InsertInbox carries.
+/// An OtomaX server messages go to, and what every InsertInbox to it carries.
 struct Otomax {
     client: OtomaxClient,
     config: OtomaxConfig,
 }
 
+/// Where one message goes: its server, and the terminal of the account that received it.
+struct Route<'a> {
+    server: &'a str,
+    otomax: &'a Otomax,
+    kode_terminal: i64,
+}
+
 impl Forwarder {
     pub async fn new(config: &ForwarderConfig, bus: Bus) -> anyhow::Result<Self> {
-        let otomax = config.otomax.as_ref().map(|server| Otomax {
-            client: OtomaxClient::new(ClientConfig::new(server)),
-            config: server.clone(),
-        });
+        let servers = config
+            .routing
+            .iter()
+            .flat_map(RoutingTable::servers)
+            .map(|server| {
+                let otomax = Otomax {
+                    client: OtomaxClient::new(ClientConfig::new(&server.otomax)),
+                    config: server.otomax.clone(),
+                };
+                (server.name.to_string(), otomax)
+            })
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarded: Claims::new(bus.bucket(names::FORWARDED_BUCKET).await?),
@@ -58,7 +76,8 @@ impl Forwarder {
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
                 bus,
-                otomax,
+                routing: config.routing.clone(),
+                servers,
                 flags: config.flags,
                 auto_reply: config.auto_reply,
                 expired_reply: config.expired_reply.clone(),
@@ -96,6 +115,7 @@ impl Forwarder {
             provider = %msg.provider,
             sender = msg.sender.as_deref().unwrap_or(""),
             kode_inbox = tracing::field::Empty,
+            otomax = tracing::field::Empty,
         );
         self.process(d, msg).instrument(span).await
     }
@@ -132,9 +152,22 @@ impl Forwarder {
             }
         }
         // skip_reason has turned away messages without OtomaX or without a sender's number.
-        let (Some(otomax), Some(sender)) = (&me.otomax, &msg.sender) else {
+        let (Some(routing), Some(sender)) = (&me.routing, &msg.sender) else {
             return Disposition::Ack;
         };
+        let Some(route) = self.route(routing, &msg) else {
+            warn!(account = %msg.account, servers = ?routing.names(), "the account that received it is not in the routing table and no server is named default");
+            return Disposition::dead_letter(
+                id.as_str(),
+                DeadLetterReason::UnknownAccount,
+                format!(
+                    "account {:?} ({}) is not in the routing table, and no server is named default; add it as an [[account]] with its server and terminal",
+                    msg.account, msg.provider
+                ),
+            );
+        };
+        tracing::Span::current().record("otomax", route.server);
+        let otomax = route.otomax;
         let key = names::kv_key(id.as_str());
         let exp = otomax.config.exp.deadline(msg.timestamp);
         let expired = Utc::now() >= exp;
@@ -186,7 +219,7 @@ impl Forwarder {
             msg.text.clone(),
             otomax.config.default_reseller.clone(),
             sender.to_string(),
-            otomax.config.default_kode_terminal,
+            route.kode_terminal,
             exp,
         );
         // The seed's debug line: what is forwarded, to whom (never the token or keys).
@@ -239,6 +272,21 @@ impl Forwarder {
                 self.dead_letter_failed(&msg, sender, &id, &record).await
             }
         }
+    }
+
+    /// The server and terminal of the account that received `msg`.
+    fn route<'a>(&'a self, routing: &'a RoutingTable, msg: &InboundMessage) -> Option<Route<'a>> {
+        let provider = match msg.provider {
+            wacenter_proto::Provider::Gowa => WaProvider::Gowa,
+            wacenter_proto::Provider::Meta => WaProvider::Meta,
+        };
+        let (server, kode_terminal) = routing.inbound(provider, &msg.account)?;
+        let otomax = self.inner.servers.get(server.name.as_str())?;
+        Some(Route {
+            server: server.name.as_str(),
+            otomax,
+            kode_terminal,
+        })
     }
 
     /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`),

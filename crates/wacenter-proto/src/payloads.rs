@@ -127,6 +127,9 @@ pub enum DeadLetterReason {
     /// A correctly signed webhook that ingress could not read (a provider changed its payload):
     /// kept raw so `dlq replay` can parse it again after an upgrade.
     Unreadable,
+    /// The WhatsApp account that received the message is not in the routing table, and the
+    /// table has no server named `default` to take it.
+    UnknownAccount,
 }
 
 impl DeadLetterReason {
@@ -140,6 +143,7 @@ impl DeadLetterReason {
             Self::Invalid => "invalid",
             Self::SendFailed => "send_failed",
             Self::Unreadable => "unreadable",
+            Self::UnknownAccount => "unknown_account",
         }
     }
 }

@@ -26,7 +26,7 @@ const OUTBOUND: &str = "outbound-message.v1.json";
 const DEAD_LETTER: &str = "dead-letter.v1.json";
 const CLAIM: &str = "claim-record.v1.json";
 
-const ALL_REASONS: [DeadLetterReason; 8] = [
+const ALL_REASONS: [DeadLetterReason; 9] = [
     DeadLetterReason::Expired,
     DeadLetterReason::AuthFailed,
     DeadLetterReason::Rejected,
@@ -35,6 +35,7 @@ const ALL_REASONS: [DeadLetterReason; 8] = [
     DeadLetterReason::Invalid,
     DeadLetterReason::SendFailed,
     DeadLetterReason::Unreadable,
+    DeadLetterReason::UnknownAccount,
 ];
 
 fn proto_dir() -> PathBuf {

@@ -132,7 +132,11 @@ impl WhatsappSim {
         if from.is_empty() {
             return Err("from must be a phone number".into());
         }
-        let body = gowa_message(&self.shared.config.device_id, &id, &from, incoming);
+        let device = incoming
+            .device
+            .as_deref()
+            .unwrap_or(&self.shared.config.device_id);
+        let body = gowa_message(device, &id, &from, incoming);
         let raw = serde_json::to_vec(&body).expect("json");
         let signature =
             wacenter_whatsapp::sign_hub(self.shared.config.webhook_secret.as_bytes(), &raw);
@@ -213,6 +217,9 @@ pub struct Incoming {
     pub id: Option<String>,
     #[serde(default)]
     pub timestamp: Option<DateTime<Utc>>,
+    /// Our number that receives it (the webhook's `device_id`); the simulator's own by default.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 fn gowa_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -297,7 +304,7 @@ async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: 
         .unwrap_or_default()
         .to_string();
     let mut extra = serde_json::Map::new();
-    extra.insert("device_id".into(), json!(device_id));
+    extra.insert("device_id".into(), json!(device_id.clone()));
     extra.insert("message_id".into(), json!(id));
     if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         extra.insert("traceparent".into(), json!(tp));
@@ -316,6 +323,8 @@ async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: 
             from_name: None,
             id: Some(id.clone()),
             timestamp: None,
+            // Echoed by the device it was sent through.
+            device: Some(device_id.clone()).filter(|d| !d.is_empty()),
         };
         let sim = sim.clone();
         tokio::spawn(async move {

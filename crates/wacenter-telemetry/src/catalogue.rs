@@ -239,6 +239,7 @@ fn worker_metrics(worker: &'static str) {
         "uncertain",
         "invalid",
         "send_failed",
+        "unknown_account",
     ] {
         metrics::counter!("wacenter_dead_letters_total", "worker" => worker, "reason" => reason)
             .absolute(0);

@@ -1,0 +1,546 @@
+//! The routing table (spec §3a): which OtomaX servers this deployment serves (`[[otomax]]`) and
+//! which WhatsApp accounts (numbers) belong to which server and terminal (`[[account]]`), from
+//! the TOML config file. Without `[[otomax]]` tables the seed's settings (`OTOMAX_API_URL`, …)
+//! make one server named `default`: a one-number business configures nothing new.
+//!
+//! ```toml
+//! [[otomax]]
+//! name = "jaya"
+//! api_url = "https://otomax.jaya.example/"
+//! app_id = "…"
+//! app_key = "…"
+//! dev_key = "…"
+//! callback_secret = "…"
+//!
+//! [[account]]
+//! id = "628111222333@s.whatsapp.net"   # GOWA device id, or Meta phone_number_id
+//! provider = "gowa"
+//! otomax = "jaya"
+//! kode_terminal = 3
+//! ```
+//!
+//! A mistake stops start-up with one line naming the table, its line in the file and the problem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::services::OtomaxConfig;
+use crate::{ConfigError, Secret, Settings, WaProvider};
+
+/// The name of the server the seed's settings make, and where unknown accounts go when the table
+/// has a server of that name.
+pub const DEFAULT_SERVER: &str = "default";
+
+/// One `[[otomax]]` table as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTable {
+    pub name: String,
+    pub api_url: String,
+    pub app_id: String,
+    #[serde(default)]
+    pub app_key: Secret,
+    #[serde(default)]
+    pub dev_key: Secret,
+    #[serde(default)]
+    pub callback_secret: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_reseller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_kode_terminal: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+/// One `[[account]]` table as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountTable {
+    pub id: String,
+    pub provider: WaProvider,
+    pub otomax: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kode_terminal: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_rate: Option<u32>,
+}
+
+/// A server's name: `[a-z0-9-]`, 1 to 32 characters; used in URLs, subjects and metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerName(String);
+
+impl ServerName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(format!(
+                "name {name:?} must be 1 to 32 of a-z, 0-9 and - (it appears in URLs and metrics)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ServerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One OtomaX server of the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtomaxServer {
+    pub name: ServerName,
+    pub otomax: OtomaxConfig,
+    /// What this server presents on `/otomax/callback/<name>`.
+    pub callback_secret: Secret,
+    /// Messages in flight per forwarder replica for this server.
+    pub concurrency: usize,
+}
+
+/// One WhatsApp account (number) and where its messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// GOWA device id (JID) or Meta `phone_number_id`.
+    pub id: String,
+    pub provider: WaProvider,
+    pub server: ServerName,
+    pub kode_terminal: i64,
+    /// Messages per second this account may send; `None`: `WA_SEND_RATE`.
+    pub send_rate: Option<u32>,
+}
+
+/// The servers and accounts of a deployment, checked: every account names a server, no account
+/// twice, no terminal of a server claimed by two accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingTable {
+    servers: Vec<OtomaxServer>,
+    accounts: Vec<Account>,
+}
+
+impl RoutingTable {
+    /// The table of `settings`: its `[[otomax]]` and `[[account]]` tables, or the seed's
+    /// settings as the one server `default` when there are no `[[otomax]]` tables.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let lines = TableLines::of(settings.config_file.as_deref());
+        let servers = if settings.otomax.is_empty() {
+            vec![OtomaxServer {
+                name: ServerName(DEFAULT_SERVER.into()),
+                otomax: OtomaxConfig::from_settings(settings)?,
+                callback_secret: settings.otomax_callback_secret.clone(),
+                concurrency: settings.forwarder_concurrency,
+            }]
+        } else {
+            let mut servers: Vec<OtomaxServer> = Vec::new();
+            for (i, table) in settings.otomax.iter().enumerate() {
+                let at = lines.place("otomax", i);
+                let server = server_of(settings, table).map_err(|m| table_error(&at, m))?;
+                if servers.iter().any(|s| s.name == server.name) {
+                    return Err(table_error(
+                        &at,
+                        format!("a second server named {:?}", server.name.as_str()),
+                    ));
+                }
+                servers.push(server);
+            }
+            servers
+        };
+        let mut accounts: Vec<Account> = Vec::new();
+        for (i, table) in settings.account.iter().enumerate() {
+            let at = lines.place("account", i);
+            let account = account_of(table, &servers).map_err(|m| table_error(&at, m))?;
+            if accounts
+                .iter()
+                .any(|a| a.id == account.id && a.provider == account.provider)
+            {
+                return Err(table_error(
+                    &at,
+                    format!("account {:?} is listed twice", account.id),
+                ));
+            }
+            if let Some(other) = accounts
+                .iter()
+                .find(|a| a.server == account.server && a.kode_terminal == account.kode_terminal)
+            {
+                return Err(table_error(
+                    &at,
+                    format!(
+                        "terminal {} of server {:?} is already account {:?}'s: outbox rows of a terminal must go out through one number",
+                        account.kode_terminal,
+                        account.server.as_str(),
+                        other.id
+                    ),
+                ));
+            }
+            accounts.push(account);
+        }
+        Ok(Self { servers, accounts })
+    }
+
+    pub fn servers(&self) -> &[OtomaxServer] {
+        &self.servers
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    pub fn server(&self, name: &str) -> Option<&OtomaxServer> {
+        self.servers.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// Where a message received by `account` of `provider` goes: its server and terminal. An
+    /// account not in the table goes to the server `default` (with that server's default
+    /// terminal) when there is one; `None` otherwise.
+    pub fn inbound(&self, provider: WaProvider, account: &str) -> Option<(&OtomaxServer, i64)> {
+        match self
+            .accounts
+            .iter()
+            .find(|a| a.provider == provider && a.id == account)
+        {
+            Some(a) => self.server(a.server.as_str()).map(|s| (s, a.kode_terminal)),
+            None => self
+                .server(DEFAULT_SERVER)
+                .map(|s| (s, s.otomax.default_kode_terminal)),
+        }
+    }
+
+    /// The account an outbox row of `server` with `kode_terminal` goes out through: the one on
+    /// that terminal, else the server's first account; `None` when the server has no account
+    /// (the provider's configured default account sends it).
+    pub fn outbound(&self, server: &str, kode_terminal: Option<i64>) -> Option<&Account> {
+        let mut of_server = self.accounts.iter().filter(|a| a.server.as_str() == server);
+        let first = of_server.clone().next();
+        kode_terminal
+            .and_then(|k| of_server.find(|a| a.kode_terminal == k))
+            .or(first)
+    }
+
+    /// The server names, for messages that list them.
+    pub fn names(&self) -> Vec<&str> {
+        self.servers.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+fn server_of(settings: &Settings, table: &ServerTable) -> Result<OtomaxServer, String> {
+    let name = ServerName::parse(&table.name)?;
+    // The table's own values over the shared ones (`OTOMAX_EXP_SECONDS`, retries, …), checked
+    // by the same rules as the seed's settings.
+    let own = Settings {
+        otomax_api_url: table.api_url.clone(),
+        otomax_app_id: table.app_id.clone(),
+        otomax_app_key: table.app_key.clone(),
+        otomax_dev_key: table.dev_key.clone(),
+        otomax_default_reseller: table.default_reseller.clone().unwrap_or_default(),
+        otomax_default_kode_terminal: table
+            .default_kode_terminal
+            .unwrap_or(settings.otomax_default_kode_terminal),
+        otomax_rate_limit: table.rate_limit.unwrap_or(settings.otomax_rate_limit),
+        otomax: Vec::new(),
+        account: Vec::new(),
+        ..settings.clone()
+    };
+    let otomax = OtomaxConfig::from_settings(&own).map_err(|e| {
+        // `OTOMAX_APP_KEY` → `app_key`: the table's own key names.
+        let key = e
+            .setting
+            .strip_prefix("OTOMAX_")
+            .unwrap_or(&e.setting)
+            .replace("API_URL", "api_url")
+            .to_ascii_lowercase();
+        format!("{key}: {}", e.message)
+    })?;
+    if table.callback_secret.expose().trim().is_empty() {
+        return Err(
+            "callback_secret: missing; the server presents it on /otomax/callback/<name> (set a long random value)"
+                .into(),
+        );
+    }
+    let concurrency = table.concurrency.unwrap_or(settings.forwarder_concurrency);
+    if concurrency == 0 {
+        return Err("concurrency: must be at least 1".into());
+    }
+    Ok(OtomaxServer {
+        name,
+        otomax,
+        callback_secret: table.callback_secret.clone(),
+        concurrency,
+    })
+}
+
+fn account_of(table: &AccountTable, servers: &[OtomaxServer]) -> Result<Account, String> {
+    if table.id.trim().is_empty() {
+        return Err("id: missing; the GOWA device id (JID) or the Meta phone_number_id".into());
+    }
+    let Some(server) = servers.iter().find(|s| s.name.as_str() == table.otomax) else {
+        let known: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!(
+            "otomax {:?} is not a server of this table (servers: {})",
+            table.otomax,
+            known.join(", ")
+        ));
+    };
+    Ok(Account {
+        id: table.id.trim().to_string(),
+        provider: table.provider,
+        server: server.name.clone(),
+        kode_terminal: table
+            .kode_terminal
+            .unwrap_or(server.otomax.default_kode_terminal),
+        send_rate: table.send_rate,
+    })
+}
+
+fn table_error(at: &str, message: String) -> ConfigError {
+    ConfigError::new(at, message)
+}
+
+/// Where each `[[otomax]]` and `[[account]]` table starts in the config file, to name it.
+struct TableLines(BTreeMap<&'static str, Vec<usize>>);
+
+impl TableLines {
+    fn of(file: Option<&Path>) -> Self {
+        let text = file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default();
+        let mut lines = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            for kind in ["otomax", "account"] {
+                if line.trim().starts_with(&format!("[[{kind}]]")) {
+                    lines.entry(kind).or_insert_with(Vec::new).push(n + 1);
+                }
+            }
+        }
+        Self(lines)
+    }
+
+    /// `[[account]] #2 (line 14)`.
+    fn place(&self, kind: &'static str, index: usize) -> String {
+        match self.0.get(kind).and_then(|l| l.get(index)) {
+            Some(line) => format!("[[{kind}]] #{} (line {line})", index + 1),
+            None => format!("[[{kind}]] #{}", index + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::with_env;
+    use crate::{load_unvalidated, SettingsArgs};
+
+    const JAYA: &str = r#"
+[[otomax]]
+name = "jaya"
+api_url = "https://otomax.jaya.example/"
+app_id = "JayaApp"
+app_key = "jaya-key"
+dev_key = "jaya-dev"
+callback_secret = "jaya-callback"
+default_kode_terminal = 2
+
+[[otomax]]
+name = "makmur"
+api_url = "http://10.0.0.7:5000/"
+app_id = "MakmurApp"
+app_key = "makmur-key"
+dev_key = "makmur-dev"
+callback_secret = "makmur-callback"
+rate_limit = 5
+"#;
+
+    const ACCOUNTS: &str = r#"
+[[account]]
+id = "628111000001@s.whatsapp.net"
+provider = "gowa"
+otomax = "jaya"
+kode_terminal = 3
+
+[[account]]
+id = "628111000002@s.whatsapp.net"
+provider = "gowa"
+otomax = "jaya"
+
+[[account]]
+id = "106540352242922"
+provider = "meta"
+otomax = "makmur"
+send_rate = 2
+"#;
+
+    /// The routing table of a config file with `text` (and the seed's credentials in the
+    /// environment, which a table must not need).
+    fn table(text: &str) -> Result<RoutingTable, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wacenter.toml");
+        std::fs::write(&file, text).unwrap();
+        let settings = with_env(&[], || {
+            load_unvalidated(&SettingsArgs::default(), Some(&file))
+        })?;
+        RoutingTable::from_settings(&settings)
+    }
+
+    #[test]
+    fn servers_and_accounts_route_both_ways() {
+        let t = table(&format!("{JAYA}{ACCOUNTS}")).unwrap();
+        assert_eq!(t.names(), ["jaya", "makmur"]);
+        let jaya = t.server("jaya").unwrap();
+        assert_eq!(jaya.otomax.api_url.as_str(), "https://otomax.jaya.example/");
+        assert_eq!(jaya.otomax.app_key.expose(), "jaya-key");
+        assert_eq!(jaya.callback_secret.expose(), "jaya-callback");
+        assert_eq!(t.server("makmur").unwrap().otomax.rate_limit, 5);
+
+        // Inbound: the receiving account decides server and terminal.
+        let (s, k) = t
+            .inbound(WaProvider::Gowa, "628111000001@s.whatsapp.net")
+            .unwrap();
+        assert_eq!((s.name.as_str(), k), ("jaya", 3));
+        let (s, k) = t
+            .inbound(WaProvider::Gowa, "628111000002@s.whatsapp.net")
+            .unwrap();
+        assert_eq!(
+            (s.name.as_str(), k),
+            ("jaya", 2),
+            "the server's default terminal"
+        );
+        let (s, _) = t.inbound(WaProvider::Meta, "106540352242922").unwrap();
+        assert_eq!(s.name.as_str(), "makmur");
+        assert!(
+            t.inbound(WaProvider::Gowa, "628999@s.whatsapp.net")
+                .is_none(),
+            "no server named default: an unknown account has nowhere to go"
+        );
+        assert!(t
+            .inbound(WaProvider::Meta, "628111000001@s.whatsapp.net")
+            .is_none());
+
+        // Outbound: the row's terminal picks the account, else the server's first.
+        assert_eq!(
+            t.outbound("jaya", Some(2)).unwrap().id,
+            "628111000002@s.whatsapp.net"
+        );
+        assert_eq!(
+            t.outbound("jaya", Some(3)).unwrap().id,
+            "628111000001@s.whatsapp.net"
+        );
+        assert_eq!(
+            t.outbound("jaya", Some(9)).unwrap().id,
+            "628111000001@s.whatsapp.net"
+        );
+        assert_eq!(
+            t.outbound("jaya", None).unwrap().id,
+            "628111000001@s.whatsapp.net"
+        );
+        assert_eq!(t.outbound("makmur", Some(1)).unwrap().send_rate, Some(2));
+    }
+
+    #[test]
+    fn without_tables_the_seed_settings_are_the_server_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wacenter.toml");
+        std::fs::write(&file, "otomax_default_kode_terminal = 4\n").unwrap();
+        let settings = with_env(
+            &[
+                ("OTOMAX_APP_ID", "SeedApp"),
+                ("OTOMAX_APP_KEY", "seed-key"),
+                ("OTOMAX_DEV_KEY", "seed-dev"),
+                ("OTOMAX_CALLBACK_SECRET", "seed-callback"),
+            ],
+            || load_unvalidated(&SettingsArgs::default(), Some(&file)),
+        )
+        .unwrap();
+        let t = RoutingTable::from_settings(&settings).unwrap();
+        assert_eq!(t.names(), [DEFAULT_SERVER]);
+        let (s, k) = t
+            .inbound(WaProvider::Gowa, "anything@s.whatsapp.net")
+            .unwrap();
+        assert_eq!((s.name.as_str(), k), (DEFAULT_SERVER, 4));
+        assert_eq!(s.otomax.app_id, "SeedApp");
+        assert_eq!(s.callback_secret.expose(), "seed-callback");
+        assert!(
+            t.outbound(DEFAULT_SERVER, Some(4)).is_none(),
+            "no accounts: the provider's default sends"
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_table_its_line_and_the_problem() {
+        let cases: [(String, &str, &str); 7] = [
+            (
+                format!("{JAYA}{ACCOUNTS}[[account]]\nid = \"x@s.whatsapp.net\"\nprovider = \"gowa\"\notomax = \"jayaa\"\n"),
+                "[[account]] #4 (line 36)",
+                "otomax \"jayaa\" is not a server of this table (servers: jaya, makmur)",
+            ),
+            (
+                format!("{JAYA}{ACCOUNTS}[[account]]\nid = \"106540352242922\"\nprovider = \"meta\"\notomax = \"jaya\"\nkode_terminal = 7\n"),
+                "[[account]] #4",
+                "account \"106540352242922\" is listed twice",
+            ),
+            (
+                format!("{JAYA}{ACCOUNTS}[[account]]\nid = \"628111000003@s.whatsapp.net\"\nprovider = \"gowa\"\notomax = \"jaya\"\nkode_terminal = 3\n"),
+                "[[account]] #4",
+                "terminal 3 of server \"jaya\" is already account \"628111000001@s.whatsapp.net\"'s",
+            ),
+            (
+                JAYA.replace("callback_secret = \"makmur-callback\"\n", ""),
+                "[[otomax]] #2 (line 11)",
+                "callback_secret: missing",
+            ),
+            (
+                JAYA.replace("dev_key = \"jaya-dev\"\n", ""),
+                "[[otomax]] #1 (line 2)",
+                "dev_key: missing",
+            ),
+            (
+                JAYA.replace("name = \"makmur\"", "name = \"jaya\""),
+                "[[otomax]] #2",
+                "a second server named \"jaya\"",
+            ),
+            (
+                JAYA.replace("name = \"makmur\"", "name = \"Makmur Jaya\""),
+                "[[otomax]] #2",
+                "name \"Makmur Jaya\" must be 1 to 32 of a-z, 0-9 and -",
+            ),
+        ];
+        for (text, at, problem) in cases {
+            let e = table(&text).expect_err(problem);
+            assert!(e.setting.starts_with(at), "{e} (expected it at {at})");
+            assert!(e.message.contains(problem), "{e} (expected: {problem})");
+            for secret in ["jaya-key", "jaya-dev", "jaya-callback", "makmur-key"] {
+                assert!(!e.to_string().contains(secret), "{e} shows a secret");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_urls_stop_start_up() {
+        let e = table(&JAYA.replace(
+            "api_url = \"http://10.0.0.7:5000/\"",
+            "api_ulr = \"http://10.0.0.7:5000/\"",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("api_ulr"), "{e}");
+        assert!(e.setting.contains("otomax"), "{e}");
+        let e = table(&JAYA.replace("http://10.0.0.7:5000/", "not a url")).unwrap_err();
+        assert!(e.setting.starts_with("[[otomax]] #2"), "{e}");
+        assert!(e.message.starts_with("api_url:"), "{e}");
+        let e = table(&format!(
+            "{JAYA}[[account]]\nid = \"x\"\nprovider = \"telegram\"\notomax = \"jaya\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.setting.contains("account"), "{e}");
+    }
+}
