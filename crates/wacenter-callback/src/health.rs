@@ -181,7 +181,7 @@ pub async fn health(State(app): State<Callback>) -> Response {
 
 async fn otomax_health(app: &Callback) -> OtomaxHealth {
     let me = &app.inner;
-    let Some(client) = &me.otomax else {
+    let Some(client) = me.otomax.as_ref().map(|o| &o.client) else {
         return OtomaxHealth {
             enabled: false,
             reachable: None,

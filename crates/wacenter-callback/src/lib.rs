@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 use wacenter_bus::Bus;
 pub use wacenter_config::CallbackConfig;
+use wacenter_config::OtomaxServer;
 use wacenter_otomax::{ClientConfig, OtomaxClient};
 use wacenter_service::Shutdown;
 
@@ -34,9 +35,17 @@ pub struct Callback {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The OtomaX server of the REST API and its client (short timeouts: an operator is waiting).
+pub(crate) struct RestOtomax {
+    pub client: OtomaxClient,
+    pub server: OtomaxServer,
+}
+
 pub(crate) struct Inner {
     pub bus: Bus,
-    pub otomax: Option<OtomaxClient>,
+    /// The server the REST API talks to (`default`, else the table's first); `None` when OtomaX
+    /// is off.
+    pub otomax: Option<RestOtomax>,
     pub config: CallbackConfig,
     pub probe: health::ProbeCache,
     /// Secrets that could appear inside error texts from other crates (the password of
@@ -46,19 +55,28 @@ pub(crate) struct Inner {
 
 impl Callback {
     pub fn new(config: &CallbackConfig, bus: Bus) -> Self {
-        let otomax = config.otomax.as_ref().map(|server| {
-            let mut client = ClientConfig::new(server);
+        let rest_server = config.routing.as_ref().and_then(|table| {
+            table
+                .server(wacenter_config::DEFAULT_SERVER)
+                .or_else(|| table.servers().first())
+                .cloned()
+        });
+        let otomax = rest_server.map(|server| {
+            let mut client = ClientConfig::new(&server.otomax);
             // Operators are waiting on the other end: one retry at most, short timeouts.
             client.policy.max_retries = client.policy.max_retries.min(1);
             client.policy.attempt_timeout =
                 client.policy.attempt_timeout.min(Duration::from_secs(15));
-            OtomaxClient::new(client)
+            RestOtomax {
+                client: OtomaxClient::new(client),
+                server,
+            }
         });
         let hidden = config
-            .otomax
-            .as_ref()
-            .and_then(|server| server.api_url.password().map(str::to_string))
-            .into_iter()
+            .routing
+            .iter()
+            .flat_map(|table| table.servers())
+            .filter_map(|server| server.otomax.api_url.password().map(str::to_string))
             .filter(|p| !p.is_empty())
             .collect();
         Self {
@@ -101,6 +119,7 @@ impl Callback {
         Router::new()
             .merge(admin)
             .route("/otomax/callback", post(outbox::callback))
+            .route("/otomax/callback/{name}", post(outbox::callback_of_server))
             .route("/otomax/health", get(health::health))
             .route("/openapi.json", get(openapi::openapi_json))
             .with_state(self.clone())

@@ -44,6 +44,7 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
         crate::rest::balance,
         crate::rest::reseller_balance,
         crate::outbox::callback,
+        crate::outbox::callback_of_server,
         crate::health::health,
         crate::health::healthz_doc,
         crate::health::readyz_doc,

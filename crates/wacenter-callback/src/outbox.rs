@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header;
 use axum::response::Response;
 use chrono::Utc;
@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 use wacenter_bus::BusError;
+use wacenter_config::{WaProvider, DEFAULT_SERVER};
 use wacenter_otomax::lenient::{value_as_i64, value_as_string};
-use wacenter_proto::{names, OutboundId, OutboundKind, OutboundMessage, PAYLOAD_VERSION};
+use wacenter_proto::{names, OutboundId, OutboundKind, OutboundMessage, Provider, PAYLOAD_VERSION};
 
 use crate::envelope::{object, success, ApiError, ErrorCode, ErrorEnvelope, SuccessEnvelope};
 use crate::openapi::int_or_string;
@@ -85,6 +86,48 @@ fn outbox_kode_inbox() -> utoipa::openapi::schema::Schema {
     security(("callback_secret_query" = []), ("callback_secret_header" = []))
 )]
 pub async fn callback(State(app): State<Callback>, request: Request) -> Result<Response, ApiError> {
+    received(&app, DEFAULT_SERVER, request).await
+}
+
+/// `POST /otomax/callback/{name}`: the outbox callback of the OtomaX server `name` of the
+/// routing table, with that server's own secret.
+#[utoipa::path(
+    post,
+    path = "/otomax/callback/{name}",
+    tag = "callback",
+    operation_id = "outboxCallbackOfServer",
+    summary = "OtomaX outbox callback of one server of the routing table",
+    description = "As `POST /otomax/callback`, for the OtomaX server `name` of the routing table \
+        (`[[otomax]]`), authenticated by that server's `callback_secret`. Its rows are reported \
+        back to that server and go out through its account on the row's `kode_terminal`.",
+    params(("name" = String, Path, description = "The server's name in the routing table")),
+    request_body(
+        content(
+            (OutboxRow = "application/json"),
+            (OutboxRow = "application/x-www-form-urlencoded"),
+        ),
+        description = "One outbox row, JSON or form-encoded",
+    ),
+    responses(
+        (status = 200, description = "Queued (or already queued, or skipped)", body = SuccessEnvelope),
+        (status = 400, description = "Not an outbox row: malformed JSON, not an object, no recipient, recipient not a phone number", body = ErrorEnvelope),
+        (status = 401, description = "Wrong or missing callback secret", body = ErrorEnvelope),
+        (status = 403, description = "Caller not in OTOMAX_CALLBACK_ALLOW_IPS", body = ErrorEnvelope),
+        (status = 404, description = "No OtomaX server of that name in the routing table (the names it has are listed)", body = ErrorEnvelope),
+        (status = 413, description = "Body over 1 MiB, or the message too large for the bus", body = ErrorEnvelope),
+        (status = 503, description = "NATS unreachable; OtomaX should retry", body = ErrorEnvelope),
+    ),
+    security(("callback_secret_query" = []), ("callback_secret_header" = []))
+)]
+pub async fn callback_of_server(
+    State(app): State<Callback>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    received(&app, &name, request).await
+}
+
+async fn received(app: &Callback, server: &str, request: Request) -> Result<Response, ApiError> {
     // Continue the caller's trace when it sends one, so callback → reply → WhatsApp is one trace.
     let span = tracing::info_span!("outbox_callback");
     let incoming = request
@@ -92,7 +135,7 @@ pub async fn callback(State(app): State<Callback>, request: Request) -> Result<R
         .get(wacenter_trace::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let outcome = wacenter_trace::in_trace(span, incoming, handle(&app, request)).await;
+    let outcome = wacenter_trace::in_trace(span, incoming, handle(app, server, request)).await;
     let label = match &outcome {
         Ok((label, _)) => *label,
         Err(e) => e.code.as_str(),
@@ -101,8 +144,25 @@ pub async fn callback(State(app): State<Callback>, request: Request) -> Result<R
     outcome.map(|(_, r)| r)
 }
 
-async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Response), ApiError> {
+async fn handle(
+    app: &Callback,
+    server: &str,
+    request: Request,
+) -> Result<(&'static str, Response), ApiError> {
     let me = &app.inner;
+    let Some(secret) = me.config.callback_secret(server) else {
+        let names: Vec<&str> = me
+            .config
+            .callback_secrets
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let shown: String = server.chars().take(40).collect();
+        return Err(ApiError::not_found(format!(
+            "no OtomaX server {shown:?} here; servers: {}",
+            names.join(", ")
+        )));
+    };
     if !me.config.allow_ips.is_empty() {
         let peer = request
             .extensions()
@@ -130,12 +190,9 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let valid = presented.as_deref().is_some_and(|p| {
-        bool::from(
-            p.as_bytes()
-                .ct_eq(me.config.callback_secret.expose().as_bytes()),
-        )
-    });
+    let valid = presented
+        .as_deref()
+        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(secret.expose().as_bytes())));
     if !valid {
         warn!("callback refused: wrong or missing secret");
         return Err(ApiError::unauthorized(
@@ -209,13 +266,29 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
         )));
     };
     let now = Utc::now();
-    let (msg_id, id) = outbound_ids(kode, &recipient, &pesan, now);
+    let (msg_id, id) = outbound_ids(server, kode, &recipient, &pesan, now);
+    // The row goes out through the server's account on its terminal.
+    let kode_terminal = row.get("kode_terminal").and_then(value_as_i64);
+    let account = me
+        .config
+        .routing
+        .as_ref()
+        .and_then(|table| table.outbound(server, kode_terminal));
+    if let (Some(account), Some(terminal)) = (account, kode_terminal) {
+        if account.kode_terminal != terminal {
+            warn!(outbox_kode = ?kode, otomax = server, kode_terminal = terminal, account = %account.id, account_terminal = account.kode_terminal, "no account on the row's terminal; sent through the server's first account");
+        }
+    }
     let out = OutboundMessage {
         version: PAYLOAD_VERSION,
         id: id.clone(),
         kind: OutboundKind::Outbox,
-        provider: None,
-        account: String::new(),
+        provider: account.map(|a| match a.provider {
+            WaProvider::Gowa => Provider::Gowa,
+            WaProvider::Meta => Provider::Meta,
+        }),
+        account: account.map(|a| a.id.clone()).unwrap_or_default(),
+        otomax: (server != DEFAULT_SERVER).then(|| server.to_string()),
         to: recipient.clone(),
         text: pesan,
         reply_to: None,
@@ -284,6 +357,7 @@ async fn handle(app: &Callback, request: Request) -> Result<(&'static str, Respo
 /// drops a repeat inside its duplicate window (10 minutes, longer than OtomaX retries a
 /// callback), while the outbound id carries the time, so a genuine repeat after it is sent.
 fn outbound_ids(
+    server: &str,
     kode: Option<i64>,
     recipient: &str,
     pesan: &str,
@@ -291,11 +365,16 @@ fn outbound_ids(
 ) -> (String, OutboundId) {
     match kode {
         Some(k) => {
-            let id = OutboundId::outbox(k);
+            let id = OutboundId::outbox_of(server, k);
             (id.to_string(), id)
         }
         None => {
-            let hash = &hex::encode(Sha256::digest(format!("{recipient}\n{pesan}")))[..32];
+            // Another server's identical notice is another message.
+            let content = match server {
+                DEFAULT_SERVER => format!("{recipient}\n{pesan}"),
+                server => format!("{server}\n{recipient}\n{pesan}"),
+            };
+            let hash = &hex::encode(Sha256::digest(content))[..32];
             (
                 format!("outbox:sha256:{hash}"),
                 OutboundId::outbox_without_kode(hash, now),
@@ -313,16 +392,17 @@ mod id_tests {
         let t = Utc::now();
         let later = t + chrono::Duration::days(3);
         assert_eq!(
-            outbound_ids(Some(7), "628", "x", t),
-            outbound_ids(Some(7), "628", "x", later)
+            outbound_ids(DEFAULT_SERVER, Some(7), "628", "x", t),
+            outbound_ids(DEFAULT_SERVER, Some(7), "628", "x", later)
         );
     }
 
     #[test]
     fn rows_without_kode_repeat_for_real_after_the_dedupe_window() {
         let t = Utc::now();
-        let (msg_a, id_a) = outbound_ids(None, "628123", "Saldo Anda Rp 10.000", t);
+        let (msg_a, id_a) = outbound_ids(DEFAULT_SERVER, None, "628123", "Saldo Anda Rp 10.000", t);
         let (msg_b, id_b) = outbound_ids(
+            DEFAULT_SERVER,
             None,
             "628123",
             "Saldo Anda Rp 10.000",
@@ -336,7 +416,7 @@ mod id_tests {
             id_a, id_b,
             "a repeat after it is a new message, not a duplicate"
         );
-        let (msg_c, _) = outbound_ids(None, "628123", "Saldo Anda Rp 20.000", t);
+        let (msg_c, _) = outbound_ids(DEFAULT_SERVER, None, "628123", "Saldo Anda Rp 20.000", t);
         assert_ne!(msg_a, msg_c);
     }
 }

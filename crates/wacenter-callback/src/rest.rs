@@ -9,16 +9,16 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
-use wacenter_otomax::{InsertInboxRequest, OtomaxClient};
+use wacenter_otomax::InsertInboxRequest;
 
 use crate::envelope::{json_body, object, success, ApiError, ErrorEnvelope, SuccessEnvelope};
 use crate::openapi::{AdminAuth, BadBody, OtomaxFailure};
-use crate::Callback;
+use crate::{Callback, RestOtomax};
 
 /// Longest reseller code accepted, in characters (the path parameter's `maxLength`).
 pub const MAX_RESELLER_CODE: usize = 64;
 
-fn client(app: &Callback) -> Result<&OtomaxClient, ApiError> {
+fn otomax(app: &Callback) -> Result<&RestOtomax, ApiError> {
     app.inner.otomax.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "OtomaX is disabled on this service (OTOMAX_ENABLED=false); enable it to use /otomax/* routes",
@@ -114,20 +114,20 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
                 b.pengirim
             ))
         })?;
-    let client = client(&app)?;
+    let otomax = otomax(&app)?;
     let kode_reseller = b
         .kode_reseller
         .filter(|k| !k.trim().is_empty())
-        .unwrap_or_else(|| app.inner.config.default_reseller.clone());
+        .unwrap_or_else(|| otomax.server.otomax.default_reseller.clone());
     let req = InsertInboxRequest::whatsapp(
         b.pesan,
         kode_reseller,
         pengirim,
         b.kode_terminal
-            .unwrap_or(app.inner.config.default_kode_terminal),
-        app.inner.config.exp.deadline(Utc::now()),
+            .unwrap_or(otomax.server.otomax.default_kode_terminal),
+        otomax.server.otomax.exp.deadline(Utc::now()),
     );
-    let r = client.insert_inbox(&req).await?;
+    let r = otomax.client.insert_inbox(&req).await?;
     Ok(success(
         "InsertInbox sent",
         with_additions(r.raw, [("request", json!(req))]),
@@ -186,7 +186,7 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
             }
         },
     };
-    let r = client(&app)?.set_outbox_callback(&url).await?;
+    let r = otomax(&app)?.client.set_outbox_callback(&url).await?;
     Ok(success(
         "callback URL registered",
         object(redact(&Value::Object(with_additions(
@@ -196,18 +196,24 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
     ))
 }
 
-/// `PUBLIC_URL` + `/otomax/callback?secret=…`.
+/// `PUBLIC_URL` + `/otomax/callback?secret=…` for the server `default`, or
+/// `/otomax/callback/<name>?secret=…` for another.
 fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
+    let server = &otomax(app)?.server;
     let Some(public) = &app.inner.config.public_url else {
         return Err(ApiError::validation(
             "no url given and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL on the callback service",
         ));
     };
     let mut url = public.clone();
-    let path = format!("{}/otomax/callback", url.path().trim_end_matches('/'));
+    let base = url.path().trim_end_matches('/').to_string();
+    let path = match server.name.as_str() {
+        wacenter_config::DEFAULT_SERVER => format!("{base}/otomax/callback"),
+        name => format!("{base}/otomax/callback/{name}"),
+    };
     url.set_path(&path);
     url.query_pairs_mut()
-        .append_pair("secret", app.inner.config.callback_secret.expose());
+        .append_pair("secret", server.callback_secret.expose());
     Ok(url.to_string())
 }
 
@@ -227,7 +233,7 @@ fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
     security(("basic_auth" = []))
 )]
 pub async fn get_callback(State(app): State<Callback>) -> Result<Response, ApiError> {
-    let r = client(&app)?.get_outbox_callback().await?;
+    let r = otomax(&app)?.client.get_outbox_callback().await?;
     Ok(success("callback URL", object(redact(&r.raw))))
 }
 
@@ -261,7 +267,7 @@ pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, 
     if b.phone.trim().is_empty() {
         return Err(ApiError::validation("phone is empty"));
     }
-    let r = client(&app)?.test(b.phone.trim()).await?;
+    let r = otomax(&app)?.client.test(b.phone.trim()).await?;
     let rtt = r.elapsed.as_secs_f64() * 1000.0;
     Ok(success(
         format!("OtomaX answered in {rtt:.0} ms"),
@@ -291,7 +297,7 @@ pub async fn reseller(
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
-    let r = client(&app)?.get_rs(&code).await?;
+    let r = otomax(&app)?.client.get_rs(&code).await?;
     Ok(success("reseller", object(r.raw)))
 }
 
@@ -317,7 +323,7 @@ pub async fn balance(
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
-    let r = client(&app)?.get_saldo_rs(&code).await?;
+    let r = otomax(&app)?.client.get_saldo_rs(&code).await?;
     Ok(success("balance", object(r.raw)))
 }
 

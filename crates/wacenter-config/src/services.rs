@@ -124,11 +124,6 @@ impl OtomaxConfig {
             rate_limit: s.otomax_rate_limit,
         })
     }
-
-    /// `Some` when OtomaX is enabled (`OTOMAX_ENABLED`), checked; `None` when it is off.
-    fn if_enabled(s: &Settings) -> Result<Option<Self>, ConfigError> {
-        s.otomax_enabled.then(|| Self::from_settings(s)).transpose()
-    }
 }
 
 /// The seed's forwarding flags.
@@ -300,9 +295,9 @@ pub struct ReplyConfig {
     pub nats: NatsConfig,
     pub port: u16,
     pub send: SendConfig,
-    /// The OtomaX that outbox deliveries are reported to (`UpdateStatusOutbox`); `None` when
-    /// OtomaX or `OTOMAX_OUTBOX_ACK` is off.
-    pub outbox_ack: Option<OtomaxConfig>,
+    /// The OtomaX servers outbox deliveries are reported to (`UpdateStatusOutbox`, each row to
+    /// the server it came from); `None` when OtomaX or `OTOMAX_OUTBOX_ACK` is off.
+    pub outbox_ack: Option<RoutingTable>,
     /// `OTOMAX_FORWARD_OUTGOING` (with OtomaX on): echoes of our sends reach the forwarder, so
     /// each send is fingerprinted before it leaves.
     pub fingerprint_sends: bool,
@@ -330,11 +325,9 @@ impl ReplyConfig {
                 }
             }
         };
-        let outbox_ack = if s.otomax_outbox_ack {
-            OtomaxConfig::if_enabled(s)?
-        } else {
-            None
-        };
+        let outbox_ack = (s.otomax_enabled && s.otomax_outbox_ack)
+            .then(|| RoutingTable::from_settings(s))
+            .transpose()?;
         Ok(Self {
             nats: NatsConfig::from_settings(s)?,
             port: port("REPLY_PORT", s.reply_port)?,
@@ -351,9 +344,11 @@ impl ReplyConfig {
 pub struct CallbackConfig {
     pub nats: NatsConfig,
     pub port: u16,
-    /// `None` when `OTOMAX_ENABLED` is off (the REST routes answer so).
-    pub otomax: Option<OtomaxConfig>,
-    pub callback_secret: Secret,
+    /// The OtomaX servers and accounts; `None` when `OTOMAX_ENABLED` is off (the REST routes
+    /// answer so; callbacks are still taken, for the server `default`).
+    pub routing: Option<RoutingTable>,
+    /// What each server presents on `/otomax/callback/<name>` (`/otomax/callback` is `default`).
+    pub callback_secrets: Vec<(String, Secret)>,
     /// Networks allowed to post callbacks; empty = any.
     pub allow_ips: Vec<IpNet>,
     /// Users of the admin routes; empty = the routes are locked.
@@ -361,39 +356,51 @@ pub struct CallbackConfig {
     /// This service's public base URL, for `set-callback` without a body.
     pub public_url: Option<Url>,
     pub country_code: String,
-    /// `OTOMAX_DEFAULT_RESELLER` and `OTOMAX_DEFAULT_KODE_TERMINAL` for manual InsertInbox.
-    pub default_reseller: String,
-    pub default_kode_terminal: i64,
-    pub exp: ExpWindow,
 }
 
 impl CallbackConfig {
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
         common(s)?;
-        require(
-            "OTOMAX_CALLBACK_SECRET",
-            s.otomax_callback_secret.expose(),
-            "required: OtomaX must present it on /otomax/callback (set a long random value)",
-        )?;
-        let otomax = OtomaxConfig::if_enabled(s)?;
-        let exp = match &otomax {
-            Some(o) => o.exp,
-            None => ExpWindow::from_secs(s.otomax_exp_seconds)
-                .map_err(|m| ConfigError::new("OTOMAX_EXP_SECONDS", m))?,
+        if s.otomax.is_empty() {
+            require(
+                "OTOMAX_CALLBACK_SECRET",
+                s.otomax_callback_secret.expose(),
+                "required: OtomaX must present it on /otomax/callback (set a long random value)",
+            )?;
+        }
+        let routing = s
+            .otomax_enabled
+            .then(|| RoutingTable::from_settings(s))
+            .transpose()?;
+        let callback_secrets = match &routing {
+            Some(table) => table
+                .servers()
+                .iter()
+                .map(|server| (server.name.to_string(), server.callback_secret.clone()))
+                .collect(),
+            None => vec![(
+                crate::DEFAULT_SERVER.to_string(),
+                s.otomax_callback_secret.clone(),
+            )],
         };
         Ok(Self {
             nats: NatsConfig::from_settings(s)?,
             port: port("APP_PORT", s.app_port)?,
-            otomax,
-            callback_secret: s.otomax_callback_secret.clone(),
+            routing,
+            callback_secrets,
             allow_ips: s.callback_allow_list()?,
             basic_auth: s.basic_auth_users()?,
             public_url: public_url(s)?,
             country_code: country_code(s)?,
-            default_reseller: s.otomax_default_reseller.clone(),
-            default_kode_terminal: s.otomax_default_kode_terminal,
-            exp,
         })
+    }
+
+    /// The secret server `name` presents on its callback URL; `None` for a name not served.
+    pub fn callback_secret(&self, name: &str) -> Option<&Secret> {
+        self.callback_secrets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, secret)| secret)
     }
 }
 

@@ -164,6 +164,15 @@ impl OutboundId {
         Self(format!("outbox:{kode}"))
     }
 
+    /// An outbox row of the OtomaX server `server` (routing table name): `outbox:<kode>` for
+    /// `default`, `outbox:<server>:<kode>` for another (each server numbers its rows itself).
+    pub fn outbox_of(server: &str, kode: i64) -> Self {
+        match server {
+            "default" => Self::outbox(kode),
+            server => Self(format!("outbox:{server}:{kode}")),
+        }
+    }
+
     /// An outbox row without a `kode`: `outbox:sha256:<content hash>:<unix ms>`. Only the content
     /// tells a repeated callback apart (the callback service makes its `Nats-Msg-Id` of the hash
     /// alone), and content repeats for real, so the id carries the time it was received.

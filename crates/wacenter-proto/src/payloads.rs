@@ -97,6 +97,10 @@ pub struct OutboundMessage {
     /// The WhatsApp message this answers (auto-replies), for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// The OtomaX server (routing table name) an outbox row came from, which UpdateStatusOutbox
+    /// goes back to; absent: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otomax: Option<String>,
     /// OtomaX outbox row id: reported back with UpdateStatusOutbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_kode: Option<i64>,

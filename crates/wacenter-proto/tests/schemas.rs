@@ -268,6 +268,7 @@ fn outbound_full() -> OutboundMessage {
         text: "Transaksi S5 ke 08123456789 sedang diproses".into(),
         reply_to: Some(inbound.message_id.clone()),
         in_reply_to: Some(inbound.message_id.clone()),
+        otomax: Some("jaya".into()),
         outbox_kode: Some(99_120),
         kode_inbox: Some(218_223),
         created_at: at(31, 912_000_000),
@@ -285,6 +286,7 @@ fn outbound_minimal() -> OutboundMessage {
         text: "SUKSES S5.08123456789 SN:0412345678901234".into(),
         reply_to: None,
         in_reply_to: None,
+        otomax: None,
         outbox_kode: None,
         kode_inbox: None,
         created_at: Utc::now(),
@@ -467,6 +469,7 @@ fn outbound_messages_match_the_schema() {
         id: OutboundId::outbox(99_120),
         provider: Some(Provider::Meta),
         account: "106540352242922".into(),
+        otomax: None,
         outbox_kode: Some(99_120),
         kode_inbox: Some(-1),
         ..outbound_minimal()

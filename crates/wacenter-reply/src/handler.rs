@@ -32,7 +32,9 @@ struct Inner {
     fingerprint_sends: bool,
     sender: Sender,
     default_account: String,
-    otomax: Option<OtomaxClient>,
+    /// A client per OtomaX server that outbox rows are reported to, by name; empty when
+    /// `OTOMAX_OUTBOX_ACK` (or OtomaX) is off.
+    otomax: HashMap<String, OtomaxClient>,
     concurrency: usize,
     /// Recipients Meta asked us to slow down for, and until when.
     held_back: Mutex<HashMap<PhoneNumber, Instant>>,
@@ -82,8 +84,13 @@ impl Replier {
                 default_account,
                 otomax: config
                     .outbox_ack
-                    .as_ref()
-                    .map(|server| OtomaxClient::new(ClientConfig::new(server))),
+                    .iter()
+                    .flat_map(|table| table.servers())
+                    .map(|server| {
+                        let client = OtomaxClient::new(ClientConfig::new(&server.otomax));
+                        (server.name.to_string(), client)
+                    })
+                    .collect(),
                 concurrency: config.concurrency,
                 held_back: Mutex::new(HashMap::new()),
             }),
@@ -307,7 +314,22 @@ impl Replier {
     /// finds the send recorded and reports again (setting a status twice is harmless). Only
     /// OtomaX refusing the report for good (unknown `kode`, bad credentials) ends the attempts.
     async fn report_outbox(&self, out: &OutboundMessage, status: i64) -> Result<(), Disposition> {
-        let (Some(kode), Some(otomax)) = (out.outbox_kode, &self.inner.otomax) else {
+        let Some(kode) = out.outbox_kode else {
+            return Ok(());
+        };
+        if self.inner.otomax.is_empty() {
+            return Ok(()); // OTOMAX_OUTBOX_ACK is off
+        }
+        let server = out
+            .otomax
+            .as_deref()
+            .unwrap_or(wacenter_config::DEFAULT_SERVER);
+        let Some(otomax) = self.inner.otomax.get(server) else {
+            warn!(
+                outbox_kode = kode,
+                otomax = server,
+                "the row's OtomaX server is not in the routing table; UpdateStatusOutbox not sent"
+            );
             return Ok(());
         };
         match otomax.update_status_outbox(kode, status).await {

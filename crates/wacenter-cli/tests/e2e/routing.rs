@@ -26,7 +26,10 @@ fn replies(sent: &[Value]) -> Vec<(String, String)> {
         .map(|m| {
             (
                 m["device_id"].as_str().unwrap_or_default().to_string(),
-                m["body"]["message"].as_str().unwrap_or_default().to_string(),
+                m["body"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
@@ -35,7 +38,10 @@ fn replies(sent: &[Value]) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_numbers_on_two_terminals_of_one_server() {
     let stack = Stack::start_with(Services::ALL, |s| {
-        s.account = vec![account(NUMBER_A, "default", 3), account(NUMBER_B, "default", 5)];
+        s.account = vec![
+            account(NUMBER_A, "default", 3),
+            account(NUMBER_B, "default", 5),
+        ];
     })
     .await;
     for (device, text) in [(NUMBER_A, "S.1234"), (NUMBER_B, "S5.08123456789.1234")] {
@@ -57,7 +63,10 @@ async fn two_numbers_on_two_terminals_of_one_server() {
     terminals.sort();
     assert_eq!(
         terminals,
-        [("S.1234".to_string(), 3), ("S5.08123456789.1234".to_string(), 5)],
+        [
+            ("S.1234".to_string(), 3),
+            ("S5.08123456789.1234".to_string(), 5)
+        ],
         "each message is inserted with the terminal of the number that received it"
     );
     let sent = stack.wait_sent(2).await;
@@ -97,9 +106,163 @@ async fn a_named_server_takes_its_accounts_and_an_unknown_account_is_dead_letter
     assert_eq!(letters[0].reason, DeadLetterReason::UnknownAccount);
     assert!(letters[0].error.contains(NUMBER_B), "{}", letters[0].error);
     let inbox = stack.wait_inbox(1).await;
-    assert_eq!(inbox.len(), 1, "the unknown account's message never reaches OtomaX");
+    assert_eq!(
+        inbox.len(),
+        1,
+        "the unknown account's message never reaches OtomaX"
+    );
     assert_eq!(inbox[0]["body"]["kode_terminal"], json!(7));
     let sent = stack.wait_sent(1).await;
     assert_eq!(replies(&sent)[0].0, NUMBER_A);
+    stack.stop().await;
+}
+
+/// A second business: its own OtomaX (another simulator, other credentials) and number.
+const MAKMUR_APP_KEY: &str = "makmur-app-key";
+const MAKMUR_DEV_KEY: &str = "makmur-dev-key";
+const MAKMUR_SECRET: &str = "makmur-callback-secret";
+
+async fn makmur_sim() -> String {
+    let sim = wacenter_sim::otomax::OtomaxSim::new(wacenter_sim::otomax::OtomaxSimConfig {
+        app_id: "Makmur".into(),
+        app_key: MAKMUR_APP_KEY.into(),
+        dev_key: MAKMUR_DEV_KEY.into(),
+        ..wacenter_sim::demo::otomax(
+            vec![
+                wacenter_sim::otomax::SimReseller::parse_arg(&format!("{RESELLER_PHONE}=M001"))
+                    .unwrap(),
+            ],
+            std::time::Duration::from_millis(300),
+        )
+    });
+    format!("http://{}/", sim.spawn(0).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_each_with_its_own_credentials_callbacks_and_reports() {
+    let makmur_url = makmur_sim().await;
+    let makmur = wacenter_sim::inspect::SimClient::new(&makmur_url, reqwest::Client::new());
+    let stack = Stack::start_with(Services::ALL, |s| {
+        s.otomax = vec![
+            ServerTable {
+                name: "default".into(),
+                api_url: s.otomax_api_url.clone(),
+                app_id: wacenter_sim::demo::APP_ID.into(),
+                app_key: wacenter_sim::demo::APP_KEY.into(),
+                dev_key: wacenter_sim::demo::DEV_KEY.into(),
+                callback_secret: CALLBACK_SECRET.into(),
+                ..Default::default()
+            },
+            ServerTable {
+                name: "makmur".into(),
+                api_url: makmur_url.clone(),
+                app_id: "Makmur".into(),
+                app_key: MAKMUR_APP_KEY.into(),
+                dev_key: MAKMUR_DEV_KEY.into(),
+                callback_secret: MAKMUR_SECRET.into(),
+                ..Default::default()
+            },
+        ];
+        s.account = vec![
+            account(NUMBER_A, "default", 1),
+            account(NUMBER_B, "makmur", 4),
+        ];
+    })
+    .await;
+    // Makmur's OtomaX posts its outbox to its own callback URL.
+    let otomax = wacenter_otomax::OtomaxClient::new(wacenter_otomax::ClientConfig {
+        base_url: makmur_url.parse().unwrap(),
+        app_id: "Makmur".into(),
+        app_key: MAKMUR_APP_KEY.into(),
+        dev_key: MAKMUR_DEV_KEY.into(),
+        policy: Default::default(),
+        rate_limit: 0,
+    });
+    let makmur_callback = format!(
+        "{}/otomax/callback/makmur?secret={MAKMUR_SECRET}",
+        stack.callback_url
+    );
+    otomax.set_outbox_callback(&makmur_callback).await.unwrap();
+
+    for (device, text) in [(NUMBER_A, "S.1234"), (NUMBER_B, "S5.08123456789.1234")] {
+        let r = stack
+            .incoming(json!({"from": RESELLER_PHONE, "text": text, "device": device}))
+            .await;
+        assert_eq!(r["webhook_status"], json!(200), "{r}");
+    }
+    // Each message reached its own server, signed with that server's keys (a wrong token is
+    // refused by the simulator), with its account's terminal.
+    let default_inbox = stack.wait_inbox(1).await;
+    assert_eq!(default_inbox[0]["body"]["pesan"], json!("S.1234"));
+    let makmur_inbox = wacenter_test_support::eventually(
+        std::time::Duration::from_secs(20),
+        "makmur's InsertInbox",
+        || async { Some(makmur.list("inbox").await.unwrap()).filter(|i| !i.is_empty()) },
+    )
+    .await;
+    assert_eq!(
+        makmur_inbox[0]["body"]["pesan"],
+        json!("S5.08123456789.1234")
+    );
+    assert_eq!(makmur_inbox[0]["body"]["kode_terminal"], json!(4));
+    assert_eq!(
+        stack.otomax_inbox().await.len(),
+        1,
+        "nothing of makmur's reached default"
+    );
+
+    // Makmur's transaction result comes through makmur's callback, goes out through makmur's
+    // number, and is reported to makmur's OtomaX.
+    let reported = wacenter_test_support::eventually(
+        std::time::Duration::from_secs(30),
+        "makmur's outbox row reported delivered",
+        || async {
+            let rows = makmur.list("outbox").await.unwrap();
+            rows.iter()
+                .any(|r| r["update_status"] == json!(20))
+                .then_some(rows)
+        },
+    )
+    .await;
+    let row_text = reported[0]["row"]["pesan"].as_str().unwrap().to_string();
+    let sent = stack.whatsapp_sent().await;
+    let through: Vec<&str> = sent
+        .iter()
+        .filter(|m| m["body"]["message"] == json!(row_text))
+        .map(|m| m["device_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        through,
+        [NUMBER_B],
+        "the result went out once, through makmur's number"
+    );
+
+    // Each callback URL takes only its own server's secret; an unknown name is told the names.
+    let row = json!({"kode": 5, "penerima": RESELLER_PHONE, "pesan": "x", "tipe_penerima": "W"});
+    let wrong = stack
+        .http
+        .post(format!(
+            "{}/otomax/callback/makmur?secret={CALLBACK_SECRET}",
+            stack.callback_url
+        ))
+        .json(&row)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let unknown = stack
+        .http
+        .post(format!(
+            "{}/otomax/callback/sentosa?secret={MAKMUR_SECRET}",
+            stack.callback_url
+        ))
+        .json(&row)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let text = unknown.text().await.unwrap();
+    assert!(text.contains("default, makmur"), "{text}");
+    assert!(!text.contains(MAKMUR_SECRET), "{text}");
     stack.stop().await;
 }

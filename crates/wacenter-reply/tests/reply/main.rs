@@ -94,6 +94,7 @@ impl World {
             text: text.into(),
             reply_to: None,
             in_reply_to: None,
+            otomax: None,
             outbox_kode: Some(kode),
             kode_inbox: None,
             created_at: Utc::now(),

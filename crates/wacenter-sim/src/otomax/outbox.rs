@@ -18,6 +18,7 @@ impl OtomaxSim {
         kode_inbox: Option<i64>,
         kode_transaksi: Option<i64>,
         kode_reseller: &str,
+        kode_terminal: i64,
     ) -> Value {
         let (kode, generation, row) = {
             let mut inner = self.lock();
@@ -35,7 +36,7 @@ impl OtomaxSim {
                 "kode_transaksi": kode_transaksi,
                 "kode_reseller": kode_reseller,
                 "pengirim": penerima,
-                "kode_terminal": 1,
+                "kode_terminal": kode_terminal,
                 "is_perintah": 0,
             });
             let idx = inner.outbox.len();

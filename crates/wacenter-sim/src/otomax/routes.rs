@@ -263,6 +263,8 @@ pub(crate) fn insert_inbox(
             Some(kode_inbox),
             Some(trxid),
             &code_for_outbox,
+            // The result goes out through the terminal the command came in on.
+            req.get("kode_terminal").and_then(value_as_i64).unwrap_or(1),
         );
     }
     ok(
@@ -288,12 +290,19 @@ pub(crate) async fn sim_outbox(
 pub(crate) struct PushOutbox {
     penerima: String,
     pesan: String,
+    #[serde(default = "first_terminal")]
+    kode_terminal: i64,
+}
+
+fn first_terminal() -> i64 {
+    1
 }
 
 /// Test/demo helper: make OtomaX push an arbitrary outbox row.
 pub(crate) async fn sim_push_outbox(State(sim): State<OtomaxSim>, body: Bytes) -> Response {
     match serde_json::from_slice::<PushOutbox>(&body) {
-        Ok(p) => Json(sim.push_outbox(&p.penerima, &p.pesan, None, None, "")).into_response(),
+        Ok(p) => Json(sim.push_outbox(&p.penerima, &p.pesan, None, None, "", p.kode_terminal))
+            .into_response(),
         Err(e) => fail(
             StatusCode::BAD_REQUEST,
             format!("expected {{\"penerima\",\"pesan\"}}: {e}"),
