@@ -181,7 +181,13 @@ pub async fn health(State(app): State<Callback>) -> Response {
 
 async fn otomax_health(app: &Callback) -> OtomaxHealth {
     let me = &app.inner;
-    let Some(client) = me.otomax.as_ref().map(|o| &o.client) else {
+    // The server the REST API talks to by default.
+    let default = me
+        .rest
+        .iter()
+        .find(|r| r.server.name.as_str() == wacenter_config::DEFAULT_SERVER)
+        .or_else(|| me.rest.first());
+    let Some(client) = default.map(|o| &o.client) else {
         return OtomaxHealth {
             enabled: false,
             reachable: None,

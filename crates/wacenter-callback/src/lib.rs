@@ -43,9 +43,9 @@ pub(crate) struct RestOtomax {
 
 pub(crate) struct Inner {
     pub bus: Bus,
-    /// The server the REST API talks to (`default`, else the table's first); `None` when OtomaX
-    /// is off.
-    pub otomax: Option<RestOtomax>,
+    /// A client per OtomaX server of the routing table, for the REST API (`?otomax=<name>`);
+    /// empty when OtomaX is off.
+    pub rest: Vec<RestOtomax>,
     pub config: CallbackConfig,
     pub probe: health::ProbeCache,
     /// Secrets that could appear inside error texts from other crates (the password of
@@ -55,23 +55,22 @@ pub(crate) struct Inner {
 
 impl Callback {
     pub fn new(config: &CallbackConfig, bus: Bus) -> Self {
-        let rest_server = config.routing.as_ref().and_then(|table| {
-            table
-                .server(wacenter_config::DEFAULT_SERVER)
-                .or_else(|| table.servers().first())
-                .cloned()
-        });
-        let otomax = rest_server.map(|server| {
-            let mut client = ClientConfig::new(&server.otomax);
-            // Operators are waiting on the other end: one retry at most, short timeouts.
-            client.policy.max_retries = client.policy.max_retries.min(1);
-            client.policy.attempt_timeout =
-                client.policy.attempt_timeout.min(Duration::from_secs(15));
-            RestOtomax {
-                client: OtomaxClient::new(client),
-                server,
-            }
-        });
+        // Operators are waiting on the other end: one retry at most, short timeouts.
+        let rest = config
+            .routing
+            .iter()
+            .flat_map(|table| table.servers())
+            .map(|server| {
+                let mut client = ClientConfig::new(&server.otomax);
+                client.policy.max_retries = client.policy.max_retries.min(1);
+                client.policy.attempt_timeout =
+                    client.policy.attempt_timeout.min(Duration::from_secs(15));
+                RestOtomax {
+                    client: OtomaxClient::new(client),
+                    server: server.clone(),
+                }
+            })
+            .collect();
         let hidden = config
             .routing
             .iter()
@@ -82,7 +81,7 @@ impl Callback {
         Self {
             inner: Arc::new(Inner {
                 bus,
-                otomax,
+                rest,
                 config: config.clone(),
                 probe: health::ProbeCache::default(),
                 hidden,

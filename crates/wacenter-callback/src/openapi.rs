@@ -176,6 +176,12 @@ impl IntoResponses for OtomaxFailure {
                 "503".to_string(),
                 error_response("OtomaX is disabled on this service (OTOMAX_ENABLED=false)"),
             ),
+            (
+                "404".to_string(),
+                error_response(
+                    "No OtomaX server of that name in the routing table (`?otomax=`); the message lists the names",
+                ),
+            ),
         ])
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
@@ -18,11 +18,43 @@ use crate::{Callback, RestOtomax};
 /// Longest reseller code accepted, in characters (the path parameter's `maxLength`).
 pub const MAX_RESELLER_CODE: usize = 64;
 
-fn otomax(app: &Callback) -> Result<&RestOtomax, ApiError> {
-    app.inner.otomax.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
+/// `?otomax=<name>`: which OtomaX server of the routing table an admin route talks to.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServerQuery {
+    /// The server's name in the routing table; absent: `default` (else the table's first).
+    #[param(pattern = "^[a-z0-9-]{1,32}$")]
+    pub otomax: Option<String>,
+}
+
+/// The server `query` names, with its client.
+fn otomax<'a>(app: &'a Callback, query: &ServerQuery) -> Result<&'a RestOtomax, ApiError> {
+    let servers = &app.inner.rest;
+    if servers.is_empty() {
+        return Err(ApiError::unavailable(
             "OtomaX is disabled on this service (OTOMAX_ENABLED=false); enable it to use /otomax/* routes",
-        )
+        ));
+    }
+    let found = match query.otomax.as_deref() {
+        None => servers
+            .iter()
+            .find(|s| s.server.name.as_str() == wacenter_config::DEFAULT_SERVER)
+            .or_else(|| servers.first()),
+        Some(name) => servers.iter().find(|s| s.server.name.as_str() == name),
+    };
+    found.ok_or_else(|| {
+        let names: Vec<&str> = servers.iter().map(|s| s.server.name.as_str()).collect();
+        let asked: String = query
+            .otomax
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
+        ApiError::not_found(format!(
+            "no OtomaX server {asked:?} here; servers: {}",
+            names.join(", ")
+        ))
     })
 }
 
@@ -96,13 +128,18 @@ fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
         `kode_inbox`, `status`, `statusDesc`, `pesan` and whatever else OtomaX sent) plus \
         `request`, the exact InsertInbox body that was signed and sent.",
     request_body = InsertInboxBody,
+    params(ServerQuery),
     responses(
         (status = 200, description = "OtomaX accepted the message; its answer is in `results`", body = SuccessEnvelope),
         BadBody, AdminAuth, OtomaxFailure,
     ),
     security(("basic_auth" = []))
 )]
-pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn insert_inbox(
+    State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let b: InsertInboxBody = json_body(&body)?;
     if b.pesan.trim().is_empty() {
         return Err(ApiError::validation("pesan is empty"));
@@ -114,7 +151,7 @@ pub async fn insert_inbox(State(app): State<Callback>, body: Bytes) -> Result<Re
                 b.pengirim
             ))
         })?;
-    let otomax = otomax(&app)?;
+    let otomax = otomax(&app, &server)?;
     let kode_reseller = b
         .kode_reseller
         .filter(|k| !k.trim().is_empty())
@@ -157,13 +194,18 @@ pub struct SetCallbackBody {
         `results` is OtomaX's envelope plus `url`, the URL registered; secrets in URLs are \
         shown redacted.",
     request_body(content = Option<SetCallbackBody>, description = "Optional; no body means this service's own URL"),
+    params(ServerQuery),
     responses(
         (status = 200, description = "OtomaX registered the URL", body = SuccessEnvelope),
         BadBody, AdminAuth, OtomaxFailure,
     ),
     security(("basic_auth" = []))
 )]
-pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn set_callback(
+    State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     // No body and a JSON `null` body both mean "no body" (generated clients send `null`).
     let b: SetCallbackBody = if body.iter().all(u8::is_ascii_whitespace)
         || serde_json::from_slice::<Value>(&body).is_ok_and(|v| v.is_null())
@@ -173,7 +215,7 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
         json_body(&body)?
     };
     let url = match b.url {
-        None => own_callback_url(&app)?,
+        None => own_callback_url(&app, &server)?,
         Some(url) => match url::Url::parse(url.trim()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
                 url.trim().to_string()
@@ -186,7 +228,10 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
             }
         },
     };
-    let r = otomax(&app)?.client.set_outbox_callback(&url).await?;
+    let r = otomax(&app, &server)?
+        .client
+        .set_outbox_callback(&url)
+        .await?;
     Ok(success(
         "callback URL registered",
         object(redact(&Value::Object(with_additions(
@@ -198,8 +243,8 @@ pub async fn set_callback(State(app): State<Callback>, body: Bytes) -> Result<Re
 
 /// `PUBLIC_URL` + `/otomax/callback?secret=…` for the server `default`, or
 /// `/otomax/callback/<name>?secret=…` for another.
-fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
-    let server = &otomax(app)?.server;
+fn own_callback_url(app: &Callback, query: &ServerQuery) -> Result<String, ApiError> {
+    let server = &otomax(app, query)?.server;
     let Some(public) = &app.inner.config.public_url else {
         return Err(ApiError::validation(
             "no url given and PUBLIC_URL is not set: send {\"url\":\"https://…\"} or set PUBLIC_URL on the callback service",
@@ -226,14 +271,18 @@ fn own_callback_url(app: &Callback) -> Result<String, ApiError> {
     summary = "GetOutboxCallback",
     description = "The callback URL OtomaX has registered. `results` is OtomaX's envelope; \
         secrets in URLs (`secret=`, `token=`, passwords) are shown redacted.",
+    params(ServerQuery),
     responses(
         (status = 200, description = "OtomaX's answer", body = SuccessEnvelope),
         AdminAuth, OtomaxFailure,
     ),
     security(("basic_auth" = []))
 )]
-pub async fn get_callback(State(app): State<Callback>) -> Result<Response, ApiError> {
-    let r = otomax(&app)?.client.get_outbox_callback().await?;
+pub async fn get_callback(
+    State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
+) -> Result<Response, ApiError> {
+    let r = otomax(&app, &server)?.client.get_outbox_callback().await?;
     Ok(success("callback URL", object(redact(&r.raw))))
 }
 
@@ -256,18 +305,23 @@ pub struct TestBody {
     description = "Sends OtomaX's Test call. `results` is OtomaX's envelope plus \
         `round_trip_ms`, the time the call took in milliseconds.",
     request_body = TestBody,
+    params(ServerQuery),
     responses(
         (status = 200, description = "OtomaX answered", body = SuccessEnvelope),
         BadBody, AdminAuth, OtomaxFailure,
     ),
     security(("basic_auth" = []))
 )]
-pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn test(
+    State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let b: TestBody = json_body(&body)?;
     if b.phone.trim().is_empty() {
         return Err(ApiError::validation("phone is empty"));
     }
-    let r = otomax(&app)?.client.test(b.phone.trim()).await?;
+    let r = otomax(&app, &server)?.client.test(b.phone.trim()).await?;
     let rtt = r.elapsed.as_secs_f64() * 1000.0;
     Ok(success(
         format!("OtomaX answered in {rtt:.0} ms"),
@@ -284,7 +338,7 @@ pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, 
     summary = "GetRs: a reseller",
     description = "`results` is OtomaX's envelope; `result` holds the reseller (`kode`, `nama`, … \
         as OtomaX sends them). An unknown reseller is OtomaX refusing: 502 with its reason.",
-    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001"), ServerQuery),
     responses(
         (status = 200, description = "The reseller, as OtomaX describes it", body = SuccessEnvelope),
         (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
@@ -294,10 +348,11 @@ pub async fn test(State(app): State<Callback>, body: Bytes) -> Result<Response, 
 )]
 pub async fn reseller(
     State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
-    let r = otomax(&app)?.client.get_rs(&code).await?;
+    let r = otomax(&app, &server)?.client.get_rs(&code).await?;
     Ok(success("reseller", object(r.raw)))
 }
 
@@ -310,7 +365,7 @@ pub async fn reseller(
     summary = "GetSaldoRs: a reseller's balance",
     description = "`results` is OtomaX's envelope; `result` holds `saldo` and whatever else \
         OtomaX sends. Same as `GET /otomax/reseller/{code}/balance`.",
-    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001"), ServerQuery),
     responses(
         (status = 200, description = "The balance, as OtomaX reports it", body = SuccessEnvelope),
         (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
@@ -320,10 +375,11 @@ pub async fn reseller(
 )]
 pub async fn balance(
     State(app): State<Callback>,
+    Query(server): Query<ServerQuery>,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
-    let r = otomax(&app)?.client.get_saldo_rs(&code).await?;
+    let r = otomax(&app, &server)?.client.get_saldo_rs(&code).await?;
     Ok(success("balance", object(r.raw)))
 }
 
@@ -336,7 +392,7 @@ pub async fn balance(
     operation_id = "getResellerBalance",
     summary = "GetSaldoRs: a reseller's balance",
     description = "Same as `GET /otomax/balance/{code}`.",
-    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001")),
+    params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001"), ServerQuery),
     responses(
         (status = 200, description = "The balance, as OtomaX reports it", body = SuccessEnvelope),
         (status = 400, description = "The code is blank, too long or has control characters", body = ErrorEnvelope),
@@ -346,9 +402,10 @@ pub async fn balance(
 )]
 pub async fn reseller_balance(
     state: State<Callback>,
+    server: Query<ServerQuery>,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    balance(state, code).await
+    balance(state, server, code).await
 }
 
 /// OtomaX's envelope with wacenter's additions next to OtomaX's fields. OtomaX's own fields are

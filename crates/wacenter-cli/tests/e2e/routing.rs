@@ -169,20 +169,44 @@ async fn two_servers_each_with_its_own_credentials_callbacks_and_reports() {
         ];
     })
     .await;
-    // Makmur's OtomaX posts its outbox to its own callback URL.
-    let otomax = wacenter_otomax::OtomaxClient::new(wacenter_otomax::ClientConfig {
-        base_url: makmur_url.parse().unwrap(),
-        app_id: "Makmur".into(),
-        app_key: MAKMUR_APP_KEY.into(),
-        dev_key: MAKMUR_DEV_KEY.into(),
-        policy: Default::default(),
-        rate_limit: 0,
-    });
-    let makmur_callback = format!(
-        "{}/otomax/callback/makmur?secret={MAKMUR_SECRET}",
-        stack.callback_url
-    );
-    otomax.set_outbox_callback(&makmur_callback).await.unwrap();
+    // The operator registers makmur's callback URL with makmur's OtomaX (`?otomax=makmur`,
+    // no body: this service's own URL for that server, with that server's secret).
+    let admin = |path: &str| {
+        stack
+            .http
+            .post(format!("{}{path}", stack.callback_url))
+            .basic_auth(
+                wacenter_sim::demo::ADMIN_USER,
+                Some(wacenter_sim::demo::ADMIN_PASSWORD),
+            )
+    };
+    let r = admin("/otomax/set-callback?otomax=makmur")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = stack
+        .http
+        .get(format!(
+            "{}/otomax/get-callback?otomax=makmur",
+            stack.callback_url
+        ))
+        .basic_auth(
+            wacenter_sim::demo::ADMIN_USER,
+            Some(wacenter_sim::demo::ADMIN_PASSWORD),
+        )
+        .send()
+        .await
+        .unwrap();
+    let shown = r.text().await.unwrap();
+    assert!(shown.contains("/otomax/callback/makmur?secret="), "{shown}");
+    assert!(!shown.contains(MAKMUR_SECRET), "{shown}");
+    let r = admin("/otomax/set-callback?otomax=sentosa")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("default, makmur"));
 
     for (device, text) in [(NUMBER_A, "S.1234"), (NUMBER_B, "S5.08123456789.1234")] {
         let r = stack
