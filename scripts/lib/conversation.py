@@ -15,6 +15,9 @@ WHATSAPP = "http://127.0.0.1:3100"
 CALLBACK = "http://127.0.0.1:3000"
 RESELLER = "628123456789"
 STRANGER = "628777000999"
+# The business's two numbers (scripts/dev's routing table: terminals 1 and 2).
+FIRST_NUMBER = "628987654321@s.whatsapp.net"
+SECOND_NUMBER = "628987654322@s.whatsapp.net"
 
 
 def http(method, url, body=None, auth=None, timeout=5):
@@ -58,20 +61,22 @@ def ready():
     wait_for("the WhatsApp simulator", lambda: http("GET", f"{WHATSAPP}/_sim/stats")[0] == 200)
 
 
-def step(title, sender, text, expect_result=False):
+def step(title, sender, text, expect_result=False, number=FIRST_NUMBER):
     print(f"\n{title}", flush=True)
     inbox_before = len(http("GET", f"{OTOMAX}/_sim/inbox")[1])
     sent_before = len(http("GET", f"{WHATSAPP}/_sim/outbox")[1])
     outbox_before = len(http("GET", f"{OTOMAX}/_sim/outbox")[1])
-    show("→", f"WhatsApp {sender}", text)
-    status, answer = http("POST", f"{WHATSAPP}/_sim/incoming", {"from": sender, "text": text})
+    show("→", f"WhatsApp {sender}", f"{text}   (to {number.split('@')[0]})")
+    status, answer = http("POST", f"{WHATSAPP}/_sim/incoming", {"from": sender, "text": text, "device": number})
     if status != 200 or answer.get("webhook_status") != 200:
         sys.exit(f"error: the webhook was refused: {answer}")
     show("→", "ingress", f"webhook accepted, queued on NATS (message {answer['id']})")
     row = wait_for("InsertInbox", lambda: http("GET", f"{OTOMAX}/_sim/inbox?since={inbox_before}")[1])[0]
-    show("→", "OtomaX InsertInbox", f"kode_inbox {row['kode_inbox']}, status {row['status']}")
+    show("→", "OtomaX InsertInbox", f"kode_inbox {row['kode_inbox']}, status {row['status']}, terminal {row['body']['kode_terminal']}")
     reply = wait_for("the auto-reply", lambda: http("GET", f"{WHATSAPP}/_sim/outbox?since={sent_before}")[1])[0]
-    show("←", f"auto-reply to {reply['body']['phone']}", reply["body"]["message"])
+    show("←", f"auto-reply to {reply['body']['phone']}", f"{reply['body']['message']}   (from {reply['device_id'].split('@')[0]})")
+    if reply["device_id"] != number:
+        sys.exit(f"error: the auto-reply went out through {reply['device_id']}, not {number}")
     if expect_result:
         out = wait_for("the outbox row", lambda: [r for r in http("GET", f"{OTOMAX}/_sim/outbox?since={outbox_before}")[1] if r["state"] == "delivered"])[0]
         show("←", "OtomaX outbox callback", f"kode {out['row']['kode']}: {out['row']['pesan'][:60]}")
@@ -91,6 +96,7 @@ def main():
     step("1. A reseller buys 5k credit for 08123456789", RESELLER, "S5.08123456789.1234", expect_result=True)
     step("2. Someone who is not a reseller tries the same", STRANGER, "S5.08123456789.1234")
     step("3. A reseller types something OtomaX does not understand", RESELLER, "halo kak, isi pulsa dong")
+    step("4. A reseller writes to the business's second number (terminal 2)", RESELLER, "S.1234", number=SECOND_NUMBER)
     print("\nconversation done: every message went WhatsApp → NATS → OtomaX → NATS → WhatsApp.", flush=True)
 
 

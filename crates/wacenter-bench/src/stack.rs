@@ -395,6 +395,7 @@ impl Sims {
             webhook_url: None,
             webhook_secret: WEBHOOK_SECRET.into(),
             device_id: DEVICE.into(),
+            other_devices: Vec::new(),
             basic_auth: None,
             echo_sent: false,
         });

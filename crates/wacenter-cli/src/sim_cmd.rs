@@ -55,9 +55,17 @@ pub enum SimCommand {
         /// Where to post webhooks (wacenter-ingress's /webhook/gowa).
         #[arg(long, default_value = "http://127.0.0.1:3001/webhook/gowa")]
         webhook_url: String,
-        /// Our number's device JID, sent as device_id.
-        #[arg(long, default_value = "628987654321@s.whatsapp.net")]
-        device_id: String,
+        /// A linked number's device JID (repeatable: GOWA v8+ serves several, and then every send
+        /// must name its device in X-Device-Id). The first receives /_sim/incoming messages that
+        /// name no device.
+        #[arg(
+            long = "device",
+            visible_alias = "device-id",
+            value_name = "JID",
+            default_value = "628987654321@s.whatsapp.net",
+            action = clap::ArgAction::Append
+        )]
+        devices: Vec<String>,
         /// Echo every sent message back as a from_me webhook, like a real gateway.
         #[arg(long)]
         echo_sent: bool,
@@ -144,7 +152,7 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
             port,
             bind,
             webhook_url,
-            device_id,
+            devices,
             echo_sent,
             common,
         } => {
@@ -166,10 +174,12 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
             wacenter_telemetry::init_logging(&settings);
+            let mut devices = devices.into_iter();
             let sim = WhatsappSim::new(WhatsappSimConfig {
                 webhook_url: Some(webhook_url.clone()),
                 webhook_secret: settings.wa_webhook_secret.expose().to_string(),
-                device_id,
+                device_id: devices.next().unwrap_or_default(),
+                other_devices: devices.collect(),
                 basic_auth: settings
                     .gowa_basic_auth()?
                     .map(|c| (c.user, c.password.expose().to_string())),

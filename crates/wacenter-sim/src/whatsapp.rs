@@ -35,6 +35,9 @@ pub struct WhatsappSimConfig {
     pub webhook_secret: String,
     /// Our number's device JID, sent as `device_id`.
     pub device_id: String,
+    /// More numbers linked to the same gateway (GOWA v8+ multi-device). With more than one,
+    /// `/send/message` must name its device in `X-Device-Id`, as GOWA requires.
+    pub other_devices: Vec<String>,
     /// `user:pass` required on `/send/message` when set.
     pub basic_auth: Option<(String, String)>,
     /// Echo every sent message back as a `from_me` webhook.
@@ -296,6 +299,27 @@ async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: 
             "VALIDATION_ERROR",
             "message: cannot be blank.",
         );
+    }
+    let config = &sim.shared.config;
+    if !config.other_devices.is_empty() {
+        let named = headers
+            .get("x-device-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if named.is_empty() {
+            return gowa_error(
+                StatusCode::BAD_REQUEST,
+                "DEVICE_ID_REQUIRED",
+                "several devices are linked: name one in the X-Device-Id header",
+            );
+        }
+        if named != config.device_id && !config.other_devices.iter().any(|d| d == named) {
+            return gowa_error(
+                StatusCode::NOT_FOUND,
+                "DEVICE_NOT_FOUND",
+                format!("no linked device {named:?}"),
+            );
+        }
     }
     let id = sim.new_message_id();
     let device_id = headers

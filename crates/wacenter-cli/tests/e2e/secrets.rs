@@ -40,6 +40,7 @@ async fn no_secret_in_any_log_line_at_debug() {
         )),
         webhook_secret: HOOK.into(),
         device_id: DEVICE.into(),
+        other_devices: Vec::new(),
         basic_auth: Some(("gowa".into(), GOWA_PASS.into())),
         echo_sent: false,
     });

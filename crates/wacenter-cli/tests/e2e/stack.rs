@@ -176,6 +176,7 @@ impl Stack {
             webhook_url: Some(format!("{ingress_url}/webhook/gowa")),
             webhook_secret: WEBHOOK_SECRET.into(),
             device_id: DEVICE.into(),
+            other_devices: Vec::new(),
             basic_auth: None,
             echo_sent,
         });

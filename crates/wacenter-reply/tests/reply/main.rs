@@ -56,6 +56,7 @@ async fn world() -> World {
         webhook_url: None,
         webhook_secret: "unused".into(),
         device_id: DEVICE.into(),
+        other_devices: Vec::new(),
         basic_auth: None,
         echo_sent: false,
     });

@@ -450,3 +450,47 @@ async fn client_retries_through_a_short_outage() {
     // Down at 0 s and at the 1 s retry; back for the retry at 3 s.
     assert_eq!(r.attempts, 3);
 }
+
+mod whatsapp_devices {
+    use serde_json::json;
+    use wacenter_sim::inspect::SimClient;
+    use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+
+    const FIRST: &str = "628111000001@s.whatsapp.net";
+    const SECOND: &str = "628111000002@s.whatsapp.net";
+
+    /// With several linked numbers, a send must name its device, as GOWA v8+ requires.
+    #[tokio::test]
+    async fn several_devices_need_x_device_id() {
+        let sim = WhatsappSim::new(WhatsappSimConfig {
+            device_id: FIRST.into(),
+            other_devices: vec![SECOND.into()],
+            ..Default::default()
+        });
+        let base = format!("http://{}", sim.spawn(0).await.unwrap());
+        let http = reqwest::Client::new();
+        let send = |device: Option<&str>| {
+            let mut r = http
+                .post(format!("{base}/send/message"))
+                .json(&json!({"phone": "628123456789@s.whatsapp.net", "message": "hi"}));
+            if let Some(d) = device {
+                r = r.header("X-Device-Id", d);
+            }
+            r.send()
+        };
+        let r = send(None).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("DEVICE_ID_REQUIRED"));
+        let r = send(Some("628999@s.whatsapp.net")).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(r.text().await.unwrap().contains("DEVICE_NOT_FOUND"));
+        let r = send(Some(SECOND)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let sent = SimClient::new(&base, http.clone())
+            .list("outbox")
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1, "refused sends are not recorded");
+        assert_eq!(sent[0]["device_id"], json!(SECOND));
+    }
+}
