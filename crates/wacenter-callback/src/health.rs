@@ -6,6 +6,7 @@
 //! Also the OpenAPI descriptions of the ops endpoints (`/healthz`, `/readyz`, `/metrics`), which
 //! `wacenter-service` serves for every service.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use wacenter_otomax::{OtomaxClient, OtomaxError};
 use wacenter_proto::names;
 
 use crate::envelope::ApiError;
-use crate::Callback;
+use crate::{Callback, RestOtomax};
 
 /// How long an OtomaX probe result is reused.
 pub const PROBE_CACHE: Duration = Duration::from_secs(5);
@@ -68,7 +69,11 @@ pub struct HealthReport {
     pub status: HealthStatus,
     /// What is wrong, one line each; empty when healthy.
     pub problems: Vec<String>,
+    /// The OtomaX server the REST API talks to by default (`default`, else the routing
+    /// table's first).
     pub otomax: OtomaxHealth,
+    /// Every OtomaX server of the routing table, by name (the one above included).
+    pub servers: BTreeMap<String, OtomaxHealth>,
     pub nats: NatsHealth,
     pub consumer_lag: ConsumerLag,
     /// Messages in the dead-letter stream (`wacenter dlq list`); null when it could not be read.
@@ -130,15 +135,36 @@ pub struct ConsumerLag {
     )
 )]
 pub async fn health(State(app): State<Callback>) -> Response {
-    let (otomax, (nats, consumer_lag, dead_letters)) =
-        tokio::join!(otomax_health(&app), nats_health(&app));
+    let app = &app;
+    let probes = app.inner.rest.iter().map(|server| async move {
+        let health = otomax_health(app, server).await;
+        (server.server.name.to_string(), health)
+    });
+    let (servers, (nats, consumer_lag, dead_letters)) =
+        tokio::join!(futures::future::join_all(probes), nats_health(app));
+    let servers: BTreeMap<String, OtomaxHealth> = servers.into_iter().collect();
     let mut problems = Vec::new();
-    if otomax.reachable == Some(false) {
-        problems.push(format!(
-            "OtomaX unreachable: {}",
-            otomax.error.as_deref().unwrap_or("no answer")
-        ));
+    for (name, health) in &servers {
+        if health.reachable == Some(false) {
+            let which = if servers.len() == 1 {
+                String::new()
+            } else {
+                format!(" {name}")
+            };
+            problems.push(format!(
+                "OtomaX{which} unreachable: {}",
+                health.error.as_deref().unwrap_or("no answer")
+            ));
+        }
     }
+    let otomax = app
+        .inner
+        .rest
+        .iter()
+        .find(|r| r.server.name.as_str() == wacenter_config::DEFAULT_SERVER)
+        .or_else(|| app.inner.rest.first())
+        .and_then(|r| servers.get(r.server.name.as_str()).cloned())
+        .unwrap_or_else(OtomaxHealth::disabled);
     if let Some(e) = &nats.error {
         problems.push(e.clone());
     }
@@ -156,6 +182,7 @@ pub async fn health(State(app): State<Callback>) -> Response {
         },
         problems,
         otomax,
+        servers,
         nats,
         consumer_lag,
         dead_letters,
@@ -179,16 +206,10 @@ pub async fn health(State(app): State<Callback>) -> Response {
         .into_response()
 }
 
-async fn otomax_health(app: &Callback) -> OtomaxHealth {
-    let me = &app.inner;
-    // The server the REST API talks to by default.
-    let default = me
-        .rest
-        .iter()
-        .find(|r| r.server.name.as_str() == wacenter_config::DEFAULT_SERVER)
-        .or_else(|| me.rest.first());
-    let Some(client) = default.map(|o| &o.client) else {
-        return OtomaxHealth {
+impl OtomaxHealth {
+    /// OtomaX is off (`OTOMAX_ENABLED=false`): nothing to report, and it does not count.
+    fn disabled() -> Self {
+        Self {
             enabled: false,
             reachable: None,
             latency_ms: None,
@@ -198,11 +219,15 @@ async fn otomax_health(app: &Callback) -> OtomaxHealth {
             last_success_at: None,
             last_error_at: None,
             last_error: None,
-        };
-    };
+        }
+    }
+}
+
+async fn otomax_health(app: &Callback, server: &RestOtomax) -> OtomaxHealth {
+    let client = &server.client;
     // The lock is held while probing, so simultaneous health checks share one Test call.
     let (checked_at, result, cached) = {
-        let mut last = me.probe.last.lock().await;
+        let mut last = server.probe.last.lock().await;
         match &*last {
             Some((at, when, r)) if at.elapsed() < PROBE_CACHE => (*when, r.clone(), true),
             _ => {

@@ -39,6 +39,8 @@ pub struct Callback {
 pub(crate) struct RestOtomax {
     pub client: OtomaxClient,
     pub server: OtomaxServer,
+    /// Its last reachability probe, for `/otomax/health`.
+    pub probe: health::ProbeCache,
 }
 
 pub(crate) struct Inner {
@@ -47,7 +49,6 @@ pub(crate) struct Inner {
     /// empty when OtomaX is off.
     pub rest: Vec<RestOtomax>,
     pub config: CallbackConfig,
-    pub probe: health::ProbeCache,
     /// Secrets that could appear inside error texts from other crates (the password of
     /// OTOMAX_API_URL), replaced before those texts are shown.
     pub hidden: Vec<String>,
@@ -68,6 +69,7 @@ impl Callback {
                 RestOtomax {
                     client: OtomaxClient::new(client),
                     server: server.clone(),
+                    probe: health::ProbeCache::default(),
                 }
             })
             .collect();
@@ -83,7 +85,6 @@ impl Callback {
                 bus,
                 rest,
                 config: config.clone(),
-                probe: health::ProbeCache::default(),
                 hidden,
             }),
         }

@@ -288,5 +288,14 @@ async fn two_servers_each_with_its_own_credentials_callbacks_and_reports() {
     let text = unknown.text().await.unwrap();
     assert!(text.contains("default, makmur"), "{text}");
     assert!(!text.contains(MAKMUR_SECRET), "{text}");
+
+    // Health reports each server.
+    let health = stack
+        .get_json(&format!("{}/otomax/health", stack.callback_url))
+        .await;
+    let servers = &health["results"]["servers"];
+    assert_eq!(servers["default"]["reachable"], json!(true), "{health}");
+    assert_eq!(servers["makmur"]["reachable"], json!(true), "{health}");
+    assert_eq!(health["code"], json!("SUCCESS"), "{health}");
     stack.stop().await;
 }
