@@ -190,9 +190,11 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let valid = presented
-        .as_deref()
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(secret.expose().as_bytes())));
+    // An empty secret is never a secret (the configuration refuses one; this is the last guard).
+    let valid = !secret.is_empty()
+        && presented
+            .as_deref()
+            .is_some_and(|p| bool::from(p.as_bytes().ct_eq(secret.expose().as_bytes())));
     if !valid {
         warn!("callback refused: wrong or missing secret");
         return Err(ApiError::unauthorized(

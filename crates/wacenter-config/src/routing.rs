@@ -525,6 +525,22 @@ send_rate = 2
         }
     }
 
+    /// With OtomaX off the table's secrets are not served: `/otomax/callback` still needs its own.
+    #[test]
+    fn with_otomax_off_the_callback_still_needs_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wacenter.toml");
+        std::fs::write(&file, format!("otomax_enabled = false\n{JAYA}")).unwrap();
+        let settings = with_env(&[], || {
+            load_unvalidated(&SettingsArgs::default(), Some(&file))
+        })
+        .unwrap();
+        let e = crate::CallbackConfig::from_settings(&settings).unwrap_err();
+        assert_eq!(e.setting, "OTOMAX_CALLBACK_SECRET", "{e}");
+        let with_tables = table(JAYA).map(drop);
+        assert!(with_tables.is_ok(), "{with_tables:?}");
+    }
+
     #[test]
     fn unknown_keys_and_bad_urls_stop_start_up() {
         let e = table(&JAYA.replace(

@@ -361,17 +361,19 @@ pub struct CallbackConfig {
 impl CallbackConfig {
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
         common(s)?;
-        if s.otomax.is_empty() {
+        let routing = s
+            .otomax_enabled
+            .then(|| RoutingTable::from_settings(s))
+            .transpose()?;
+        // The servers of a routing table bring their own secrets; otherwise `/otomax/callback`
+        // takes this one.
+        if routing.is_none() || s.otomax.is_empty() {
             require(
                 "OTOMAX_CALLBACK_SECRET",
                 s.otomax_callback_secret.expose(),
                 "required: OtomaX must present it on /otomax/callback (set a long random value)",
             )?;
         }
-        let routing = s
-            .otomax_enabled
-            .then(|| RoutingTable::from_settings(s))
-            .transpose()?;
         let callback_secrets = match &routing {
             Some(table) => table
                 .servers()
