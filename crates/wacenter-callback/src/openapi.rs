@@ -140,6 +140,27 @@ impl IntoResponses for AdminAuth {
     }
 }
 
+/// The failures of an outbox callback, on either of its URLs.
+pub struct CallbackFailures;
+
+impl IntoResponses for CallbackFailures {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        BTreeMap::from([
+            (
+                "400".to_string(),
+                error_response("Not an outbox row: malformed JSON, not an object, no recipient, recipient not a phone number"),
+            ),
+            ("401".to_string(), error_response("Wrong or missing callback secret")),
+            ("403".to_string(), error_response("Caller not in OTOMAX_CALLBACK_ALLOW_IPS")),
+            (
+                "413".to_string(),
+                error_response("Body over 1 MiB, or the message too large for the bus"),
+            ),
+            ("503".to_string(), error_response("NATS unreachable; OtomaX should retry")),
+        ])
+    }
+}
+
 /// 400 and 413 of every route that reads a JSON body.
 pub struct BadBody;
 

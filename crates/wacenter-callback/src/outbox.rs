@@ -23,7 +23,7 @@ use wacenter_otomax::lenient::{value_as_i64, value_as_string};
 use wacenter_proto::{names, OutboundId, OutboundKind, OutboundMessage, Provider, PAYLOAD_VERSION};
 
 use crate::envelope::{object, success, ApiError, ErrorCode, ErrorEnvelope, SuccessEnvelope};
-use crate::openapi::int_or_string;
+use crate::openapi::{int_or_string, CallbackFailures};
 use crate::{Callback, BODY_LIMIT};
 
 /// Room kept for the NATS headers (`Nats-Msg-Id`, trace context) next to the payload when
@@ -77,11 +77,7 @@ fn outbox_kode_inbox() -> utoipa::openapi::schema::Schema {
     ),
     responses(
         (status = 200, description = "Queued (or already queued, or skipped)", body = SuccessEnvelope),
-        (status = 400, description = "Not an outbox row: malformed JSON, not an object, no recipient, recipient not a phone number", body = ErrorEnvelope),
-        (status = 401, description = "Wrong or missing callback secret", body = ErrorEnvelope),
-        (status = 403, description = "Caller not in OTOMAX_CALLBACK_ALLOW_IPS", body = ErrorEnvelope),
-        (status = 413, description = "Body over 1 MiB, or the message too large for the bus", body = ErrorEnvelope),
-        (status = 503, description = "NATS unreachable; OtomaX should retry", body = ErrorEnvelope),
+        CallbackFailures,
     ),
     security(("callback_secret_query" = []), ("callback_secret_header" = []))
 )]
@@ -110,12 +106,8 @@ pub async fn callback(State(app): State<Callback>, request: Request) -> Result<R
     ),
     responses(
         (status = 200, description = "Queued (or already queued, or skipped)", body = SuccessEnvelope),
-        (status = 400, description = "Not an outbox row: malformed JSON, not an object, no recipient, recipient not a phone number", body = ErrorEnvelope),
-        (status = 401, description = "Wrong or missing callback secret", body = ErrorEnvelope),
-        (status = 403, description = "Caller not in OTOMAX_CALLBACK_ALLOW_IPS", body = ErrorEnvelope),
         (status = 404, description = "No OtomaX server of that name in the routing table (the names it has are listed)", body = ErrorEnvelope),
-        (status = 413, description = "Body over 1 MiB, or the message too large for the bus", body = ErrorEnvelope),
-        (status = 503, description = "NATS unreachable; OtomaX should retry", body = ErrorEnvelope),
+        CallbackFailures,
     ),
     security(("callback_secret_query" = []), ("callback_secret_header" = []))
 )]

@@ -21,7 +21,6 @@
 //!
 //! A mistake stops start-up with one line naming the table, its line in the file and the problem.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -135,7 +134,8 @@ impl RoutingTable {
     /// The table of `settings`: its `[[otomax]]` and `[[account]]` tables, or the seed's
     /// settings as the one server `default` when there are no `[[otomax]]` tables.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        let lines = TableLines::of(settings.config_file.as_deref());
+        // Naming a table's line reads the file again: only when there is a mistake to report.
+        let file = settings.config_file.as_deref();
         let servers = if settings.otomax.is_empty() {
             vec![OtomaxServer {
                 name: ServerName(DEFAULT_SERVER.into()),
@@ -146,13 +146,13 @@ impl RoutingTable {
         } else {
             let mut servers: Vec<OtomaxServer> = Vec::new();
             for (i, table) in settings.otomax.iter().enumerate() {
-                let at = lines.place("otomax", i);
-                let server = server_of(settings, table).map_err(|m| table_error(&at, m))?;
+                let mistake = |m| table_error(file, "otomax", i, m);
+                let server = server_of(settings, table).map_err(mistake)?;
                 if servers.iter().any(|s| s.name == server.name) {
-                    return Err(table_error(
-                        &at,
-                        format!("a second server named {:?}", server.name.as_str()),
-                    ));
+                    return Err(mistake(format!(
+                        "a second server named {:?}",
+                        server.name.as_str()
+                    )));
                 }
                 servers.push(server);
             }
@@ -160,30 +160,24 @@ impl RoutingTable {
         };
         let mut accounts: Vec<Account> = Vec::new();
         for (i, table) in settings.account.iter().enumerate() {
-            let at = lines.place("account", i);
-            let account = account_of(table, &servers).map_err(|m| table_error(&at, m))?;
+            let mistake = |m| table_error(file, "account", i, m);
+            let account = account_of(table, &servers).map_err(mistake)?;
             if accounts
                 .iter()
                 .any(|a| a.id == account.id && a.provider == account.provider)
             {
-                return Err(table_error(
-                    &at,
-                    format!("account {:?} is listed twice", account.id),
-                ));
+                return Err(mistake(format!("account {:?} is listed twice", account.id)));
             }
             if let Some(other) = accounts
                 .iter()
                 .find(|a| a.server == account.server && a.kode_terminal == account.kode_terminal)
             {
-                return Err(table_error(
-                    &at,
-                    format!(
-                        "terminal {} of server {:?} is already account {:?}'s: outbox rows of a terminal must go out through one number",
-                        account.kode_terminal,
-                        account.server.as_str(),
-                        other.id
-                    ),
-                ));
+                return Err(mistake(format!(
+                    "terminal {} of server {:?} is already account {:?}'s: outbox rows of a terminal must go out through one number",
+                    account.kode_terminal,
+                    account.server.as_str(),
+                    other.id
+                )));
             }
             accounts.push(account);
         }
@@ -304,36 +298,24 @@ fn account_of(table: &AccountTable, servers: &[OtomaxServer]) -> Result<Account,
     })
 }
 
-fn table_error(at: &str, message: String) -> ConfigError {
+/// A mistake in the `index`-th `[[kind]]` table, named with its line in the config file:
+/// `[[account]] #2 (line 14)`.
+fn table_error(file: Option<&Path>, kind: &str, index: usize, message: String) -> ConfigError {
+    let header = format!("[[{kind}]]");
+    let line = file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|text| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim().starts_with(&header))
+                .nth(index)
+                .map(|(n, _)| n + 1)
+        });
+    let at = match line {
+        Some(line) => format!("{header} #{} (line {line})", index + 1),
+        None => format!("{header} #{}", index + 1),
+    };
     ConfigError::new(at, message)
-}
-
-/// Where each `[[otomax]]` and `[[account]]` table starts in the config file, to name it.
-struct TableLines(BTreeMap<&'static str, Vec<usize>>);
-
-impl TableLines {
-    fn of(file: Option<&Path>) -> Self {
-        let text = file
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .unwrap_or_default();
-        let mut lines = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
-            for kind in ["otomax", "account"] {
-                if line.trim().starts_with(&format!("[[{kind}]]")) {
-                    lines.entry(kind).or_insert_with(Vec::new).push(n + 1);
-                }
-            }
-        }
-        Self(lines)
-    }
-
-    /// `[[account]] #2 (line 14)`.
-    fn place(&self, kind: &'static str, index: usize) -> String {
-        match self.0.get(kind).and_then(|l| l.get(index)) {
-            Some(line) => format!("[[{kind}]] #{} (line {line})", index + 1),
-            None => format!("[[{kind}]] #{}", index + 1),
-        }
-    }
 }
 
 #[cfg(test)]
