@@ -36,6 +36,7 @@ pub async fn run(
     time_cap: Duration,
 ) -> anyhow::Result<BaselineResult> {
     let otomax = OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: url::Url::parse(otomax_url)?,
         app_id: APP_ID.into(),
         app_key: APP_KEY.into(),

@@ -276,12 +276,14 @@ impl Bus {
         }
     }
 
-    /// The durable pull consumer `name` on `stream_name`, created or updated to the current
-    /// configuration. Every replica of a service binds the same one and they share its work.
+    /// The durable pull consumer `name` on `stream_name` taking the subjects `filters`, created
+    /// or updated to the current configuration. Every replica of a service binds the same one
+    /// and they share its work.
     pub async fn durable_consumer(
         &self,
         stream_name: &str,
         name: &str,
+        filters: &[String],
         max_ack_pending: i64,
     ) -> Result<consumer::PullConsumer, BusError> {
         let stream = self
@@ -298,6 +300,16 @@ impl Bus {
                 // Unlimited: the worker dead-letters after `max_attempts` (see Topology).
                 max_deliver: -1,
                 max_ack_pending,
+                // One filter is written as `filter_subject`, which every nats-server and tool
+                // reads; several need nats-server 2.10.
+                filter_subject: match filters {
+                    [one] => one.clone(),
+                    _ => String::new(),
+                },
+                filter_subjects: match filters {
+                    [_] => Vec::new(),
+                    many => many.to_vec(),
+                },
                 ..Default::default()
             })
             .await
@@ -310,12 +322,13 @@ impl Bus {
         &self,
         stream_name: &str,
         name: &str,
+        filters: &[String],
         max_ack_pending: i64,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Option<consumer::PullConsumer> {
         loop {
             match self
-                .durable_consumer(stream_name, name, max_ack_pending)
+                .durable_consumer(stream_name, name, filters, max_ack_pending)
                 .await
             {
                 Ok(c) => return Some(c),
@@ -338,18 +351,20 @@ impl Bus {
             .map_err(|e| BusError::Setup(format!("bucket {name}: {e}")))
     }
 
-    /// Publishes an inbound WhatsApp message as ingress does: to `wa.inbound.<provider>`, with
-    /// its dedupe id as `Nats-Msg-Id` (a provider re-sending it is kept once) and its WhatsApp
-    /// id in `Wa-Message-Id`.
+    /// Publishes an inbound WhatsApp message as ingress does: to `wa.inbound.<provider>` in the
+    /// lane of `server` (the OtomaX server its account belongs to), with its dedupe id as
+    /// `Nats-Msg-Id` (a provider re-sending it is kept once) and its WhatsApp id in
+    /// `Wa-Message-Id`.
     pub async fn publish_inbound(
         &self,
         msg: &wacenter_proto::InboundMessage,
+        server: &str,
     ) -> Result<PublishOutcome, BusError> {
         let payload = serde_json::to_vec(msg).expect("inbound messages serialize");
         let mut headers = HeaderMap::new();
         headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
         self.publish(
-            &names::inbound_subject(msg.provider),
+            &names::inbound_subject(msg.provider, server),
             msg.dedupe_id().as_str(),
             headers,
             payload.into(),

@@ -85,8 +85,10 @@ pub enum ReplayOutcome {
 }
 
 /// Parses a kept webhook body again: what ingress does, given to [`replay`] by the caller so
-/// that this crate need not know the providers' payloads.
-pub type Reparse<'a> = &'a (dyn Fn(Provider, &[u8]) -> Result<Vec<InboundMessage>, String> + Sync);
+/// that this crate need not know the providers' payloads nor the routing table. Each message
+/// comes with the lane (OtomaX server) it is published in.
+pub type Reparse<'a> =
+    &'a (dyn Fn(Provider, &[u8]) -> Result<Vec<(InboundMessage, String)>, String> + Sync);
 
 impl ReplayOutcome {
     /// What the operator reads about a letter that was not replayed.
@@ -229,8 +231,8 @@ async fn replay_webhook(
             return Ok(ReplayOutcome::StillUnreadable);
         }
     };
-    for msg in &messages {
-        bus.publish_inbound(msg).await?;
+    for (msg, lane) in &messages {
+        bus.publish_inbound(msg, lane).await?;
     }
     Ok(ReplayOutcome::Replayed)
 }

@@ -117,9 +117,13 @@ impl Disposition {
 pub struct WorkerConfig {
     /// For logs and metrics: `forwarder`, `reply`.
     pub name: &'static str,
-    /// The stream consumed, and the durable consumer every replica of the role binds.
+    /// The OtomaX server whose lane this worker consumes (the `otomax` label of its metrics).
+    pub lane: String,
+    /// The stream consumed, the durable consumer every replica of the role binds for this
+    /// lane, and the subjects it takes.
     pub stream: &'static str,
-    pub consumer: &'static str,
+    pub consumer: String,
+    pub filters: Vec<String>,
     pub concurrency: usize,
     /// Where dead letters go.
     pub dead_letter_subject: &'static str,
@@ -200,16 +204,24 @@ pub async fn run<J, H, Fut>(
     let max_ack_pending = i64::try_from(config.concurrency * 4).unwrap_or(i64::MAX);
     let waits = Waits::default();
     let Some(consumer) = bus
-        .bind_consumer(config.stream, config.consumer, max_ack_pending, &shutdown)
+        .bind_consumer(
+            config.stream,
+            &config.consumer,
+            &config.filters,
+            max_ack_pending,
+            &shutdown,
+        )
         .await
     else {
         return;
     };
     info!(
         worker = config.name,
+        otomax = %config.lane,
         concurrency = config.concurrency,
-        "consuming {} as {}",
+        "consuming {} ({}) as {}",
         config.stream,
+        config.filters.join(", "),
         config.consumer
     );
     let handler = Arc::new(handler);
@@ -279,6 +291,24 @@ pub async fn run<J, H, Fut>(
     );
 }
 
+/// [`run`] for each of `lanes` at once (each its own consumer and concurrency), with one
+/// handler; returns when all have stopped.
+pub async fn run_lanes<J, H, Fut>(
+    bus: Bus,
+    lanes: Vec<WorkerConfig>,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+) where
+    J: Job,
+    H: Fn(Delivery, J) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Disposition> + Send + 'static,
+{
+    let workers = lanes
+        .into_iter()
+        .map(|config| run(bus.clone(), config, handler.clone(), shutdown.clone()));
+    futures::future::join_all(workers).await;
+}
+
 /// How often each message waited on this replica (stream sequence → waits, last seen), so
 /// waits do not count as attempts. Another replica's waits are not known here: they count, and
 /// such a message may be dead-lettered sooner, never later.
@@ -337,7 +367,7 @@ async fn handle<J, H, Fut>(
     let last_attempt = delivery.is_last_attempt();
     let attempt = delivery.attempt;
     // The handler runs in a span continuing the publisher's trace.
-    let span = tracing::info_span!("consume", worker = config.name, subject = %delivery.subject, seq = stream_sequence, delivered);
+    let span = tracing::info_span!("consume", worker = config.name, lane = %config.lane, subject = %delivery.subject, seq = stream_sequence, delivered);
     let incoming = delivery
         .header(wacenter_proto::names::HEADER_TRACEPARENT)
         .map(str::to_owned);
@@ -349,7 +379,7 @@ async fn handle<J, H, Fut>(
     let disposition = match job {
         Err(invalid) => Ok(invalid),
         Ok(job) => {
-            metrics::gauge!("wacenter_in_flight", "worker" => config.name).increment(1.0);
+            metrics::gauge!("wacenter_in_flight", "worker" => config.name, "otomax" => config.lane.clone()).increment(1.0);
             // A panic is caught here, not left to kill the task: the message would come back
             // into the same panic until the stream forgot it.
             let work = std::panic::AssertUnwindSafe(wacenter_trace::in_trace(
@@ -373,7 +403,7 @@ async fn handle<J, H, Fut>(
                     }
                 }
             };
-            metrics::gauge!("wacenter_in_flight", "worker" => config.name).decrement(1.0);
+            metrics::gauge!("wacenter_in_flight", "worker" => config.name, "otomax" => config.lane.clone()).decrement(1.0);
             disposition
         }
     };
@@ -391,7 +421,7 @@ async fn handle<J, H, Fut>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
             error!(worker = config.name, seq = stream_sequence, panic = %what, "handler panicked; dead-lettering the message");
-            metrics::counter!("wacenter_handler_panics_total", "worker" => config.name)
+            metrics::counter!("wacenter_handler_panics_total", "worker" => config.name, "otomax" => config.lane.clone())
                 .increment(1);
             Disposition::DeadLetter {
                 id,
@@ -429,7 +459,7 @@ async fn handle<J, H, Fut>(
             let write = tracing::Instrument::instrument(write, span.clone());
             match wacenter_trace::carry_on(incoming, write).await {
                 Ok(()) => {
-                    metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "reason" => reason.as_str()).increment(1);
+                    metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "otomax" => config.lane.clone(), "reason" => reason.as_str()).increment(1);
                     msg.ack_with(AckKind::Term).await
                 }
                 Err(e) => {

@@ -112,12 +112,39 @@ pub struct NatsHealth {
     pub error: Option<String>,
 }
 
-/// Messages not yet acknowledged by each durable consumer; null when unknown (NATS down, or the
-/// consumer not created yet because its service never started).
+/// Messages not yet acknowledged by the durable consumers of each role, over every server's lane;
+/// null when unknown (NATS down, or no consumer created yet because its service never started).
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct ConsumerLag {
     pub forwarder: Option<u64>,
     pub reply: Option<u64>,
+    /// The same per OtomaX server (each has its own consumers: `forwarder`/`reply` for
+    /// `default`, `forwarder-<name>`/`reply-<name>` for the others).
+    pub servers: BTreeMap<String, LaneLag>,
+}
+
+/// Messages not yet acknowledged in one server's lane.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct LaneLag {
+    pub forwarder: Option<u64>,
+    pub reply: Option<u64>,
+}
+
+impl ConsumerLag {
+    fn of(servers: BTreeMap<String, LaneLag>) -> Self {
+        // A total over the lanes that answered; unknown when none did.
+        let total = |role: fn(&LaneLag) -> Option<u64>| {
+            servers
+                .values()
+                .filter_map(role)
+                .fold(None, |sum: Option<u64>, lag| Some(sum.unwrap_or(0) + lag))
+        };
+        Self {
+            forwarder: total(|l| l.forwarder),
+            reply: total(|l| l.reply),
+            servers,
+        }
+    }
 }
 
 #[utoipa::path(
@@ -277,12 +304,24 @@ async fn nats_health(app: &Callback) -> (NatsHealth, ConsumerLag, Option<u64>) {
     if !connected {
         return (nats, ConsumerLag::default(), None);
     }
-    let (forwarder, reply, dead_letters) = tokio::join!(
-        bounded(bus.consumer_lag(names::INBOUND_STREAM, names::FORWARDER_CONSUMER)),
-        bounded(bus.consumer_lag(names::OUTBOUND_STREAM, names::REPLY_CONSUMER)),
+    let lanes = app.inner.config.lanes.names().map(|lane| async move {
+        let forwarder = names::forwarder_lane(lane).0;
+        let reply = names::reply_lane(lane).0;
+        let (forwarder, reply) = tokio::join!(
+            bounded(bus.consumer_lag(names::INBOUND_STREAM, &forwarder)),
+            bounded(bus.consumer_lag(names::OUTBOUND_STREAM, &reply)),
+        );
+        (lane.to_string(), LaneLag { forwarder, reply })
+    });
+    let (lanes, dead_letters) = tokio::join!(
+        futures::future::join_all(lanes),
         bounded(bus.stream_messages(names::DEADLETTER_STREAM)),
     );
-    (nats, ConsumerLag { forwarder, reply }, dead_letters)
+    (
+        nats,
+        ConsumerLag::of(lanes.into_iter().collect()),
+        dead_letters,
+    )
 }
 
 async fn bounded<T, E>(query: impl Future<Output = Result<T, E>>) -> Option<T> {

@@ -62,7 +62,7 @@ impl Callback {
             .iter()
             .flat_map(|table| table.servers())
             .map(|server| {
-                let mut client = ClientConfig::new(&server.otomax);
+                let mut client = ClientConfig::for_server(server.name.as_str(), &server.otomax);
                 client.policy.max_retries = client.policy.max_retries.min(1);
                 client.policy.attempt_timeout =
                     client.policy.attempt_timeout.min(Duration::from_secs(15));
@@ -170,6 +170,7 @@ pub async fn run(
         info!("admin routes locked: APP_BASIC_AUTH is not set");
     }
     let nats = config.nats.clone();
+    wacenter_service::register_servers("callback", &config.lanes);
     wacenter_service::serve_http("callback", &nats, listener, shutdown, |bus| {
         Ok(Callback::new(&config, bus).router())
     })

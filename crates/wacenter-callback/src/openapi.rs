@@ -16,8 +16,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use crate::envelope::{ErrorCode, ErrorEnvelope, SuccessCode, SuccessEnvelope};
 use crate::health::{
-    ConsumerLag, HealthCode, HealthEnvelope, HealthReport, HealthStatus, NatsHealth, OpsStatus,
-    OtomaxHealth,
+    ConsumerLag, HealthCode, HealthEnvelope, HealthReport, HealthStatus, LaneLag, NatsHealth,
+    OpsStatus, OtomaxHealth,
 };
 use crate::outbox::OutboxRow;
 use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
@@ -67,6 +67,7 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
         OtomaxHealth,
         NatsHealth,
         ConsumerLag,
+        LaneLag,
         OpsStatus,
     )),
     modifiers(&SecuritySchemes),

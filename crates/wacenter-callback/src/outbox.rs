@@ -132,7 +132,13 @@ async fn received(app: &Callback, server: &str, request: Request) -> Result<Resp
         Ok((label, _)) => *label,
         Err(e) => e.code.as_str(),
     };
-    metrics::counter!("wacenter_callback_received_total", "outcome" => label).increment(1);
+    // Bounded: a name the table does not know is counted as `unknown`.
+    let server = match app.inner.config.callback_secret(server) {
+        Some(_) => server.to_string(),
+        None => "unknown".to_string(),
+    };
+    metrics::counter!("wacenter_callback_received_total", "outcome" => label, "otomax" => server)
+        .increment(1);
     outcome.map(|(_, r)| r)
 }
 
@@ -221,7 +227,7 @@ async fn handle(
     let tipe = text("tipe_penerima");
     if !tipe.is_empty() && !tipe.eq_ignore_ascii_case("W") {
         info!(outbox_kode = ?kode, tipe_penerima = %tipe, "outbox row for another channel; skipped");
-        metrics::counter!("wacenter_callback_skipped_total", "reason" => "other_channel")
+        metrics::counter!("wacenter_callback_skipped_total", "reason" => "other_channel", "otomax" => server.to_string())
             .increment(1);
         return Ok((
             "skipped",
@@ -234,7 +240,7 @@ async fn handle(
     let pesan = text("pesan");
     if pesan.trim().is_empty() {
         info!(outbox_kode = ?kode, "outbox row without text; skipped");
-        metrics::counter!("wacenter_callback_skipped_total", "reason" => "empty_pesan")
+        metrics::counter!("wacenter_callback_skipped_total", "reason" => "empty_pesan", "otomax" => server.to_string())
             .increment(1);
         return Ok((
             "skipped",
@@ -311,7 +317,7 @@ async fn handle(
     match me
         .bus
         .publish(
-            names::OUTBOUND_OUTBOX,
+            &names::outbox_subject(server),
             &msg_id,
             wacenter_bus::HeaderMap::new(),
             payload.into(),

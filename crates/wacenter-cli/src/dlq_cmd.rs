@@ -130,8 +130,15 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             };
             let options = deadletters::ReplayOptions { fresh, force };
             let country_code = settings.wa_default_country_code.clone();
+            let lanes = match wacenter_config::Lanes::from_settings(&settings) {
+                Ok(lanes) => lanes,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
             let reparse = move |provider, body: &[u8]| {
-                wacenter_ingress::messages_of(provider, body, &country_code)
+                wacenter_ingress::messages_of(provider, body, &country_code, &lanes)
             };
             let done = deadletters::replay(&bus, &selector, options, Some(&reparse)).await?;
             bus.drain().await;

@@ -13,7 +13,8 @@ mod services;
 mod settings;
 
 pub use routing::{
-    Account, AccountTable, OtomaxServer, RoutingTable, ServerName, ServerTable, DEFAULT_SERVER,
+    Account, AccountTable, Lanes, OtomaxServer, RoutingTable, ServerName, ServerTable,
+    DEFAULT_SERVER,
 };
 pub use secret::Secret;
 pub use services::{

@@ -30,7 +30,7 @@ use crate::{ConfigError, Secret, Settings, WaProvider};
 
 /// The name of the server the seed's settings make, and where unknown accounts go when the table
 /// has a server of that name.
-pub const DEFAULT_SERVER: &str = "default";
+pub const DEFAULT_SERVER: &str = wacenter_proto::names::DEFAULT_LANE;
 
 /// One `[[otomax]]` table as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +227,97 @@ impl RoutingTable {
     pub fn names(&self) -> Vec<&str> {
         self.servers.iter().map(|s| s.name.as_str()).collect()
     }
+
+    /// The lanes of this table's servers and accounts.
+    pub fn lanes(&self) -> Lanes {
+        Lanes::new(
+            self.servers.iter().map(|s| s.name.clone()).collect(),
+            self.accounts
+                .iter()
+                .map(|a| ((a.provider, a.id.clone()), a.server.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// What the services that never call OtomaX need of the routing table: the lane each account's
+/// messages travel in (its server's own subjects and consumers, spec §3a isolation), with no
+/// server's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    /// `default` first (always there: messages of unknown accounts travel in it), then every
+    /// other server of the table.
+    names: Vec<ServerName>,
+    accounts: std::collections::HashMap<(WaProvider, String), ServerName>,
+}
+
+impl Default for Lanes {
+    /// A deployment without tables: the one lane `default`.
+    fn default() -> Self {
+        Self::new(Vec::new(), Default::default())
+    }
+}
+
+impl Lanes {
+    fn new(
+        servers: Vec<ServerName>,
+        accounts: std::collections::HashMap<(WaProvider, String), ServerName>,
+    ) -> Self {
+        let mut names = vec![ServerName(DEFAULT_SERVER.into())];
+        names.extend(servers.into_iter().filter(|s| s.as_str() != DEFAULT_SERVER));
+        Self { names, accounts }
+    }
+
+    /// The lanes of `settings`' tables: the server names and which server each account names,
+    /// checked (a valid name; an account's server is one of the table's).
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let file = settings.config_file.as_deref();
+        let mut servers = Vec::new();
+        for (i, table) in settings.otomax.iter().enumerate() {
+            servers.push(
+                ServerName::parse(&table.name).map_err(|m| table_error(file, "otomax", i, m))?,
+            );
+        }
+        if servers.is_empty() {
+            servers.push(ServerName(DEFAULT_SERVER.into()));
+        }
+        let mut accounts = std::collections::HashMap::new();
+        for (i, table) in settings.account.iter().enumerate() {
+            let server = servers
+                .iter()
+                .find(|s| s.as_str() == table.otomax)
+                .ok_or_else(|| {
+                    table_error(file, "account", i, unknown_server(&table.otomax, &servers))
+                })?;
+            accounts.insert(
+                (table.provider, table.id.trim().to_string()),
+                server.clone(),
+            );
+        }
+        Ok(Self::new(servers, accounts))
+    }
+
+    /// The lane of messages `account` of `provider` receives: its server's, or `default`'s for
+    /// an account not in the table (the forwarder sends those to `default`, or dead-letters
+    /// them `unknown_account`).
+    pub fn of(&self, provider: WaProvider, account: &str) -> &str {
+        self.accounts
+            .get(&(provider, account.to_string()))
+            .map_or(DEFAULT_SERVER, ServerName::as_str)
+    }
+
+    /// Every lane: `default`, then the table's other servers.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(ServerName::as_str)
+    }
+}
+
+fn unknown_server(name: &str, servers: &[ServerName]) -> String {
+    let known: Vec<&str> = servers.iter().map(ServerName::as_str).collect();
+    format!(
+        "otomax {name:?} is not a server of this table (servers: {})",
+        known.join(", ")
+    )
 }
 
 fn server_of(settings: &Settings, table: &ServerTable) -> Result<OtomaxServer, String> {
@@ -280,12 +371,8 @@ fn account_of(table: &AccountTable, servers: &[OtomaxServer]) -> Result<Account,
         return Err("id: missing; the GOWA device id (JID) or the Meta phone_number_id".into());
     }
     let Some(server) = servers.iter().find(|s| s.name.as_str() == table.otomax) else {
-        let known: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!(
-            "otomax {:?} is not a server of this table (servers: {})",
-            table.otomax,
-            known.join(", ")
-        ));
+        let names: Vec<ServerName> = servers.iter().map(|s| s.name.clone()).collect();
+        return Err(unknown_server(&table.otomax, &names));
     };
     Ok(Account {
         id: table.id.trim().to_string(),

@@ -9,8 +9,8 @@ use url::Url;
 use wacenter_proto::ExpWindow;
 
 use crate::settings::{check_url, require};
-use crate::RoutingTable;
 use crate::{ConfigError, IpNet, Secret, Settings, WaProvider};
+use crate::{Lanes, RoutingTable};
 
 /// A user and password (`user:pass`), the password a [`Secret`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +188,8 @@ pub struct IngressConfig {
     /// `META_APP_SECRET` and `META_VERIFY_TOKEN`: `/webhook/meta` is enabled when set.
     pub meta_webhook: Option<MetaWebhook>,
     pub country_code: String,
+    /// Which server's lane each account's messages are published in.
+    pub lanes: Lanes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +227,7 @@ impl IngressConfig {
             gowa_webhook_secret,
             meta_webhook,
             country_code: country_code(s)?,
+            lanes: Lanes::from_settings(s)?,
         })
     }
 }
@@ -301,6 +304,8 @@ pub struct ReplyConfig {
     /// `OTOMAX_FORWARD_OUTGOING` (with OtomaX on): echoes of our sends reach the forwarder, so
     /// each send is fingerprinted before it leaves.
     pub fingerprint_sends: bool,
+    /// Every server's lane: the reply service consumes each with its own `concurrency`.
+    pub lanes: Lanes,
     pub concurrency: usize,
 }
 
@@ -334,6 +339,7 @@ impl ReplyConfig {
             send,
             outbox_ack,
             fingerprint_sends: s.otomax_enabled && s.otomax_forward_outgoing,
+            lanes: Lanes::from_settings(s)?,
             concurrency: nonzero("REPLY_CONCURRENCY", s.reply_concurrency)?,
         })
     }
@@ -349,6 +355,8 @@ pub struct CallbackConfig {
     pub routing: Option<RoutingTable>,
     /// What each server presents on `/otomax/callback/<name>` (`/otomax/callback` is `default`).
     pub callback_secrets: Vec<(String, Secret)>,
+    /// Every server's lane, for the consumer lag `/otomax/health` reports.
+    pub lanes: Lanes,
     /// Networks allowed to post callbacks; empty = any.
     pub allow_ips: Vec<IpNet>,
     /// Users of the admin routes; empty = the routes are locked.
@@ -388,6 +396,10 @@ impl CallbackConfig {
         Ok(Self {
             nats: NatsConfig::from_settings(s)?,
             port: port("APP_PORT", s.app_port)?,
+            lanes: match &routing {
+                Some(table) => table.lanes(),
+                None => Lanes::from_settings(s)?,
+            },
             routing,
             callback_secrets,
             allow_ips: s.callback_allow_list()?,

@@ -7,12 +7,21 @@ use serde::{Deserialize, Serialize};
 use crate::{ConfigError, Credentials, Role, Secret};
 
 /// Which WhatsApp provider outbound messages are sent through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum WaProvider {
     #[default]
     Gowa,
     Meta,
+}
+
+impl From<wacenter_proto::Provider> for WaProvider {
+    fn from(p: wacenter_proto::Provider) -> Self {
+        match p {
+            wacenter_proto::Provider::Gowa => Self::Gowa,
+            wacenter_proto::Provider::Meta => Self::Meta,
+        }
+    }
 }
 
 impl std::str::FromStr for WaProvider {

@@ -11,7 +11,7 @@ use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
-use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig, RoutingTable, WaProvider};
+use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig, RoutingTable};
 use wacenter_otomax::{
     ClientConfig, InsertInboxRequest, InsertInboxResult, OtomaxClient, OtomaxError,
 };
@@ -63,7 +63,10 @@ impl Forwarder {
             .flat_map(RoutingTable::servers)
             .map(|server| {
                 let otomax = Otomax {
-                    client: OtomaxClient::new(ClientConfig::new(&server.otomax)),
+                    client: OtomaxClient::new(ClientConfig::for_server(
+                        server.name.as_str(),
+                        &server.otomax,
+                    )),
                     config: server.otomax.clone(),
                 };
                 (server.name.to_string(), otomax)
@@ -86,23 +89,50 @@ impl Forwarder {
         })
     }
 
-    /// Consumes until `shutdown`, then finishes in-flight messages.
+    /// Consumes every server's lane until `shutdown`, then finishes in-flight messages.
+    ///
+    /// Each OtomaX server has its own consumer and its own `concurrency` (spec §3a), so a
+    /// server that is down or slow holds only its own messages. The `default` lane is always
+    /// consumed: messages of accounts the table does not know travel in it.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let lanes = self
+            .lanes()
+            .into_iter()
+            .map(|(lane, concurrency)| {
+                let (consumer, filters) = names::forwarder_lane(&lane);
+                WorkerConfig {
+                    name: "forwarder",
+                    lane,
+                    stream: names::INBOUND_STREAM,
+                    consumer,
+                    filters,
+                    concurrency,
+                    dead_letter_subject: names::DEADLETTER_INBOUND,
+                }
+            })
+            .collect();
         let bus = self.inner.bus.clone();
-        let config = WorkerConfig {
-            name: "forwarder",
-            stream: names::INBOUND_STREAM,
-            consumer: names::FORWARDER_CONSUMER,
-            concurrency: self.inner.concurrency,
-            dead_letter_subject: names::DEADLETTER_INBOUND,
-        };
-        worker::run(
+        worker::run_lanes(
             bus,
-            config,
+            lanes,
             move |d, msg| self.clone().handle(d, msg),
             shutdown,
         )
         .await;
+    }
+
+    /// Every lane and its concurrency: the table's servers with theirs, and `default` (with
+    /// `FORWARDER_CONCURRENCY` when the table has no server of that name).
+    fn lanes(&self) -> Vec<(String, usize)> {
+        let me = &self.inner;
+        let servers = me.routing.iter().flat_map(RoutingTable::servers);
+        let mut lanes: Vec<(String, usize)> = servers
+            .map(|s| (s.name.to_string(), s.concurrency))
+            .collect();
+        if !lanes.iter().any(|(name, _)| name == names::DEFAULT_LANE) {
+            lanes.insert(0, (names::DEFAULT_LANE.to_string(), me.concurrency));
+        }
+        lanes
     }
 
     /// Handles one delivery of `msg` (decoded and version-checked by the worker). Public for
@@ -186,12 +216,12 @@ impl Forwarder {
         let revision = match me.forwarded.begin(&key, &first).await {
             Err(e) => return Disposition::nats_trouble(e, "claiming the message"),
             Ok(Begun::Fresh { .. }) if expired => {
-                return expired_on_arrival(id.as_str(), exp, expired_error())
+                return expired_on_arrival(route.server, id.as_str(), exp, expired_error())
             }
             Ok(Begun::Fresh { revision }) => revision,
             Ok(Begun::Duplicate(record)) => {
                 info!(first_seq = record.seq, state = ?record.state, "duplicate delivery of an already claimed message; dropped");
-                metrics::counter!("wacenter_forwarder_duplicates_total").increment(1);
+                metrics::counter!("wacenter_forwarder_duplicates_total", "otomax" => route.server.to_string()).increment(1);
                 return Disposition::Ack;
             }
             Ok(Begun::StillRunning) => {
@@ -209,10 +239,14 @@ impl Forwarder {
                 if let Some(kode) = result.kode_inbox {
                     tracing::Span::current().record("kode_inbox", kode);
                 }
-                return self.auto_reply(&msg, sender, &result, None).await;
+                return self
+                    .auto_reply(route.server, &msg, sender, &result, None)
+                    .await;
             }
             Ok(Begun::Failed(record)) => {
-                return self.dead_letter_failed(&msg, sender, &id, &record).await
+                return self
+                    .dead_letter_failed(route.server, &msg, sender, &id, &record)
+                    .await
             }
         };
         let req = InsertInboxRequest::whatsapp(
@@ -235,14 +269,14 @@ impl Forwarder {
                 if let Some(kode) = result.kode_inbox {
                     tracing::Span::current().record("kode_inbox", kode);
                 }
-                metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string()).increment(1);
+                metrics::counter!("wacenter_forwarder_forwarded_total", "status" => result.status.to_string(), "otomax" => route.server.to_string()).increment(1);
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = serde_json::to_value(&result).unwrap_or_default();
                 self.inner
                     .forwarded
                     .advance_durably(&key, &record, revision)
                     .await;
-                self.auto_reply(&msg, sender, &result, Some(resp.attempts))
+                self.auto_reply(route.server, &msg, sender, &result, Some(resp.attempts))
                     .await
             }
             Err(e) => {
@@ -256,31 +290,28 @@ impl Forwarder {
                     _ => DeadLetterReason::Rejected,
                 };
                 warn!(error = %e, reason = reason.as_str(), "InsertInbox failed");
-                metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind())
+                metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind(), "otomax" => route.server.to_string())
                     .increment(1);
                 // It reached us in time and OtomaX never had it: the sender is told, or they
                 // wait for an answer that will never come.
                 let tell_sender = reason == DeadLetterReason::Expired;
                 if tell_sender {
-                    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+                    metrics::counter!("wacenter_forwarder_expired_total", "otomax" => route.server.to_string()).increment(1);
                 }
                 let mut record = failed_record(d.stream_sequence, reason, &e.to_string());
                 if tell_sender {
                     record.detail["tell_sender"] = json!(true);
                 }
                 me.forwarded.advance_durably(&key, &record, revision).await;
-                self.dead_letter_failed(&msg, sender, &id, &record).await
+                self.dead_letter_failed(route.server, &msg, sender, &id, &record)
+                    .await
             }
         }
     }
 
     /// The server and terminal of the account that received `msg`.
     fn route<'a>(&'a self, routing: &'a RoutingTable, msg: &InboundMessage) -> Option<Route<'a>> {
-        let provider = match msg.provider {
-            wacenter_proto::Provider::Gowa => WaProvider::Gowa,
-            wacenter_proto::Provider::Meta => WaProvider::Meta,
-        };
-        let (server, kode_terminal) = routing.inbound(provider, &msg.account)?;
+        let (server, kode_terminal) = routing.inbound(msg.provider.into(), &msg.account)?;
         let otomax = self.inner.servers.get(server.name.as_str())?;
         Some(Route {
             server: server.name.as_str(),
@@ -289,11 +320,13 @@ impl Forwarder {
         })
     }
 
-    /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`),
-    /// then logs the message's one line: what OtomaX said and what became of the auto-reply.
-    /// `attempts` is the InsertInbox call's, or `None` when an earlier delivery made it.
+    /// Publishes OtomaX's immediate answer as an auto-reply (idempotent by its `Nats-Msg-Id`)
+    /// in `server`'s lane, then logs the message's one line: what OtomaX said and what became of
+    /// the auto-reply. `attempts` is the InsertInbox call's, or `None` when an earlier delivery
+    /// made it.
     async fn auto_reply(
         &self,
+        server: &str,
         msg: &InboundMessage,
         sender: &PhoneNumber,
         result: &InsertInboxResult,
@@ -314,7 +347,7 @@ impl Forwarder {
         }
         let Some(text) = result.auto_reply_text() else {
             forwarded("none for this status");
-            metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "none")
+            metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "none", "otomax" => server.to_string())
                 .increment(1);
             return Disposition::Ack;
         };
@@ -328,7 +361,7 @@ impl Forwarder {
             text: text.to_string(),
             reply_to: None,
             in_reply_to: Some(msg.message_id.clone()),
-            otomax: None,
+            otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
             outbox_kode: None,
             kode_inbox: result.kode_inbox,
             created_at: Utc::now(),
@@ -339,7 +372,7 @@ impl Forwarder {
         match me
             .bus
             .publish(
-                names::OUTBOUND_AUTO_REPLY,
+                &names::auto_reply_subject(server),
                 out.id.as_str(),
                 headers,
                 payload.into(),
@@ -348,7 +381,7 @@ impl Forwarder {
         {
             Ok(_) => {
                 forwarded("queued");
-                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "queued")
+                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "queued", "otomax" => server.to_string())
                     .increment(1);
                 Disposition::Ack
             }
@@ -365,6 +398,7 @@ impl Forwarder {
     /// account that received the message, like an auto-reply.
     async fn tell_expired(
         &self,
+        server: &str,
         msg: &InboundMessage,
         sender: &PhoneNumber,
     ) -> Result<(), Disposition> {
@@ -382,7 +416,7 @@ impl Forwarder {
             text: text.clone(),
             reply_to: None,
             in_reply_to: Some(msg.message_id.clone()),
-            otomax: None,
+            otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
             outbox_kode: None,
             kode_inbox: None,
             created_at: Utc::now(),
@@ -393,7 +427,7 @@ impl Forwarder {
         match me
             .bus
             .publish(
-                names::OUTBOUND_AUTO_REPLY,
+                &names::auto_reply_subject(server),
                 out.id.as_str(),
                 headers,
                 payload.into(),
@@ -402,7 +436,7 @@ impl Forwarder {
         {
             Ok(_) => {
                 info!("the sender is told the message expired unprocessed");
-                metrics::counter!("wacenter_forwarder_expired_notices_total").increment(1);
+                metrics::counter!("wacenter_forwarder_expired_notices_total", "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
             // The claim records the failure and asks for the notice: the redelivery comes back.
@@ -414,6 +448,7 @@ impl Forwarder {
     /// when the record asks for it (again on a redelivery: the notice's id makes it once).
     async fn dead_letter_failed(
         &self,
+        server: &str,
         msg: &InboundMessage,
         sender: &PhoneNumber,
         id: &InboundId,
@@ -426,7 +461,7 @@ impl Forwarder {
             .unwrap_or(DeadLetterReason::Rejected);
         let error = record.error().to_string();
         if record.detail.get("tell_sender") == Some(&json!(true)) {
-            if let Err(retry) = self.tell_expired(msg, sender).await {
+            if let Err(retry) = self.tell_expired(server, msg, sender).await {
                 return retry;
             }
         }
@@ -442,9 +477,15 @@ fn failed_record(seq: u64, reason: DeadLetterReason, error: &str) -> ClaimRecord
 }
 
 /// A message whose `_exp` passed before it reached the forwarder: never sent to OtomaX.
-fn expired_on_arrival(id: &str, exp: chrono::DateTime<Utc>, error: String) -> Disposition {
+fn expired_on_arrival(
+    server: &str,
+    id: &str,
+    exp: chrono::DateTime<Utc>,
+    error: String,
+) -> Disposition {
     warn!(%exp, "arrived already expired; not sent to OtomaX");
-    metrics::counter!("wacenter_forwarder_expired_total").increment(1);
+    metrics::counter!("wacenter_forwarder_expired_total", "otomax" => server.to_string())
+        .increment(1);
     Disposition::dead_letter(id, DeadLetterReason::Expired, error)
 }
 

@@ -22,6 +22,12 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let nats = config.nats.clone();
+    let lanes = config
+        .routing
+        .as_ref()
+        .map(wacenter_config::RoutingTable::lanes)
+        .unwrap_or_default();
+    wacenter_service::register_servers("forwarder", &lanes);
     wacenter_service::run_consumer(
         "forwarder",
         &nats,

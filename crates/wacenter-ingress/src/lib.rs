@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 use wacenter_bus::{Bus, BusError};
 pub use wacenter_config::IngressConfig;
-use wacenter_config::{MetaWebhook, Secret};
+use wacenter_config::{Lanes, MetaWebhook, Secret};
 use wacenter_proto::{names, InboundMessage, Provider};
 use wacenter_service::Shutdown;
 use wacenter_whatsapp::{
@@ -43,6 +43,8 @@ struct Inner {
     /// `None`: Meta webhooks are disabled.
     meta: Option<MetaWebhook>,
     country_code: String,
+    /// Which server's lane each account's messages are published in.
+    lanes: Lanes,
 }
 
 impl Ingress {
@@ -53,6 +55,7 @@ impl Ingress {
                 gowa_secret: config.gowa_webhook_secret.clone(),
                 meta: config.meta_webhook.clone(),
                 country_code: config.country_code.clone(),
+                lanes: config.lanes.clone(),
             }),
         }
     }
@@ -179,15 +182,23 @@ async fn unknown_provider(Path(provider): Path<String>) -> Response {
 /// A finished webhook: a label for metrics and the answer.
 type Answer = (&'static str, Response);
 
-/// What ingress makes of a webhook body: its chat messages (none for a receipt or status), or
-/// why it cannot be read. `dlq replay` uses it to parse an `unreadable` letter again.
+/// What ingress makes of a webhook body: its chat messages (none for a receipt or status), each
+/// with the lane it is published in, or why it cannot be read. `dlq replay` uses it to parse an
+/// `unreadable` letter again.
 pub fn messages_of(
     provider: Provider,
     body: &[u8],
     country_code: &str,
-) -> Result<Vec<wacenter_proto::InboundMessage>, String> {
+    lanes: &Lanes,
+) -> Result<Vec<(InboundMessage, String)>, String> {
     match parse_webhook(provider, body, Utc::now(), country_code) {
-        Ok(Parsed::Messages(messages)) => Ok(messages),
+        Ok(Parsed::Messages(messages)) => Ok(messages
+            .into_iter()
+            .map(|m| {
+                let lane = lanes.of(m.provider.into(), &m.account).to_string();
+                (m, lane)
+            })
+            .collect()),
         Ok(Parsed::Ignored(_)) => Ok(Vec::new()),
         Err(e) => Err(e.to_string()),
     }
@@ -366,7 +377,8 @@ impl Ingress {
 
     /// Publishes one message; `Ok(true)` when JetStream already had it (a provider retry).
     async fn publish(&self, msg: &InboundMessage) -> Result<bool, BusError> {
-        let outcome = self.inner.bus.publish_inbound(msg).await?;
+        let lane = self.inner.lanes.of(msg.provider.into(), &msg.account);
+        let outcome = self.inner.bus.publish_inbound(msg, lane).await?;
         if outcome.duplicate {
             info!(wa_message_id = %msg.message_id, provider = %msg.provider, "duplicate webhook; already queued");
         } else {

@@ -46,6 +46,8 @@ pub fn shared_http_client() -> reqwest::Client {
 /// Everything the client needs; built from a service's [`OtomaxConfig`].
 #[derive(Clone)]
 pub struct ClientConfig {
+    /// The server's name in the routing table: the `otomax` label of this client's metrics.
+    pub server: String,
     pub base_url: Url,
     pub app_id: String,
     pub app_key: Secret,
@@ -59,7 +61,13 @@ impl ClientConfig {
     /// Credentials, retries (`OTOMAX_MAX_RETRIES`, `OTOMAX_TIMEOUT_SECONDS`,
     /// `OTOMAX_RETRY_AMBIGUOUS`) and `OTOMAX_RATE_LIMIT` of one OtomaX server.
     pub fn new(otomax: &OtomaxConfig) -> Self {
+        Self::for_server(wacenter_config::DEFAULT_SERVER, otomax)
+    }
+
+    /// [`ClientConfig::new`] for the server `name` of the routing table.
+    pub fn for_server(name: &str, otomax: &OtomaxConfig) -> Self {
         Self {
+            server: name.to_string(),
             base_url: otomax.api_url.clone(),
             app_id: otomax.app_id.clone(),
             app_key: otomax.app_key.clone(),
@@ -118,6 +126,8 @@ pub struct OtomaxClient {
 }
 
 struct Inner {
+    /// The `otomax` label of the metrics.
+    server: String,
     http: reqwest::Client,
     base: String,
     /// `base` with any password hidden: the only form that goes into errors and logs.
@@ -150,6 +160,7 @@ impl OtomaxClient {
         let base_shown = shown.as_str().trim_end_matches('/').to_string();
         Self {
             inner: Arc::new(Inner {
+                server: config.server.clone(),
                 http,
                 base,
                 base_shown,
@@ -231,9 +242,10 @@ impl OtomaxClient {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        metrics::counter!("wacenter_otomax_requests_total", "endpoint" => req.endpoint.clone(), "outcome" => label)
+        let server = self.inner.server.clone();
+        metrics::counter!("wacenter_otomax_requests_total", "endpoint" => req.endpoint.clone(), "outcome" => label, "otomax" => server.clone())
             .increment(1);
-        metrics::histogram!("wacenter_otomax_request_duration_seconds", "endpoint" => req.endpoint.clone())
+        metrics::histogram!("wacenter_otomax_request_duration_seconds", "endpoint" => req.endpoint.clone(), "otomax" => server)
             .record(elapsed.as_secs_f64());
         let mut history = self.inner.history.lock().expect("history lock");
         match &outcome {
@@ -563,6 +575,7 @@ mod tests {
 
     fn client(base: &str) -> OtomaxClient {
         OtomaxClient::new(ClientConfig {
+            server: "default".into(),
             base_url: Url::parse(base).unwrap(),
             app_id: "OtomaX.Addon".into(),
             app_key: "demoKey".into(),

@@ -1,10 +1,37 @@
 //! Names of streams, subjects, durable consumers, KV buckets and headers.
 
-/// Inbound WhatsApp messages, one subject per provider: `wa.inbound.gowa`, `wa.inbound.meta`.
+/// The lane of the OtomaX server named `default` (the one the seed's settings make): its
+/// subjects and consumers keep the names a one-server deployment has always had.
+pub const DEFAULT_LANE: &str = "default";
+
+/// Every OtomaX server has a lane of its own: its subjects, and durable consumers that take
+/// only those, each with its own concurrency, so a server that is down or slow never holds up
+/// another's messages (spec §3a). The default server's subjects are the plain ones
+/// (`wa.inbound.gowa`); another server's end in its name (`wa.inbound.gowa.jaya`).
+fn in_lane(base: &str, server: &str) -> String {
+    if server == DEFAULT_LANE {
+        base.to_string()
+    } else {
+        format!("{base}.{server}")
+    }
+}
+
+/// The default lane's consumer is named after the role; another server's after the role and
+/// the server (`forwarder-jaya`).
+fn consumer_of(role: &str, server: &str) -> String {
+    if server == DEFAULT_LANE {
+        role.to_string()
+    } else {
+        format!("{role}-{server}")
+    }
+}
+
+/// Inbound WhatsApp messages, one subject per provider (and server): `wa.inbound.gowa`,
+/// `wa.inbound.meta`, `wa.inbound.gowa.jaya`.
 pub const INBOUND_STREAM: &str = "WA_INBOUND";
 pub const INBOUND_SUBJECTS: &str = "wa.inbound.>";
-pub fn inbound_subject(provider: crate::Provider) -> String {
-    format!("wa.inbound.{}", provider.as_str())
+pub fn inbound_subject(provider: crate::Provider, server: &str) -> String {
+    in_lane(&format!("wa.inbound.{}", provider.as_str()), server)
 }
 
 /// Outbound WhatsApp messages: auto-replies and OtomaX outbox deliveries.
@@ -12,6 +39,14 @@ pub const OUTBOUND_STREAM: &str = "WA_OUTBOUND";
 pub const OUTBOUND_SUBJECTS: &str = "wa.outbound.>";
 pub const OUTBOUND_AUTO_REPLY: &str = "wa.outbound.autoreply";
 pub const OUTBOUND_OUTBOX: &str = "wa.outbound.outbox";
+/// Auto-replies (and notices) to messages that went to `server`.
+pub fn auto_reply_subject(server: &str) -> String {
+    in_lane(OUTBOUND_AUTO_REPLY, server)
+}
+/// Outbox rows `server` posted.
+pub fn outbox_subject(server: &str) -> String {
+    in_lane(OUTBOUND_OUTBOX, server)
+}
 
 /// Dead letters: what could not succeed, with the reason and the original message.
 pub const DEADLETTER_STREAM: &str = "WA_DEADLETTER";
@@ -25,9 +60,33 @@ pub fn webhook_letter_subject(provider: crate::Provider) -> String {
     format!("webhook.{provider}")
 }
 
-/// Durable pull consumers, named after the role so every replica binds the same one.
+/// Durable pull consumers, named after the role (and server) so every replica binds the same
+/// one.
 pub const FORWARDER_CONSUMER: &str = "forwarder";
 pub const REPLY_CONSUMER: &str = "reply";
+
+/// The forwarder's consumer of `server`'s lane, and the subjects it takes.
+pub fn forwarder_lane(server: &str) -> (String, Vec<String>) {
+    let filters = if server == DEFAULT_LANE {
+        crate::Provider::ALL
+            .iter()
+            .map(|p| inbound_subject(*p, server))
+            .collect()
+    } else {
+        vec![format!("wa.inbound.*.{server}")]
+    };
+    (consumer_of(FORWARDER_CONSUMER, server), filters)
+}
+
+/// The reply service's consumer of `server`'s lane, and the subjects it takes.
+pub fn reply_lane(server: &str) -> (String, Vec<String>) {
+    let filters = if server == DEFAULT_LANE {
+        vec![OUTBOUND_AUTO_REPLY.to_string(), OUTBOUND_OUTBOX.to_string()]
+    } else {
+        vec![format!("wa.outbound.*.{server}")]
+    };
+    (consumer_of(REPLY_CONSUMER, server), filters)
+}
 
 /// KV bucket: inbound claims, one per WhatsApp message. A copy that arrives after its `_exp`
 /// is refused as expired whatever the bucket says, so a claim need only outlive `_exp`
@@ -92,6 +151,61 @@ pub fn kv_key(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_lane_keeps_the_one_server_names_and_lanes_never_overlap() {
+        use crate::Provider;
+        assert_eq!(
+            inbound_subject(Provider::Gowa, DEFAULT_LANE),
+            "wa.inbound.gowa"
+        );
+        assert_eq!(
+            inbound_subject(Provider::Meta, "jaya"),
+            "wa.inbound.meta.jaya"
+        );
+        assert_eq!(auto_reply_subject("jaya"), "wa.outbound.autoreply.jaya");
+        assert_eq!(outbox_subject(DEFAULT_LANE), OUTBOUND_OUTBOX);
+        assert_eq!(
+            forwarder_lane(DEFAULT_LANE),
+            (
+                "forwarder".to_string(),
+                vec!["wa.inbound.gowa".to_string(), "wa.inbound.meta".to_string()]
+            )
+        );
+        assert_eq!(
+            reply_lane("jaya"),
+            (
+                "reply-jaya".to_string(),
+                vec!["wa.outbound.*.jaya".to_string()]
+            )
+        );
+        // Each subject is taken by exactly one lane's consumer (a work queue allows no more).
+        let matches = |filter: &str, subject: &str| {
+            let (f, s): (Vec<_>, Vec<_>) =
+                (filter.split('.').collect(), subject.split('.').collect());
+            f.len() == s.len() && f.iter().zip(&s).all(|(f, s)| *f == "*" || f == s)
+        };
+        let lanes = [DEFAULT_LANE, "jaya", "makmur"];
+        for server in lanes {
+            for subject in [
+                inbound_subject(Provider::Gowa, server),
+                inbound_subject(Provider::Meta, server),
+            ] {
+                let takers: Vec<_> = lanes
+                    .iter()
+                    .filter(|l| forwarder_lane(l).1.iter().any(|f| matches(f, &subject)))
+                    .collect();
+                assert_eq!(takers, [&server], "{subject}");
+            }
+            for subject in [auto_reply_subject(server), outbox_subject(server)] {
+                let takers: Vec<_> = lanes
+                    .iter()
+                    .filter(|l| reply_lane(l).1.iter().any(|f| matches(f, &subject)))
+                    .collect();
+                assert_eq!(takers, [&server], "{subject}");
+            }
+        }
+    }
 
     #[test]
     fn kv_keys_are_injective_and_valid() {

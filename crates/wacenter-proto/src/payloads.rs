@@ -14,6 +14,8 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Gowa, Provider::Meta];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gowa => "gowa",
@@ -28,7 +30,7 @@ impl std::fmt::Display for Provider {
     }
 }
 
-/// One WhatsApp chat message, normalized from any provider's webhook. Subject `wa.inbound.<provider>`.
+/// One WhatsApp chat message, normalized from any provider's webhook. Subject `wa.inbound.<provider>` (`.<server>` for a server other than `default`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     pub version: u32,

@@ -388,12 +388,19 @@ fn schema_examples_read_as_the_rust_types() {
 #[test]
 fn subjects_map_to_schemas() {
     for provider in [Provider::Gowa, Provider::Meta] {
-        assert_eq!(
-            schemas::for_subject(&names::inbound_subject(provider)),
-            Some(schemas::INBOUND_MESSAGE)
-        );
+        for lane in [names::DEFAULT_LANE, "jaya"] {
+            assert_eq!(
+                schemas::for_subject(&names::inbound_subject(provider, lane)),
+                Some(schemas::INBOUND_MESSAGE)
+            );
+        }
     }
-    for subject in [names::OUTBOUND_AUTO_REPLY, names::OUTBOUND_OUTBOX] {
+    for subject in [
+        names::OUTBOUND_AUTO_REPLY,
+        names::OUTBOUND_OUTBOX,
+        &names::auto_reply_subject("jaya"),
+        &names::outbox_subject("jaya"),
+    ] {
         assert_eq!(
             schemas::for_subject(subject),
             Some(schemas::OUTBOUND_MESSAGE)
@@ -656,11 +663,24 @@ fn readme_names_everything_in_names_rs() {
             "proto/README.md does not mention `{value}`"
         );
     }
+    // Every lane's names, with the server written `<server>` as the README writes it.
+    let server = "<server>";
+    let mut lane_names = vec![
+        names::auto_reply_subject(server),
+        names::outbox_subject(server),
+        names::forwarder_lane(server).0,
+        names::reply_lane(server).0,
+    ];
+    lane_names.extend(names::forwarder_lane(server).1);
+    lane_names.extend(names::reply_lane(server).1);
     for provider in [Provider::Gowa, Provider::Meta] {
-        let subject = names::inbound_subject(provider);
+        lane_names.push(names::inbound_subject(provider, names::DEFAULT_LANE));
+        lane_names.push(names::inbound_subject(provider, server));
+    }
+    for name in lane_names {
         assert!(
-            mentioned(&subject),
-            "proto/README.md does not mention `{subject}`"
+            mentioned(&name),
+            "proto/README.md does not mention `{name}`"
         );
     }
     for (bucket, max_age) in names::BUCKETS {

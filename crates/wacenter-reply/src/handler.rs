@@ -36,6 +36,8 @@ struct Inner {
     /// `OTOMAX_OUTBOX_ACK` (or OtomaX) is off.
     otomax: HashMap<String, OtomaxClient>,
     concurrency: usize,
+    /// The servers whose lanes this service consumes.
+    lanes: wacenter_config::Lanes,
     /// Recipients Meta asked us to slow down for, and until when.
     held_back: Mutex<HashMap<PhoneNumber, Instant>>,
 }
@@ -87,29 +89,46 @@ impl Replier {
                     .iter()
                     .flat_map(|table| table.servers())
                     .map(|server| {
-                        let client = OtomaxClient::new(ClientConfig::new(&server.otomax));
+                        let client = OtomaxClient::new(ClientConfig::for_server(
+                            server.name.as_str(),
+                            &server.otomax,
+                        ));
                         (server.name.to_string(), client)
                     })
                     .collect(),
                 concurrency: config.concurrency,
+                lanes: config.lanes.clone(),
                 held_back: Mutex::new(HashMap::new()),
             }),
         })
     }
 
+    /// Consumes every server's lane (each its own consumer with `REPLY_CONCURRENCY`, so a
+    /// server slow to take its `UpdateStatusOutbox` reports holds only its own rows) until
+    /// `shutdown`, then finishes in-flight messages.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let bus = self.inner.bus.clone();
-        let config = WorkerConfig {
-            name: "reply",
-            stream: names::OUTBOUND_STREAM,
-            consumer: names::REPLY_CONSUMER,
-            concurrency: self.inner.concurrency,
-            dead_letter_subject: names::DEADLETTER_OUTBOUND,
-        };
+        let lanes = self
+            .inner
+            .lanes
+            .names()
+            .map(|lane| {
+                let (consumer, filters) = names::reply_lane(lane);
+                WorkerConfig {
+                    name: "reply",
+                    lane: lane.to_string(),
+                    stream: names::OUTBOUND_STREAM,
+                    consumer,
+                    filters,
+                    concurrency: self.inner.concurrency,
+                    dead_letter_subject: names::DEADLETTER_OUTBOUND,
+                }
+            })
+            .collect();
         info!(provider = %self.inner.sender.provider(), "reply service sends through this provider");
-        worker::run(
+        worker::run_lanes(
             bus,
-            config,
+            lanes,
             move |d, out| self.clone().handle(d, out),
             shutdown,
         )
@@ -144,7 +163,8 @@ impl Replier {
             Ok(Begun::Fresh { revision }) => revision,
             Ok(Begun::Duplicate(record)) => {
                 info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
-                metrics::counter!("wacenter_reply_duplicates_total").increment(1);
+                metrics::counter!("wacenter_reply_duplicates_total", "otomax" => server_of(&out))
+                    .increment(1);
                 // OtomaX posting a row again may mean it never heard what became of it.
                 let status = match record.state {
                     ClaimState::Done => Some(outbox_status::DELIVERED),
@@ -212,7 +232,7 @@ impl Replier {
         match sent {
             Ok(sent) => {
                 info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
-                metrics::counter!("wacenter_reply_sent_total", "kind" => kind).increment(1);
+                metrics::counter!("wacenter_reply_sent_total", "kind" => kind, "otomax" => server_of(&out)).increment(1);
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
                     me.own_messages
@@ -248,7 +268,7 @@ impl Replier {
             SendErrorClass::Permanent => "permanent",
             SendErrorClass::Ambiguous => "ambiguous",
         };
-        metrics::counter!("wacenter_reply_send_failed_total", "class" => label, "kind" => kind)
+        metrics::counter!("wacenter_reply_send_failed_total", "class" => label, "kind" => kind, "otomax" => server_of(out))
             .increment(1);
         let last_chance = d.is_last_attempt();
         match class {
@@ -335,17 +355,17 @@ impl Replier {
         match otomax.update_status_outbox(kode, status).await {
             Ok(_) => {
                 info!(outbox_kode = kode, status, "UpdateStatusOutbox done");
-                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok").increment(1);
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok", "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
             Err(e) if e.class() == wacenter_otomax::FailureClass::Final => {
                 warn!(outbox_kode = kode, status, error = %e, "OtomaX refused UpdateStatusOutbox; not reported");
-                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "refused").increment(1);
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "refused", "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
             Err(e) => {
                 warn!(outbox_kode = kode, status, error = %e, "UpdateStatusOutbox failed; will report again");
-                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "error").increment(1);
+                metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "error", "otomax" => server.to_string()).increment(1);
                 Err(Disposition::RetryIn(Duration::from_secs(5)))
             }
         }
@@ -379,6 +399,14 @@ impl Replier {
 fn backoff(delivered: i64) -> Duration {
     let exp = u32::try_from(delivered.clamp(1, 8) - 1).unwrap_or(0);
     (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(60))
+}
+
+/// The OtomaX server `out` belongs to: the `otomax` label of its metrics.
+fn server_of(out: &OutboundMessage) -> String {
+    out.otomax
+        .as_deref()
+        .unwrap_or(wacenter_config::DEFAULT_SERVER)
+        .to_string()
 }
 
 #[cfg(test)]

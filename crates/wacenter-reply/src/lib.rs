@@ -16,6 +16,7 @@ use wacenter_service::Shutdown;
 /// in-flight sends.
 pub async fn run(config: ReplyConfig, ops: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let nats = config.nats.clone();
+    wacenter_service::register_servers("reply", &config.lanes);
     wacenter_service::run_consumer("reply", &nats, ops, shutdown, |bus, shutdown| async move {
         Replier::new(&config, bus).await?.run(shutdown).await;
         Ok(())

@@ -198,6 +198,14 @@ where
     Ok(())
 }
 
+/// Zeroes `service`'s series of every OtomaX server of `lanes` (their `otomax` label), so a
+/// dashboard or alert filtered to one server sees 0 before its first event.
+pub fn register_servers(service: &str, lanes: &wacenter_config::Lanes) {
+    for server in lanes.names() {
+        wacenter_telemetry::catalogue::register_server(service, server);
+    }
+}
+
 /// Readiness: `Ok` when the service can do its job, `Err(reason)` otherwise.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 

@@ -37,7 +37,8 @@ pub fn register(service: &str) {
             metrics::counter!("wacenter_dead_letters_total", "worker" => "ingress", "reason" => "unreadable").absolute(0);
         }
         "forwarder" => {
-            otomax_metrics(&["InsertInbox"]);
+            otomax_metrics();
+            describe_worker_metrics();
             describe_counter!(
                 "wacenter_forwarder_forwarded_total",
                 "Messages forwarded to OtomaX InsertInbox, by inbox status"
@@ -76,30 +77,10 @@ pub fn register(service: &str) {
                 metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason)
                     .absolute(0);
             }
-            for kind in [
-                "connect",
-                "timeout",
-                "http_status",
-                "auth",
-                "rejected",
-                "decode",
-                "expired",
-                "interrupted",
-                "uncertain",
-            ] {
-                metrics::counter!("wacenter_forwarder_failed_total", "kind" => kind).absolute(0);
-            }
-            for outcome in ["queued", "none"] {
-                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => outcome)
-                    .absolute(0);
-            }
-            metrics::counter!("wacenter_forwarder_duplicates_total").absolute(0);
-            metrics::counter!("wacenter_forwarder_expired_total").absolute(0);
-            metrics::counter!("wacenter_forwarder_expired_notices_total").absolute(0);
-            worker_metrics("forwarder");
         }
         "reply" => {
-            otomax_metrics(&["UpdateStatusOutbox"]);
+            otomax_metrics();
+            describe_worker_metrics();
             describe_counter!(
                 "wacenter_reply_sent_total",
                 "WhatsApp messages sent, by kind (auto_reply, outbox)"
@@ -116,22 +97,9 @@ pub fn register(service: &str) {
                 "wacenter_outbox_acks_total",
                 "UpdateStatusOutbox calls, by status (20, 40) and outcome (ok; error: reported again; refused: OtomaX said no for good)"
             );
-            for kind in ["auto_reply", "outbox"] {
-                metrics::counter!("wacenter_reply_sent_total", "kind" => kind).absolute(0);
-                for class in ["rate_limited", "transient", "permanent", "ambiguous"] {
-                    metrics::counter!("wacenter_reply_send_failed_total", "class" => class, "kind" => kind).absolute(0);
-                }
-            }
-            for status in ["20", "40"] {
-                for outcome in ["ok", "error", "refused"] {
-                    metrics::counter!("wacenter_outbox_acks_total", "status" => status, "outcome" => outcome).absolute(0);
-                }
-            }
-            metrics::counter!("wacenter_reply_duplicates_total").absolute(0);
-            worker_metrics("reply");
         }
         "callback" => {
-            otomax_metrics(CALLBACK_ENDPOINTS);
+            otomax_metrics();
             describe_counter!(
                 "wacenter_callback_received_total",
                 "OtomaX outbox callbacks, by outcome (queued, skipped, or an error code)"
@@ -140,6 +108,65 @@ pub fn register(service: &str) {
                 "wacenter_callback_skipped_total",
                 "Callbacks acknowledged without sending, by reason"
             );
+        }
+        _ => {}
+    }
+    register_server(service, DEFAULT_SERVER);
+}
+
+/// The name of the server the seed's settings make (`wacenter_config::DEFAULT_SERVER`).
+const DEFAULT_SERVER: &str = "default";
+
+/// Zeroes the series of `service` for the OtomaX server `server` (the `otomax` label, bounded by
+/// the routing table's names): every service calls it for each server of its table, so a
+/// dashboard or alert filtered to one server sees 0, not "no data".
+pub fn register_server(service: &str, server: &str) {
+    let otomax = || server.to_string();
+    match service {
+        "forwarder" => {
+            zero_otomax(&["InsertInbox"], server);
+            for kind in [
+                "connect",
+                "timeout",
+                "http_status",
+                "auth",
+                "rejected",
+                "decode",
+                "expired",
+                "interrupted",
+                "uncertain",
+            ] {
+                metrics::counter!("wacenter_forwarder_failed_total", "kind" => kind, "otomax" => otomax()).absolute(0);
+            }
+            for outcome in ["queued", "none"] {
+                metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => outcome, "otomax" => otomax())
+                    .absolute(0);
+            }
+            metrics::counter!("wacenter_forwarder_duplicates_total", "otomax" => otomax())
+                .absolute(0);
+            metrics::counter!("wacenter_forwarder_expired_total", "otomax" => otomax()).absolute(0);
+            metrics::counter!("wacenter_forwarder_expired_notices_total", "otomax" => otomax())
+                .absolute(0);
+            worker_metrics("forwarder", server);
+        }
+        "reply" => {
+            zero_otomax(&["UpdateStatusOutbox"], server);
+            for kind in ["auto_reply", "outbox"] {
+                metrics::counter!("wacenter_reply_sent_total", "kind" => kind, "otomax" => otomax()).absolute(0);
+                for class in ["rate_limited", "transient", "permanent", "ambiguous"] {
+                    metrics::counter!("wacenter_reply_send_failed_total", "class" => class, "kind" => kind, "otomax" => otomax()).absolute(0);
+                }
+            }
+            for status in ["20", "40"] {
+                for outcome in ["ok", "error", "refused"] {
+                    metrics::counter!("wacenter_outbox_acks_total", "status" => status, "outcome" => outcome, "otomax" => otomax()).absolute(0);
+                }
+            }
+            metrics::counter!("wacenter_reply_duplicates_total", "otomax" => otomax()).absolute(0);
+            worker_metrics("reply", server);
+        }
+        "callback" => {
+            zero_otomax(CALLBACK_ENDPOINTS, server);
             for outcome in [
                 "queued",
                 "skipped",
@@ -147,11 +174,11 @@ pub fn register(service: &str) {
                 "VALIDATION_ERROR",
                 "UNAVAILABLE",
             ] {
-                metrics::counter!("wacenter_callback_received_total", "outcome" => outcome)
+                metrics::counter!("wacenter_callback_received_total", "outcome" => outcome, "otomax" => otomax())
                     .absolute(0);
             }
             for reason in ["other_channel", "empty_pesan"] {
-                metrics::counter!("wacenter_callback_skipped_total", "reason" => reason)
+                metrics::counter!("wacenter_callback_skipped_total", "reason" => reason, "otomax" => otomax())
                     .absolute(0);
             }
         }
@@ -190,47 +217,60 @@ pub const LAZY_SERIES: &[(&str, &str, &[&str])] = &[
     (
         "wacenter_otomax_request_duration_seconds",
         "histogram",
-        &["endpoint"],
+        &["endpoint", "otomax"],
     ),
     ("wacenter_ingress_ack_seconds", "histogram", &["provider"]),
-    ("wacenter_forwarder_forwarded_total", "counter", &["status"]),
+    (
+        "wacenter_forwarder_forwarded_total",
+        "counter",
+        &["status", "otomax"],
+    ),
 ];
 
-/// OtomaX calls of `endpoints`, every outcome at zero: an alert on failures sees 0, not
-/// "no data", until the first one.
-fn otomax_metrics(endpoints: &[&'static str]) {
+/// Describes the OtomaX call metrics (every service that calls OtomaX).
+fn otomax_metrics() {
     describe_counter!(
         "wacenter_otomax_requests_total",
-        "OtomaX API attempts, by endpoint and outcome (ok or an error kind)"
+        "OtomaX API attempts, by server, endpoint and outcome (ok or an error kind)"
     );
     describe_histogram!(
         "wacenter_otomax_request_duration_seconds",
         Unit::Seconds,
-        "OtomaX API attempt duration, by endpoint"
+        "OtomaX API attempt duration, by server and endpoint"
     );
+}
+
+/// OtomaX calls of `endpoints` to `server`, every outcome at zero: an alert on failures sees 0,
+/// not "no data", until the first one.
+fn zero_otomax(endpoints: &[&'static str], server: &str) {
     for endpoint in endpoints {
         for outcome in OTOMAX_OUTCOMES {
-            metrics::counter!("wacenter_otomax_requests_total", "endpoint" => *endpoint, "outcome" => *outcome)
+            metrics::counter!("wacenter_otomax_requests_total", "endpoint" => *endpoint, "outcome" => *outcome, "otomax" => server.to_string())
                 .absolute(0);
         }
     }
 }
 
-fn worker_metrics(worker: &'static str) {
+fn describe_worker_metrics() {
     describe_counter!(
         "wacenter_dead_letters_total",
-        "Messages dead-lettered, by worker and reason"
+        "Messages dead-lettered, by worker, server and reason"
     );
     describe_gauge!(
         "wacenter_in_flight",
-        "Messages being handled right now, by worker"
+        "Messages being handled right now, by worker and server"
     );
     describe_counter!(
         "wacenter_handler_panics_total",
-        "Handlers that panicked (a bug; the message was dead-lettered as uncertain), by worker"
+        "Handlers that panicked (a bug; the message was dead-lettered as uncertain), by worker and server"
     );
-    metrics::gauge!("wacenter_in_flight", "worker" => worker).set(0.0);
-    metrics::counter!("wacenter_handler_panics_total", "worker" => worker).absolute(0);
+}
+
+fn worker_metrics(worker: &'static str, server: &str) {
+    let otomax = || server.to_string();
+    metrics::gauge!("wacenter_in_flight", "worker" => worker, "otomax" => otomax()).set(0.0);
+    metrics::counter!("wacenter_handler_panics_total", "worker" => worker, "otomax" => otomax())
+        .absolute(0);
     for reason in [
         "expired",
         "auth_failed",
@@ -241,7 +281,7 @@ fn worker_metrics(worker: &'static str) {
         "send_failed",
         "unknown_account",
     ] {
-        metrics::counter!("wacenter_dead_letters_total", "worker" => worker, "reason" => reason)
+        metrics::counter!("wacenter_dead_letters_total", "worker" => worker, "otomax" => otomax(), "reason" => reason)
             .absolute(0);
     }
 }

@@ -269,3 +269,67 @@ async fn begin_tells_each_delivery_where_it_stands() {
         Begun::Uncertain
     );
 }
+
+/// Every OtomaX server's lane has consumers of its own on the work-queue streams, which take
+/// one consumer per subject: the lanes' filters must never overlap, and a deployment that
+/// started with one unfiltered `forwarder` consumer (before lanes) gets it narrowed in place,
+/// keeping what waits in it.
+#[tokio::test]
+async fn each_lane_binds_its_own_consumer_and_an_old_unfiltered_one_is_narrowed() {
+    let nats = NatsServer::start();
+    let bus = Bus::connect(&nats.url(), "test", Topology::default())
+        .await
+        .unwrap();
+    bus.ensure_topology().await.unwrap();
+    // The consumer as versions before lanes created it: the whole stream.
+    bus.durable_consumer(names::INBOUND_STREAM, names::FORWARDER_CONSUMER, &[], 8)
+        .await
+        .unwrap();
+    let waiting = bus
+        .publish(
+            &names::inbound_subject(wacenter_proto::Provider::Gowa, names::DEFAULT_LANE),
+            "waiting-1",
+            Default::default(),
+            "{}".into(),
+        )
+        .await
+        .unwrap();
+    for lane in [names::DEFAULT_LANE, "jaya", "makmur"] {
+        let (consumer, filters) = names::forwarder_lane(lane);
+        bus.durable_consumer(names::INBOUND_STREAM, &consumer, &filters, 8)
+            .await
+            .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+        let (consumer, filters) = names::reply_lane(lane);
+        bus.durable_consumer(names::OUTBOUND_STREAM, &consumer, &filters, 8)
+            .await
+            .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+    }
+    assert_eq!(waiting.sequence, 1);
+    assert_eq!(
+        bus.consumer_lag(names::INBOUND_STREAM, names::FORWARDER_CONSUMER)
+            .await
+            .unwrap(),
+        1,
+        "the narrowed consumer still has the message that waited in it"
+    );
+    bus.publish(
+        &names::inbound_subject(wacenter_proto::Provider::Meta, "jaya"),
+        "jaya-1",
+        Default::default(),
+        "{}".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bus.consumer_lag(names::INBOUND_STREAM, "forwarder-jaya")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        bus.consumer_lag(names::INBOUND_STREAM, "forwarder-makmur")
+            .await
+            .unwrap(),
+        0
+    );
+}

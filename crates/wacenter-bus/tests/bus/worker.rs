@@ -62,8 +62,10 @@ async fn inbound_left(bus: &Bus) -> u64 {
 fn config() -> WorkerConfig {
     WorkerConfig {
         name: "test",
+        lane: names::DEFAULT_LANE.into(),
         stream: names::INBOUND_STREAM,
-        consumer: "test-worker",
+        consumer: "test-worker".into(),
+        filters: Vec::new(),
         concurrency: 4,
         dead_letter_subject: DEAD_LETTERS,
     }

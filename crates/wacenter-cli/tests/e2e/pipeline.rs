@@ -786,7 +786,8 @@ async fn a_signed_webhook_that_cannot_be_parsed_is_kept_and_replayed_after_an_up
     let one = wacenter_bus::deadletters::Selector::One(letters[0].id.clone());
     let options = wacenter_bus::deadletters::ReplayOptions::default();
     // This version still cannot read it: the letter stays.
-    let today = |provider, body: &[u8]| wacenter_ingress::messages_of(provider, body, "62");
+    let lanes = wacenter_config::Lanes::default();
+    let today = |provider, body: &[u8]| wacenter_ingress::messages_of(provider, body, "62", &lanes);
     let done = wacenter_bus::deadletters::replay(&bus, &one, options, Some(&today))
         .await
         .unwrap();

@@ -299,3 +299,101 @@ async fn two_servers_each_with_its_own_credentials_callbacks_and_reports() {
     assert_eq!(health["code"], json!("SUCCESS"), "{health}");
     stack.stop().await;
 }
+
+/// Isolation (spec §3a): one server down never holds up another server's messages. Makmur's
+/// OtomaX is down, and its messages, sent first, fill every slot it may use while its client
+/// retries (about 7 s each). Default's messages, sent after them, are all inserted and answered
+/// before the first of makmur's has even ended: judged from what the peers recorded (default's
+/// simulator's arrival times against makmur's first dead letter). In one shared queue they would
+/// wait behind makmur's retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_server_down_never_holds_up_another() {
+    const MAKMUR_MESSAGES: usize = 8;
+    const DEFAULT_MESSAGES: usize = 12;
+    let makmur_url = makmur_sim().await;
+    let makmur = wacenter_sim::inspect::SimClient::new(&makmur_url, reqwest::Client::new());
+    makmur
+        .faults(&json!({"down_for_seconds": 600}))
+        .await
+        .unwrap();
+    let stack = Stack::start_with(Services::ALL, |s| {
+        s.forwarder_concurrency = 2;
+        s.otomax = vec![
+            ServerTable {
+                name: "default".into(),
+                api_url: s.otomax_api_url.clone(),
+                app_id: wacenter_sim::demo::APP_ID.into(),
+                app_key: wacenter_sim::demo::APP_KEY.into(),
+                dev_key: wacenter_sim::demo::DEV_KEY.into(),
+                callback_secret: CALLBACK_SECRET.into(),
+                ..Default::default()
+            },
+            ServerTable {
+                name: "makmur".into(),
+                api_url: makmur_url.clone(),
+                app_id: "Makmur".into(),
+                app_key: MAKMUR_APP_KEY.into(),
+                dev_key: MAKMUR_DEV_KEY.into(),
+                callback_secret: MAKMUR_SECRET.into(),
+                concurrency: Some(2),
+                ..Default::default()
+            },
+        ];
+        s.account = vec![
+            account(NUMBER_A, "default", 1),
+            account(NUMBER_B, "makmur", 4),
+        ];
+    })
+    .await;
+    for (device, count) in [(NUMBER_B, MAKMUR_MESSAGES), (NUMBER_A, DEFAULT_MESSAGES)] {
+        for i in 0..count {
+            let r = stack
+                .incoming(json!({"from": RESELLER_PHONE, "text": format!("S5.0812345{i:04}.1234"), "device": device}))
+                .await;
+            assert_eq!(r["webhook_status"], json!(200), "{r}");
+        }
+    }
+    let inbox = wacenter_test_support::eventually(
+        std::time::Duration::from_secs(90),
+        "all of default's messages inserted",
+        || async {
+            let inbox = stack.otomax_inbox().await;
+            (inbox.len() >= DEFAULT_MESSAGES).then_some(inbox)
+        },
+    )
+    .await;
+    assert_eq!(inbox.len(), DEFAULT_MESSAGES);
+    let last_inserted = inbox
+        .iter()
+        .map(|i| chrono::DateTime::parse_from_rfc3339(i["received_at"].as_str().unwrap()).unwrap())
+        .max()
+        .unwrap();
+    // Makmur's messages do not end silently: they are dead-lettered once their retries are spent.
+    let letters = stack.wait_dead_letters(1).await;
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.payload["account"] == json!(NUMBER_B)
+                && matches!(
+                    l.reason,
+                    DeadLetterReason::RetriesExhausted | DeadLetterReason::Expired
+                )),
+        "{letters:?}"
+    );
+    let first_makmur_end = letters.iter().map(|l| l.failed_at).min().unwrap();
+    assert!(
+        last_inserted < first_makmur_end,
+        "default's last message reached its OtomaX at {last_inserted}, after makmur's first one ended at {first_makmur_end}: it waited behind makmur's"
+    );
+    assert!(
+        makmur.list("inbox").await.unwrap().is_empty(),
+        "makmur was down all along"
+    );
+    let sent = stack.wait_sent(DEFAULT_MESSAGES).await;
+    let through_a = replies(&sent)
+        .iter()
+        .filter(|(device, _)| device == NUMBER_A)
+        .count();
+    assert!(through_a >= DEFAULT_MESSAGES, "{sent:?}");
+    stack.stop().await;
+}

@@ -77,7 +77,7 @@ impl World {
             received_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&msg).unwrap();
-        let subject = names::inbound_subject(Provider::Gowa);
+        let subject = names::inbound_subject(Provider::Gowa, names::DEFAULT_LANE);
         let ack = bus
             .publish(
                 &subject,

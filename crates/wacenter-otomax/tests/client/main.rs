@@ -82,6 +82,7 @@ impl Peer {
 
 fn client(base: &str, policy: RetryPolicy) -> OtomaxClient {
     OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: base.parse().unwrap(),
         app_id: "OtomaX.Addon".into(),
         app_key: "demoKey".into(),
@@ -393,6 +394,7 @@ async fn rate_limit_spaces_requests() {
     )
     .await;
     let c = OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: format!("http://{addr}/").parse().unwrap(),
         app_id: "a".into(),
         app_key: "b".into(),
@@ -425,6 +427,7 @@ async fn a_backlog_behind_the_rate_limiter_is_never_sent_after_exp() {
     )
     .await;
     let c = OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: format!("http://{addr}/").parse().unwrap(),
         app_id: "a".into(),
         app_key: "b".into(),

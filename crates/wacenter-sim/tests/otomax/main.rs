@@ -55,6 +55,7 @@ async fn start_sim_with(result_delay: Duration) -> TestSim {
 
 fn client_for(base: &str, dev_key: &str) -> OtomaxClient {
     OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: base.parse().unwrap(),
         app_id: APP_ID.into(),
         app_key: APP_KEY.into(),
@@ -436,6 +437,7 @@ async fn client_retries_through_a_short_outage() {
     sim.post("_sim/faults", json!({"down_for_seconds": 1.5}))
         .await;
     let c = OtomaxClient::new(ClientConfig {
+        server: "default".into(),
         base_url: sim.base.parse().unwrap(),
         app_id: APP_ID.into(),
         app_key: APP_KEY.into(),
