@@ -27,6 +27,7 @@
 
 mod baseline;
 mod floor;
+mod isolation;
 mod load;
 mod phases;
 mod report;

@@ -84,16 +84,27 @@ impl Target {
         &self.phones[(seq % self.phones.len() as u64) as usize]
     }
 
-    /// Posts one signed webhook; the ack latency in ms, or why it was not accepted.
+    /// Posts message `seq` of the load as one signed webhook to the bench's number; the ack
+    /// latency in ms, or why it was not accepted.
     async fn post_webhook(&self, seq: u64) -> Result<f64, String> {
-        let phone = self.phone(seq);
+        let id = format!("BENCH{}{seq:09}", self.run_id);
+        self.post_gowa(DEVICE, &id, self.phone(seq), &command_text(seq))
+            .await
+    }
+
+    /// Posts one signed GOWA webhook: `text` from `phone` to our number `device`.
+    pub async fn post_gowa(
+        &self,
+        device: &str,
+        id: &str,
+        phone: &str,
+        text: &str,
+    ) -> Result<f64, String> {
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         // The shape of GOWA v8's message event (see `gowa_message` in the e2e tests). Every
         // value is digits or fixed ASCII, so formatting it directly gives valid JSON.
         let body = format!(
-            r#"{{"event":"message","device_id":"{DEVICE}","payload":{{"id":"BENCH{run}{seq:09}","chat_id":"{phone}@s.whatsapp.net","from":"{phone}@s.whatsapp.net","from_name":"Bench","timestamp":"{ts}","is_from_me":false,"body":"{text}"}}}}"#,
-            run = self.run_id,
-            text = command_text(seq),
+            r#"{{"event":"message","device_id":"{device}","payload":{{"id":"{id}","chat_id":"{phone}@s.whatsapp.net","from":"{phone}@s.whatsapp.net","from_name":"Bench","timestamp":"{ts}","is_from_me":false,"body":"{text}"}}}}"#,
         );
         let signature = wacenter_whatsapp::sign_hub(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
         let started = Instant::now();

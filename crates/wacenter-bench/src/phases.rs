@@ -1,5 +1,6 @@
 //! The bench's phases, in the order they run: set-up, warm-up, fixed rate, full speed,
-//! retention, baseline, the bus alone, scale-out, and the report. Each phase is one method of
+//! retention, baseline, the bus alone, isolation, a large routing table, scale-out, and the
+//! report. Each phase is one method of
 //! [`Bench`], which holds what they share (NATS, the simulators, the load target, notes).
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::baseline::BaselineResult;
+use crate::isolation::{self, IsolationRun, IsolationSummary, ServerEntry, TableScaleSummary};
 use crate::load::{self, RunResult, RunSpec, Sequence, Shape, Target};
 use crate::report::{
     ratio_ceiling, round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary,
@@ -73,8 +75,18 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let count = full.0.replied.max(1000);
     let baseline = b.baseline(count).await?;
     let floor = b.bus_alone(count, &baseline).await?;
+    let isolation = b.isolation().await?;
+    let routing_scale = b.routing_scale().await?;
     let scale_out = b.scale_out().await?;
-    b.report(fixed, full, retention, baseline, floor, scale_out)
+    b.report(
+        fixed,
+        full,
+        retention,
+        baseline,
+        floor,
+        (isolation, routing_scale),
+        scale_out,
+    )
 }
 
 impl Bench {
@@ -409,6 +421,252 @@ impl Bench {
         })
     }
 
+    /// A fresh nats-server (when the bench runs its own): no backlog, consumer state or stream
+    /// history carried over from the last phase.
+    async fn fresh_nats(&mut self) -> anyhow::Result<()> {
+        if matches!(self.nats, Nats::Own { .. }) {
+            self.nats.stop().await;
+            self.nats = start_nats(
+                self.args.nats_url.as_deref(),
+                &self.bins,
+                self.work.path(),
+                &self.log_dir,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The services on a fresh nats-server with the routing table `servers` / `accounts` as
+    /// their config file; how long they took to be ready.
+    async fn start_with_table(
+        &mut self,
+        file: &str,
+        servers: &[ServerEntry],
+        accounts: &[(String, String, i64)],
+    ) -> anyhow::Result<(Stack, Target, Duration)> {
+        self.fresh_nats().await?;
+        self.sims.reset(&self.http).await?;
+        self.sims.set_otomax_latency(&self.http, 0).await?;
+        let path = self.work.path().join(file);
+        isolation::write_table(&path, servers, accounts)?;
+        let mut config = StackConfig {
+            nats_url: self.nats.url().to_string(),
+            forwarders: 1,
+            callback: true,
+            one_process: false,
+            ..self.services.clone()
+        };
+        config
+            .extra_env
+            .push(("WACENTER_CONFIG".into(), path.display().to_string()));
+        let started_at = std::time::Instant::now();
+        let started = Stack::start(&self.bins, &config, &self.log_dir).await;
+        let services = started.map_err(|e| with_nats_log(e, &mut self.nats))?;
+        let target = Target {
+            webhook_url: format!("{}/webhook/gowa", services.ingress_url),
+            ..self.target.clone()
+        };
+        Ok((services, target, started_at.elapsed()))
+    }
+
+    /// Two OtomaX servers in one deployment; the measured load goes to one while the other
+    /// gets a steady side load, first both healthy, then the other one down.
+    async fn isolation(&mut self) -> anyhow::Result<IsolationSummary> {
+        let resellers = self.work.path().join("resellers.toml");
+        let other_url = isolation::start_other_server(&resellers).await?;
+        let servers = [
+            ServerEntry::bench_sim("default", &self.sims.otomax_url),
+            ServerEntry::other(&other_url),
+        ];
+        let accounts = [
+            (stack::DEVICE.to_string(), "default".to_string(), 1),
+            (
+                isolation::OTHER_DEVICE.to_string(),
+                isolation::OTHER_SERVER.to_string(),
+                2,
+            ),
+        ];
+        let (mut services, target, _) = self
+            .start_with_table("isolation.toml", &servers, &accounts)
+            .await?;
+        let seconds = self.plan.duration.as_secs();
+        progress(&format!(
+            "isolation: servers default and {} ({} msgs/s offered to {} throughout); {} msgs/s, then {} in flight, {seconds} s each; both healthy, then {} down",
+            isolation::OTHER_SERVER,
+            isolation::SIDE_LOAD_PER_S,
+            isolation::OTHER_SERVER,
+            self.args.rate,
+            self.args.window,
+            isolation::OTHER_SERVER
+        ));
+        let warm = RunSpec {
+            label: "warm-up".into(),
+            shape: Shape::Window { window: 16 },
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(15),
+            quiet: true,
+        };
+        load::drive(&target, &self.seqs, &warm, 0, || services.check_alive()).await?;
+        let other = wacenter_sim::inspect::SimClient::new(&other_url, self.http.clone());
+        let mut runs = Vec::new();
+        for (down, fixed_label, window_label) in [
+            (false, isolation::BOTH_FIXED, isolation::BOTH_WINDOW),
+            (true, isolation::DOWN_FIXED, isolation::DOWN_WINDOW),
+        ] {
+            if down {
+                other
+                    .faults(&serde_json::json!({"down_for_seconds": 3600}))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            for (label, shape) in [
+                (
+                    fixed_label,
+                    Shape::FixedRate {
+                        rate: self.args.rate,
+                    },
+                ),
+                (
+                    window_label,
+                    Shape::Window {
+                        window: self.args.window,
+                    },
+                ),
+            ] {
+                self.sims.reset(&self.http).await?;
+                let spec = RunSpec {
+                    label: label.into(),
+                    shape,
+                    duration: self.plan.duration,
+                    warmup: self.plan.warmup,
+                    drain: Duration::from_secs(15),
+                    quiet: false,
+                };
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let side = isolation::side_load(
+                    &target,
+                    &self.seqs,
+                    isolation::OTHER_DEVICE,
+                    isolation::SIDE_LOAD_PER_S,
+                    stopped,
+                );
+                let (sims, nats) = (&mut self.sims, &mut self.nats);
+                let measured = async {
+                    let r = load::drive(&target, &self.seqs, &spec, 0, || {
+                        services.check_alive()?;
+                        sims.check_alive()?;
+                        nats.check_alive()
+                    })
+                    .await;
+                    let _ = stop.send(true);
+                    r
+                };
+                let (other_sent, r) = tokio::join!(side, measured);
+                let r = r?;
+                progress(&format!(
+                    "  {label}: {:.0} msgs/s, e2e p50 {:.1} / p99 {:.1} ms, {} lost; {other_sent} to {}",
+                    r.sustained_msgs_per_s, r.e2e_ms.p50, r.e2e_ms.p99, r.lost, isolation::OTHER_SERVER
+                ));
+                runs.push(IsolationRun {
+                    label: label.into(),
+                    msgs_per_s: round2(r.sustained_msgs_per_s),
+                    p99_ms: r.e2e_ms.p99,
+                    p50_ms: r.e2e_ms.p50,
+                    sent: r.sent,
+                    replied: r.replied,
+                    lost: r.lost,
+                    other_server_sent: other_sent,
+                });
+            }
+        }
+        services.stop().await;
+        let summary = IsolationSummary::of(runs, self.args.rate, self.args.window, seconds);
+        progress(&format!(
+            "  isolation: the healthy server's p99 {:.2}x and throughput {:.2}x of the all-healthy runs",
+            summary.p99_ratio, summary.throughput_ratio
+        ));
+        Ok(summary)
+    }
+
+    /// A hosting provider's table: 100 servers with 2 numbers each. Start-up, consumers,
+    /// memory, and one message routed to the last number.
+    async fn routing_scale(&mut self) -> anyhow::Result<TableScaleSummary> {
+        const SERVERS: usize = 100;
+        let names: Vec<String> = (1..=SERVERS).map(|i| format!("s{i:03}")).collect();
+        let servers: Vec<ServerEntry> = names
+            .iter()
+            .map(|n| ServerEntry::bench_sim(n, &self.sims.otomax_url))
+            .collect();
+        let accounts: Vec<(String, String, i64)> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                (1..=2).map(move |k| (format!("62810{i:05}{k}@s.whatsapp.net"), n.clone(), k))
+            })
+            .collect();
+        progress(&format!(
+            "routing table: {SERVERS} servers x 2 accounts, every service reading it"
+        ));
+        let (services, target, ready_in) = self
+            .start_with_table("routing-scale.toml", &servers, &accounts)
+            .await?;
+        // Every lane's consumers, plus the default lane's.
+        let mut lanes = names.clone();
+        lanes.push("default".into());
+        let started = std::time::Instant::now();
+        let (inbound, outbound) =
+            isolation::wait_consumers(self.nats.url(), &lanes, Duration::from_secs(60)).await?;
+        let startup = ready_in + started.elapsed();
+        let mut rss_mb: BTreeMap<String, f64> = services
+            .samples()
+            .into_iter()
+            .filter_map(|(name, s)| s.map(|s| (name, round2(s.rss_kb as f64 / 1024.0))))
+            .collect();
+        if let Some(s) = self.nats.sample() {
+            rss_mb.insert("nats-server".into(), round2(s.rss_kb as f64 / 1024.0));
+        }
+        // The last number's message reaches its server and is answered through that number.
+        let (device, _, _) = accounts.last().expect("accounts");
+        let seq = self.seqs.next()?;
+        let id = format!("TABLE{}{seq:09}", target.run_id);
+        let sent = target
+            .post_gowa(device, &id, target.phone(seq), &load::command_text(seq))
+            .await;
+        let wa = wacenter_sim::inspect::SimClient::new(&self.sims.wa_url, self.http.clone());
+        let mut answered = false;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.is_ok() && !answered && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let out = wa.list("outbox").await.unwrap_or_default();
+            answered = out.iter().any(|m| {
+                m["device_id"] == serde_json::json!(device)
+                    && load::seq_of_reply(m["body"]["message"].as_str().unwrap_or_default())
+                        == Some(seq)
+            });
+        }
+        services.stop().await;
+        progress(&format!(
+            "  routing table: ready in {:.1} s, {inbound} + {outbound} consumers, {}; last number answered: {answered}",
+            startup.as_secs_f64(),
+            rss_mb
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.1} MB"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(TableScaleSummary {
+            servers: SERVERS,
+            accounts: accounts.len(),
+            startup_s: round2(startup.as_secs_f64()),
+            inbound_consumers: inbound,
+            outbound_consumers: outbound,
+            rss_mb,
+            last_account_answered: answered,
+        })
+    }
+
     /// OtomaX slowed down, 1, 2, 4 … forwarders, each on a fresh nats-server.
     async fn scale_out(&mut self) -> anyhow::Result<ScaleOut> {
         let window =
@@ -432,16 +690,7 @@ impl Bench {
         window: usize,
     ) -> anyhow::Result<ScalePoint> {
         // A fresh nats-server per run: no backlog, consumer state or stream history carried over.
-        if matches!(self.nats, Nats::Own { .. }) {
-            self.nats.stop().await;
-            self.nats = start_nats(
-                self.args.nats_url.as_deref(),
-                &self.bins,
-                self.work.path(),
-                &self.log_dir,
-            )
-            .await?;
-        }
+        self.fresh_nats().await?;
         self.sims.reset(&self.http).await?;
         self.sims.set_otomax_latency(&self.http, 0).await?;
         let config = StackConfig {
@@ -526,6 +775,7 @@ impl Bench {
         retention: Option<RetentionSummary>,
         baseline: Baseline,
         floor: FloorSummary,
+        (isolation, routing_scale): (IsolationSummary, TableScaleSummary),
         scale_out: ScaleOut,
     ) -> anyhow::Result<()> {
         self.machine.load_1m_end = load_average();
@@ -610,6 +860,8 @@ impl Bench {
             baseline: baseline.summary,
             durable_writes_floor: Some(floor),
             retention,
+            isolation: Some(isolation),
+            routing_scale: Some(routing_scale),
             scale_out_config: ScaleOutConfig {
                 otomax_latency_ms: SCALE_OUT_LATENCY_MS,
                 forwarder_concurrency: SCALE_OUT_CONCURRENCY,

@@ -230,6 +230,12 @@ pub struct Report {
     /// nats-server memory and store per message whose idempotency records are kept, and the
     /// projection for 100,000 messages a day (`None` on an external NATS).
     pub retention: Option<crate::retention::RetentionSummary>,
+    /// Two OtomaX servers, one down: the healthy one's figures beside both healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::isolation::IsolationSummary>,
+    /// 100 servers × 2 numbers: start-up, consumers, memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_scale: Option<crate::isolation::TableScaleSummary>,
     pub scale_out_config: ScaleOutConfig,
     pub targets: Vec<Check>,
     pub machine: Machine,
@@ -295,6 +301,41 @@ impl Report {
                 target: "nats-server memory for 100,000 messages a day < 64 MB".into(),
                 measured: format!("{:.1} MB projected", r.projected_memory_mb_per_100k_day),
                 pass: r.projected_memory_mb_per_100k_day < 64.0 && r.memory_bytes_per_record > 0.0,
+            });
+        }
+        if let Some(i) = &self.isolation {
+            checks.push(Check {
+                target: "another server down: the healthy one's p99 <= 1.2 x and throughput >= 0.9 x both healthy".into(),
+                measured: format!(
+                    "p99 {:.2} x ({:.1} / {:.1} ms), throughput {:.2} x ({:.0} / {:.0} msgs/s)",
+                    i.p99_ratio,
+                    i.healthy_p99_ms,
+                    i.baseline_p99_ms,
+                    i.throughput_ratio,
+                    i.healthy_msgs_per_s,
+                    i.baseline_msgs_per_s
+                ),
+                pass: i.p99_ratio <= 1.2 && i.throughput_ratio >= 0.9 && i.healthy_lost == 0,
+            });
+        }
+        if let Some(t) = &self.routing_scale {
+            checks.push(Check {
+                target: format!(
+                    "{} servers x 2 numbers: ready, every consumer bound, the last number answered",
+                    t.servers
+                ),
+                measured: format!(
+                    "{:.1} s, {} + {} consumers, {}",
+                    t.startup_s,
+                    t.inbound_consumers,
+                    t.outbound_consumers,
+                    if t.last_account_answered {
+                        "answered"
+                    } else {
+                        "NOT answered"
+                    }
+                ),
+                pass: t.last_account_answered && t.inbound_consumers > t.servers,
             });
         }
         let worst = self
@@ -416,6 +457,34 @@ impl Report {
                 r.with_records_rss_mb,
                 r.without_records_rss_mb,
                 r.store_kb_per_message
+            );
+        }
+        if let Some(i) = &self.isolation {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.0} msgs/s, p99 {:.1} ms   (both healthy: {:.0} msgs/s, p99 {:.1} ms; {:.2} x / {:.2} x)",
+                "One server down, the other's",
+                i.healthy_msgs_per_s,
+                i.healthy_p99_ms,
+                i.baseline_msgs_per_s,
+                i.baseline_p99_ms,
+                i.throughput_ratio,
+                i.p99_ratio
+            );
+        }
+        if let Some(r) = &self.routing_scale {
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.1} s   ({} consumers on WA_INBOUND, {} on WA_OUTBOUND; {})",
+                format!("{} servers x 2 numbers: ready in", r.servers),
+                r.startup_s,
+                r.inbound_consumers,
+                r.outbound_consumers,
+                r.rss_mb
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.1} MB"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         if let (Some(i), Some(o)) = (
