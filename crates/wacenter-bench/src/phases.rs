@@ -81,10 +81,9 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     b.report(
         fixed,
         full,
-        retention,
         baseline,
         floor,
-        (isolation, routing_scale),
+        (retention, isolation, routing_scale),
         scale_out,
     )
 }
@@ -772,10 +771,13 @@ impl Bench {
         mut self,
         (fixed, fixed_summary): Measured,
         (full, full_summary): Measured,
-        retention: Option<RetentionSummary>,
         baseline: Baseline,
         floor: FloorSummary,
-        (isolation, routing_scale): (IsolationSummary, TableScaleSummary),
+        (retention, isolation, routing_scale): (
+            Option<RetentionSummary>,
+            IsolationSummary,
+            TableScaleSummary,
+        ),
         scale_out: ScaleOut,
     ) -> anyhow::Result<()> {
         self.machine.load_1m_end = load_average();
