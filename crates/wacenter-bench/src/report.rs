@@ -462,7 +462,7 @@ impl Report {
         if let Some(i) = &self.isolation {
             let _ = writeln!(
                 t,
-                "  {:<38} {:>8.0} msgs/s, p99 {:.1} ms   (both healthy: {:.0} msgs/s, p99 {:.1} ms; {:.2} x / {:.2} x)",
+                "  {:<38} {:>8.0} msgs/s, p99 {:.1} ms   (both healthy: {:.0} msgs/s, p99 {:.1} ms; throughput {:.2} x, p99 {:.2} x)",
                 "One server down, the other's",
                 i.healthy_msgs_per_s,
                 i.healthy_p99_ms,
