@@ -547,7 +547,23 @@ def check_compose_config(report: Report) -> None:
             want = {n for n, p in EXPECTED_COMPOSE.items() if not p or p & profs}
             if not want <= got:
                 report.fail("docker-compose.yml", f"profiles {sorted(profs)}: services {sorted(want - got)} not started")
-    report.ok(f"docker compose {version} config with every profile")
+        # The routing-table override merges into the four services: the file mounted, WACENTER_CONFIG set.
+        shutil.copy(ROOT / "docker-compose.routing.yml", t / "docker-compose.routing.yml")
+        shutil.copy(ROOT / "deploy" / "wacenter.example.toml", t / "wacenter.toml")
+        r = subprocess.run(base + ["-f", str(t / "docker-compose.routing.yml"), "config", "--format", "json"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        if r.returncode != 0:
+            report.fail("docker-compose.routing.yml", f"config with docker-compose.yml failed: {(r.stderr or r.stdout).strip()}")
+        else:
+            merged = json.loads(r.stdout)["services"]
+            for name in ("ingress", "forwarder", "reply", "callback"):
+                svc = merged.get(name, {})
+                mounted = any(v.get("target") == "/etc/wacenter/wacenter.toml" for v in svc.get("volumes", []))
+                env_set = (svc.get("environment") or {}).get("WACENTER_CONFIG") == "/etc/wacenter/wacenter.toml"
+                kept = "NATS_URL" in (svc.get("environment") or {})
+                if not (mounted and env_set and kept):
+                    report.fail("docker-compose.routing.yml", f"{name}: table mounted {mounted}, WACENTER_CONFIG {env_set}, base environment kept {kept}")
+    report.ok(f"docker compose {version} config with every profile, and with docker-compose.routing.yml")
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use wacenter_config::{OtomaxConfig, Role, Settings};
+use wacenter_config::{Role, RoutingTable, Settings};
 use wacenter_otomax::{ClientConfig, OtomaxClient, OtomaxError};
 
 use crate::{Common, EXIT_USAGE};
@@ -20,6 +20,8 @@ pub enum OtomaxCommand {
         #[arg(long, default_value = "InsertInbox", value_name = "NAME")]
         endpoint: String,
         #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
         common: Common,
     },
     /// Sign and send one call (Test, InsertInbox, GetRs, GetSaldoRs, GetTrx, SetOutboxCallback,
@@ -33,13 +35,24 @@ pub enum OtomaxCommand {
         #[arg(long, default_value = "{}", value_name = "JSON")]
         body: String,
         #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
         common: Common,
     },
 }
 
+/// Which OtomaX server of the routing table to talk to.
+#[derive(clap::Args)]
+pub struct ServerArg {
+    /// The server's name in the routing table (`[[otomax]]` in the config file); without
+    /// tables the only server is `default`, made of the OTOMAX_* settings.
+    #[arg(long = "otomax", default_value = wacenter_config::DEFAULT_SERVER, value_name = "NAME")]
+    name: String,
+}
+
 /// The settings (for logging) and the OtomaX client they configure, or the exit code after a
 /// clear line naming the bad setting.
-fn load(common: &Common) -> Result<(Settings, OtomaxClient), ExitCode> {
+fn load(common: &Common, server: &ServerArg) -> Result<(Settings, OtomaxClient), ExitCode> {
     let usage = |e: wacenter_config::ConfigError| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_USAGE)
@@ -47,8 +60,17 @@ fn load(common: &Common) -> Result<(Settings, OtomaxClient), ExitCode> {
     let settings =
         wacenter_config::load(&common.settings, common.config.as_deref(), Role::OtomaxTool)
             .map_err(usage)?;
-    let otomax = OtomaxConfig::from_settings(&settings).map_err(usage)?;
-    Ok((settings, OtomaxClient::new(ClientConfig::new(&otomax))))
+    let table = RoutingTable::from_settings(&settings).map_err(usage)?;
+    let Some(found) = table.server(&server.name) else {
+        eprintln!(
+            "error: --otomax {:?}: no such server in the routing table (servers: {})",
+            server.name,
+            table.names().join(", ")
+        );
+        return Err(ExitCode::from(EXIT_USAGE));
+    };
+    let client = OtomaxClient::new(ClientConfig::for_server(&server.name, &found.otomax));
+    Ok((settings, client))
 }
 
 fn check_json(body: &str) -> Result<(), ExitCode> {
@@ -65,12 +87,13 @@ pub async fn run(command: OtomaxCommand) -> anyhow::Result<ExitCode> {
         OtomaxCommand::Sign {
             body,
             endpoint,
+            server,
             common,
         } => {
             if let Err(code) = check_json(&body) {
                 return Ok(code);
             }
-            let client = match load(&common) {
+            let client = match load(&common, &server) {
                 Ok((_, client)) => client,
                 Err(code) => return Ok(code),
             };
@@ -89,12 +112,13 @@ pub async fn run(command: OtomaxCommand) -> anyhow::Result<ExitCode> {
         OtomaxCommand::Call {
             endpoint,
             body,
+            server,
             common,
         } => {
             if let Err(code) = check_json(&body) {
                 return Ok(code);
             }
-            let (settings, client) = match load(&common) {
+            let (settings, client) = match load(&common, &server) {
                 Ok(loaded) => loaded,
                 Err(code) => return Ok(code),
             };

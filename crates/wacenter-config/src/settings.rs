@@ -197,7 +197,8 @@ impl Settings {
             Role::Callback => CallbackConfig::from_settings(self).map(drop),
             Role::OtomaxTool => {
                 common_checks(self)?;
-                OtomaxConfig::from_settings(self).map(drop)
+                // The OTOMAX_* settings, or the table's servers when there are `[[otomax]]` tables.
+                crate::RoutingTable::from_settings(self).map(drop)
             }
             Role::NatsTool => common_checks(self),
         }

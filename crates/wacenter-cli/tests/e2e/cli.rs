@@ -89,6 +89,52 @@ fn sign_uses_flags_over_environment() {
     assert!(text(&out.stdout).contains("url:   http://otomax.example/api/InsertInbox?token=eyJpZCI6Ik90b21hWC5BZGRvbiJ9.mQMFh6OxI-slvRQu7k2yP9B4J-vb-rsZxJ8kwkJdY-4"));
 }
 
+/// `--otomax <name>` signs with that server's keys and sends to its URL; a name the table does
+/// not have is refused with the names it has.
+#[test]
+fn sign_picks_a_server_of_the_routing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wacenter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[otomax]]\nname = \"default\"\napi_url = \"http://otomax.example/api/\"\napp_id = \"{}\"\napp_key = \"{}\"\ndev_key = \"{}\"\ncallback_secret = \"s1\"\n\n\
+             [[otomax]]\nname = \"makmur\"\napi_url = \"http://makmur.example/\"\napp_id = \"Makmur\"\napp_key = \"mk\"\ndev_key = \"md\"\ncallback_secret = \"s2\"\n",
+            demo::APP_ID,
+            demo::APP_KEY,
+            demo::DEV_KEY
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let sign = |server: &str| {
+        wacenter(
+            &[
+                "otomax", "sign", "--body", "{}", "--config", config, "--otomax", server,
+            ],
+            &[],
+        )
+    };
+    let default = sign("default");
+    assert!(default.status.success(), "{}", text(&default.stderr));
+    assert!(text(&default.stdout).contains("url:   http://otomax.example/api/InsertInbox?token=eyJpZCI6Ik90b21hWC5BZGRvbiJ9.mQMFh6OxI-slvRQu7k2yP9B4J-vb-rsZxJ8kwkJdY-4"));
+    let makmur = sign("makmur");
+    assert!(makmur.status.success(), "{}", text(&makmur.stderr));
+    let out = text(&makmur.stdout);
+    assert!(
+        out.contains("url:   http://makmur.example/InsertInbox?token="),
+        "{out}"
+    );
+    assert!(!out.contains("mQMFh6OxI"), "makmur's own keys sign: {out}");
+    let unknown = sign("sentosa");
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = text(&unknown.stderr);
+    assert!(
+        err.contains("default, makmur") && !err.contains("mk"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_body_and_missing_credentials_are_refused_before_sending() {
     let env = demo_creds("http://127.0.0.1:1/");
