@@ -926,6 +926,8 @@ KUSTOMIZATIONS = [
     ("base + autoscaling/hpa", ("base", ["autoscaling/hpa"]), {"kinds": ["HorizontalPodAutoscaler"],
                                                                "absent_kinds": ["ScaledObject"]}),
     ("base + gowa", ("base", ["gowa"]), {"kinds": ["StatefulSet"]}),
+    # The routing table's Secret comes from the overlay (example: its wacenter.toml).
+    ("base + routing", ("base", ["routing"]), {"kinds": ["Deployment"]}),
 ]
 
 
