@@ -158,29 +158,14 @@ impl RoutingTable {
             }
             servers
         };
-        let mut accounts: Vec<Account> = Vec::new();
-        for (i, table) in settings.account.iter().enumerate() {
-            let mistake = |m| table_error(file, "account", i, m);
-            let account = account_of(table, &servers).map_err(mistake)?;
-            if accounts
-                .iter()
-                .any(|a| a.id == account.id && a.provider == account.provider)
-            {
-                return Err(mistake(format!("account {:?} is listed twice", account.id)));
-            }
-            if let Some(other) = accounts
-                .iter()
-                .find(|a| a.server == account.server && a.kode_terminal == account.kode_terminal)
-            {
-                return Err(mistake(format!(
-                    "terminal {} of server {:?} is already account {:?}'s: outbox rows of a terminal must go out through one number",
-                    account.kode_terminal,
-                    account.server.as_str(),
-                    other.id
-                )));
-            }
-            accounts.push(account);
-        }
+        let refs: Vec<ServerRef> = servers
+            .iter()
+            .map(|s| ServerRef {
+                name: s.name.clone(),
+                default_kode_terminal: s.otomax.default_kode_terminal,
+            })
+            .collect();
+        let accounts = accounts_of(settings, &refs)?;
         Ok(Self { servers, accounts })
     }
 
@@ -269,32 +254,42 @@ impl Lanes {
     }
 
     /// The lanes of `settings`' tables: the server names and which server each account names,
-    /// checked (a valid name; an account's server is one of the table's).
+    /// checked as the services that call OtomaX check them (valid and distinct names, an
+    /// account's server one of the table's, no account twice, no terminal of a server claimed
+    /// twice), without needing any server's credentials.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         let file = settings.config_file.as_deref();
-        let mut servers = Vec::new();
+        let mut servers: Vec<ServerRef> = Vec::new();
         for (i, table) in settings.otomax.iter().enumerate() {
-            servers.push(
-                ServerName::parse(&table.name).map_err(|m| table_error(file, "otomax", i, m))?,
-            );
+            let mistake = |m| table_error(file, "otomax", i, m);
+            let name = ServerName::parse(&table.name).map_err(mistake)?;
+            if servers.iter().any(|s| s.name == name) {
+                return Err(mistake(format!(
+                    "a second server named {:?}",
+                    name.as_str()
+                )));
+            }
+            servers.push(ServerRef {
+                name,
+                default_kode_terminal: table
+                    .default_kode_terminal
+                    .unwrap_or(settings.otomax_default_kode_terminal),
+            });
         }
         if servers.is_empty() {
-            servers.push(ServerName(DEFAULT_SERVER.into()));
+            servers.push(ServerRef {
+                name: ServerName(DEFAULT_SERVER.into()),
+                default_kode_terminal: settings.otomax_default_kode_terminal,
+            });
         }
-        let mut accounts = std::collections::HashMap::new();
-        for (i, table) in settings.account.iter().enumerate() {
-            let server = servers
-                .iter()
-                .find(|s| s.as_str() == table.otomax)
-                .ok_or_else(|| {
-                    table_error(file, "account", i, unknown_server(&table.otomax, &servers))
-                })?;
-            accounts.insert(
-                (table.provider, table.id.trim().to_string()),
-                server.clone(),
-            );
-        }
-        Ok(Self::new(servers, accounts))
+        let accounts = accounts_of(settings, &servers)?
+            .into_iter()
+            .map(|a| ((a.provider, a.id), a.server))
+            .collect();
+        Ok(Self::new(
+            servers.into_iter().map(|s| s.name).collect(),
+            accounts,
+        ))
     }
 
     /// The lane of messages `account` of `provider` receives: its server's, or `default`'s for
@@ -366,7 +361,43 @@ fn server_of(settings: &Settings, table: &ServerTable) -> Result<OtomaxServer, S
     })
 }
 
-fn account_of(table: &AccountTable, servers: &[OtomaxServer]) -> Result<Account, String> {
+/// A server as its accounts need it: its name and the terminal of accounts without their own.
+struct ServerRef {
+    name: ServerName,
+    default_kode_terminal: i64,
+}
+
+/// The `[[account]]` tables of `settings`, checked against `servers`: each names one of them, no
+/// account twice, no terminal of a server claimed by two accounts.
+fn accounts_of(settings: &Settings, servers: &[ServerRef]) -> Result<Vec<Account>, ConfigError> {
+    let file = settings.config_file.as_deref();
+    let mut accounts: Vec<Account> = Vec::new();
+    for (i, table) in settings.account.iter().enumerate() {
+        let mistake = |m| table_error(file, "account", i, m);
+        let account = account_of(table, servers).map_err(mistake)?;
+        if accounts
+            .iter()
+            .any(|a| a.id == account.id && a.provider == account.provider)
+        {
+            return Err(mistake(format!("account {:?} is listed twice", account.id)));
+        }
+        if let Some(other) = accounts
+            .iter()
+            .find(|a| a.server == account.server && a.kode_terminal == account.kode_terminal)
+        {
+            return Err(mistake(format!(
+                "terminal {} of server {:?} is already account {:?}'s: outbox rows of a terminal must go out through one number",
+                account.kode_terminal,
+                account.server.as_str(),
+                other.id
+            )));
+        }
+        accounts.push(account);
+    }
+    Ok(accounts)
+}
+
+fn account_of(table: &AccountTable, servers: &[ServerRef]) -> Result<Account, String> {
     if table.id.trim().is_empty() {
         return Err("id: missing; the GOWA device id (JID) or the Meta phone_number_id".into());
     }
@@ -378,9 +409,7 @@ fn account_of(table: &AccountTable, servers: &[OtomaxServer]) -> Result<Account,
         id: table.id.trim().to_string(),
         provider: table.provider,
         server: server.name.clone(),
-        kode_terminal: table
-            .kode_terminal
-            .unwrap_or(server.otomax.default_kode_terminal),
+        kode_terminal: table.kode_terminal.unwrap_or(server.default_kode_terminal),
         send_rate: table.send_rate,
     })
 }
@@ -453,13 +482,27 @@ send_rate = 2
     /// The routing table of a config file with `text` (and the seed's credentials in the
     /// environment, which a table must not need).
     fn table(text: &str) -> Result<RoutingTable, ConfigError> {
+        with_file(text, RoutingTable::from_settings)
+    }
+
+    /// The lanes (what ingress reads) of a config file with `text`.
+    fn lanes(text: &str) -> Result<Lanes, ConfigError> {
+        with_file(text, Lanes::from_settings)
+    }
+
+    /// `read` of the settings of a config file with `text`, the file still there (a mistake's
+    /// line is read from it).
+    fn with_file<T>(
+        text: &str,
+        read: impl FnOnce(&Settings) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("wacenter.toml");
         std::fs::write(&file, text).unwrap();
         let settings = with_env(&[], || {
             load_unvalidated(&SettingsArgs::default(), Some(&file))
         })?;
-        RoutingTable::from_settings(&settings)
+        read(&settings)
     }
 
     #[test]
@@ -591,7 +634,27 @@ send_rate = 2
             for secret in ["jaya-key", "jaya-dev", "jaya-callback", "makmur-key"] {
                 assert!(!e.to_string().contains(secret), "{e} shows a secret");
             }
+            // Ingress and the reply service, which need no credentials, stop on the same
+            // mistakes of names and accounts with the same line.
+            if !problem.ends_with(": missing") {
+                let e = lanes(&text).expect_err(problem);
+                assert!(
+                    e.setting.starts_with(at),
+                    "lanes: {e} (expected it at {at})"
+                );
+                assert!(
+                    e.message.contains(problem),
+                    "lanes: {e} (expected: {problem})"
+                );
+            }
         }
+        let lanes = lanes(&format!("{JAYA}{ACCOUNTS}")).unwrap();
+        assert_eq!(
+            lanes.names().collect::<Vec<_>>(),
+            ["default", "jaya", "makmur"]
+        );
+        assert_eq!(lanes.of(WaProvider::Meta, "106540352242922"), "makmur");
+        assert_eq!(lanes.of(WaProvider::Gowa, "106540352242922"), "default");
     }
 
     /// With OtomaX off the table's secrets are not served: `/otomax/callback` still needs its own.
