@@ -25,7 +25,8 @@ pub enum OtomaxCommand {
         common: Common,
     },
     /// Sign and send one call (Test, InsertInbox, GetRs, GetSaldoRs, GetTrx, SetOutboxCallback,
-    /// GetOutboxCallback, UpdateStatusOutbox, or any other endpoint name). Prints OtomaX's JSON;
+    /// GetOutboxCallback, UpdateStatusOutbox, TesPinRs, GetFormatRequest, GetVersiOtomaX,
+    /// TambahSaldo, QueryProduk, QueryOperator, or any other endpoint name). Prints OtomaX's JSON;
     /// exits 0 on ok:true, 1 with a one-line reason otherwise. Transient failures are retried
     /// (1 s, 2 s, 4 s), never past the body's `_exp`.
     Call {

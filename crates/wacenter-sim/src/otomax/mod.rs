@@ -11,6 +11,7 @@
 //! `state` holds what it knows and remembers, `routes` answers HTTP, `commands` reads what
 //! resellers type, `outbox` pushes outbox rows to the callback URL.
 
+mod addon;
 mod commands;
 mod outbox;
 mod routes;

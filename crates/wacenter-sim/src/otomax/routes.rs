@@ -156,7 +156,8 @@ pub(crate) async fn api(
             entry.update_status_at = Some(Utc::now());
             ok(json!({"kode": kode, "status": status}))
         }
-        other => fail(StatusCode::NOT_FOUND, format!("unknown endpoint {other}")),
+        other => super::addon::answer(&sim, other, &req)
+            .unwrap_or_else(|| fail(StatusCode::NOT_FOUND, format!("unknown endpoint {other}"))),
     }
 }
 
@@ -166,13 +167,9 @@ pub(crate) fn insert_inbox(
     raw: Bytes,
     traceparent: Option<String>,
 ) -> Response {
-    for key in [
-        "pesan",
-        "pengirim",
-        "tipe_pengirim",
-        "kode_terminal",
-        "_exp",
-    ] {
+    // OtomaX's own add-on sends neither `kode_terminal` (OtomaX's default terminal) nor `_exp`
+    // (checked above when present).
+    for key in ["pesan", "pengirim", "tipe_pengirim"] {
         if req.get(key).is_none() {
             return fail(StatusCode::OK, format!("field {key} wajib diisi"));
         }
@@ -264,7 +261,9 @@ pub(crate) fn insert_inbox(
             Some(trxid),
             &code_for_outbox,
             // The result goes out through the terminal the command came in on.
-            req.get("kode_terminal").and_then(value_as_i64).unwrap_or(1),
+            req.get("kode_terminal")
+                .and_then(value_as_i64)
+                .unwrap_or(DEFAULT_TERMINAL),
         );
     }
     ok(
@@ -294,8 +293,11 @@ pub(crate) struct PushOutbox {
     kode_terminal: i64,
 }
 
+/// OtomaX's default terminal: what an InsertInbox without `kode_terminal` comes in on.
+const DEFAULT_TERMINAL: i64 = 1;
+
 fn first_terminal() -> i64 {
-    1
+    DEFAULT_TERMINAL
 }
 
 /// Test/demo helper: make OtomaX push an arbitrary outbox row.

@@ -496,3 +496,123 @@ mod whatsapp_devices {
         assert_eq!(sent[0]["device_id"], json!(SECOND));
     }
 }
+
+/// The add-on's own requests, as its author publishes them, signed with the add-on's demo
+/// credentials: each is answered with OtomaX's envelope, as OtomaX would (`ok:false` with a
+/// reason for what the simulator does not have), never "unknown endpoint".
+#[tokio::test]
+async fn the_open_api_add_on_s_fourteen_requests_are_answered_as_otomax_would() {
+    let sim = OtomaxSim::new(OtomaxSimConfig {
+        app_id: APP_ID.into(),
+        app_key: APP_KEY.into(),
+        dev_key: DEV_KEY.into(),
+        resellers: vec![SimReseller {
+            phone: "62812996000".into(),
+            code: "yusuf".into(),
+            name: "Yusuf".into(),
+            saldo: 275_380,
+            pin: Some("1234".into()),
+        }],
+        result_delay: Duration::from_millis(50),
+        faults: Faults::default(),
+    });
+    let base = format!("http://{}/", sim.spawn(0).await.unwrap());
+    let client = client_for(&base, DEV_KEY);
+    use base64::Engine;
+    use sha2::Digest;
+    let pin_hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"1234"));
+    let requests: Vec<(&str, String)> = vec![
+        ("Test", r#"{"phone":"08123456789"}"#.into()),
+        ("InsertInbox", r#"{"pesan":"tiket.100000.1234","kode_reseller":"yusuf","pengirim":"0812996000","tipe_pengirim":"W"}"#.into()),
+        ("GetTrx", r#"{"trxid":4522967}"#.into()),
+        ("GetRs", r#"{"kode":"yusuf"}"#.into()),
+        ("GetSaldoRs", r#"{"kode":"yusuf"}"#.into()),
+        ("TesPinRs", format!(r#"{{"kode":"yusuf","pin_hash":"{pin_hash}"}}"#)),
+        ("GetFormatRequest", r#"{"nama":"tiketdeposit"}"#.into()),
+        ("GetVersiOtomaX", "{}".into()),
+        ("UpdateStatusOutbox", r#"{"kode":9047353,"status":20}"#.into()),
+        ("TambahSaldo", r#"{"kode_reseller":"yusuf","jumlah":1000,"saldo":275380,"keterangan":"tes tambah"}"#.into()),
+        ("GetOutboxCallback", "{}".into()),
+        ("SetOutboxCallback", r#"{"url":"https://wacenter.example/otomax/callback?secret=s"}"#.into()),
+        ("QueryProduk", r#"{"kode":"BYROMNI"}"#.into()),
+        ("QueryOperator", r#"{"kode":"PPOB"}"#.into()),
+    ];
+    assert_eq!(requests.len(), 14);
+    let mut answers = std::collections::BTreeMap::new();
+    for (endpoint, body) in requests {
+        let signed = client.sign(endpoint, body.into_bytes()).unwrap();
+        let r = reqwest::Client::new()
+            .post(signed.url.clone())
+            .header("content-type", "application/json")
+            .body(signed.body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{endpoint}");
+        let answer: Value = r.json().await.unwrap();
+        let desc = answer["desc"].as_str().unwrap_or_default();
+        assert!(
+            answer["ok"].is_boolean() && !desc.contains("unknown endpoint"),
+            "{endpoint}: {answer}"
+        );
+        answers.insert(endpoint, answer);
+    }
+    let ok = |e: &str| answers[e]["ok"] == json!(true);
+    let result = |e: &str| answers[e]["result"].clone();
+    assert!(ok("Test"));
+    // The add-on's InsertInbox carries neither kode_terminal nor _exp; its sender is written
+    // 08…, which OtomaX does not know as yusuf's 628…: 41, unknown sender.
+    assert!(ok("InsertInbox"));
+    assert_eq!(result("InsertInbox")["status"], json!(41));
+    assert!(!ok("GetTrx"), "no such transaction: {}", answers["GetTrx"]);
+    assert_eq!(result("GetRs")["kode"], json!("yusuf"));
+    assert_eq!(result("GetSaldoRs")["saldo"], json!(275_380));
+    assert_eq!(result("TesPinRs")["valid"], json!(true));
+    assert_eq!(
+        result("GetFormatRequest")["format"],
+        json!("TIKET.<nominal>.<pin>")
+    );
+    assert!(result("GetVersiOtomaX")["versi"].is_string());
+    assert!(!ok("UpdateStatusOutbox"), "no such outbox row");
+    assert_eq!(result("TambahSaldo")["saldo_akhir"], json!(276_380));
+    assert!(ok("GetOutboxCallback"));
+    assert_eq!(
+        result("SetOutboxCallback")["url"],
+        json!("https://wacenter.example/otomax/callback?secret=s")
+    );
+    assert_eq!(result("QueryProduk")["kode_operator"], json!("PPOB"));
+    assert_eq!(
+        result("QueryOperator")["produk"][0]["kode"],
+        json!("BYROMNI")
+    );
+
+    // What the simulator does not have, and a wrong PIN or balance: ok:false with the reason.
+    for (endpoint, body, reason) in [
+        (
+            "TesPinRs",
+            r#"{"kode":"yusuf","pin_hash":"AAAA"}"#,
+            "PIN salah",
+        ),
+        (
+            "GetFormatRequest",
+            r#"{"nama":"voucher"}"#,
+            "tidak ditemukan",
+        ),
+        ("QueryProduk", r#"{"kode":"ZZ9"}"#, "tidak ditemukan"),
+        ("QueryOperator", r#"{"kode":"MARS"}"#, "tidak ditemukan"),
+        (
+            "TambahSaldo",
+            r#"{"kode_reseller":"yusuf","jumlah":1000,"saldo":275380}"#,
+            "Saldo tidak sesuai",
+        ),
+    ] {
+        let e = client
+            .call_raw(endpoint, body.as_bytes().to_vec(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, OtomaxError::Rejected { .. }) && e.to_string().contains(reason),
+            "{endpoint}: {e}"
+        );
+    }
+}
