@@ -181,9 +181,22 @@ impl Forwarder {
                 Err(e) => return Disposition::nats_trouble(e, "checking own messages"),
             }
         }
-        // skip_reason has turned away messages without OtomaX or without a sender's number.
-        let (Some(routing), Some(sender)) = (&me.routing, &msg.sender) else {
+        // skip_reason has turned away every message when OtomaX is off.
+        let Some(routing) = &me.routing else {
             return Disposition::Ack;
+        };
+        let Some(sender) = &msg.sender else {
+            // WhatsApp showed the sender only as a LID and no field gave the number: inserting
+            // the LID's digits as `pengirim` would make up a reseller.
+            warn!(chat = %msg.chat, "the sender's phone number is not in the message (only a LID); not forwarded");
+            return Disposition::dead_letter(
+                id.as_str(),
+                DeadLetterReason::NoPhoneNumber,
+                format!(
+                    "WhatsApp gave the sender only as a LID ({}), with no phone number in any field; OtomaX needs the number (pengirim). Ask the reseller to message from a chat that shows their number, or add them to the number's contacts",
+                    msg.chat
+                ),
+            );
         };
         let Some(route) = self.route(routing, &msg) else {
             warn!(account = %msg.account, servers = ?routing.names(), "the account that received it is not in the routing table and no server is named default");

@@ -136,6 +136,9 @@ pub enum DeadLetterReason {
     /// The WhatsApp account that received the message is not in the routing table, and the
     /// table has no server named `default` to take it.
     UnknownAccount,
+    /// The sender's phone number cannot be known (WhatsApp gave only a LID): never forwarded
+    /// under a made-up number.
+    NoPhoneNumber,
 }
 
 impl DeadLetterReason {
@@ -150,6 +153,7 @@ impl DeadLetterReason {
             Self::SendFailed => "send_failed",
             Self::Unreadable => "unreadable",
             Self::UnknownAccount => "unknown_account",
+            Self::NoPhoneNumber => "no_phone_number",
         }
     }
 }

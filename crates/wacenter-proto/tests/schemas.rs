@@ -26,7 +26,7 @@ const OUTBOUND: &str = "outbound-message.v1.json";
 const DEAD_LETTER: &str = "dead-letter.v1.json";
 const CLAIM: &str = "claim-record.v1.json";
 
-const ALL_REASONS: [DeadLetterReason; 9] = [
+const ALL_REASONS: [DeadLetterReason; 10] = [
     DeadLetterReason::Expired,
     DeadLetterReason::AuthFailed,
     DeadLetterReason::Rejected,
@@ -36,6 +36,7 @@ const ALL_REASONS: [DeadLetterReason; 9] = [
     DeadLetterReason::SendFailed,
     DeadLetterReason::Unreadable,
     DeadLetterReason::UnknownAccount,
+    DeadLetterReason::NoPhoneNumber,
 ];
 
 fn proto_dir() -> PathBuf {

@@ -71,7 +71,6 @@ pub fn register(service: &str) {
                 "incoming",
                 "empty_text",
                 "own_message",
-                "no_sender_phone",
                 "otomax_disabled",
             ] {
                 metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason)
@@ -280,6 +279,7 @@ fn worker_metrics(worker: &'static str, server: &str) {
         "invalid",
         "send_failed",
         "unknown_account",
+        "no_phone_number",
     ] {
         metrics::counter!("wacenter_dead_letters_total", "worker" => worker, "otomax" => otomax(), "reason" => reason)
             .absolute(0);

@@ -276,6 +276,26 @@ async fn duplicate_webhooks_give_one_insert_and_one_reply() {
     stack.stop().await;
 }
 
+/// A sender WhatsApp shows only as a LID, with no field that gives the phone number, is never
+/// inserted under a made-up number (the LID's digits): dead-lettered `no_phone_number`, with
+/// the message kept, so the operator sees it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_without_a_phone_number_is_dead_lettered_never_inserted() {
+    let stack = Stack::start().await;
+    let mut body = gowa_message("LID-1", RESELLER_PHONE, "S.1234", Utc::now());
+    body["payload"]["from"] = json!("12345678901234@lid");
+    body["payload"]["from_lid"] = json!("12345678901234@lid");
+    body["payload"]["chat_id"] = json!("12345678901234@lid");
+    assert_eq!(stack.post_gowa(&body).await.status(), 200);
+    let letters = stack.wait_dead_letters(1).await;
+    assert_eq!(letters[0].reason, DeadLetterReason::NoPhoneNumber);
+    assert!(letters[0].error.contains("LID"), "{}", letters[0].error);
+    assert_eq!(letters[0].payload["message_id"], json!("LID-1"));
+    assert!(stack.otomax_inbox().await.is_empty());
+    assert!(stack.whatsapp_sent().await.is_empty(), "nobody to answer");
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_message_is_dead_lettered_never_inserted() {
     let stack = Stack::start().await;
