@@ -242,6 +242,8 @@ pub struct ForwarderConfig {
     pub routing: Option<RoutingTable>,
     pub flags: ForwardingFlags,
     pub auto_reply: bool,
+    /// `WA_QUOTE_REPLIES`: auto-replies and notices quote the message they answer.
+    pub quote_replies: bool,
     /// Told once to a sender whose command expired unprocessed; `None` when turned off.
     pub expired_reply: Option<String>,
     pub concurrency: usize,
@@ -259,6 +261,7 @@ impl ForwarderConfig {
                 .transpose()?,
             flags: ForwardingFlags::from_settings(s),
             auto_reply: s.otomax_auto_reply_enabled,
+            quote_replies: s.wa_quote_replies,
             expired_reply: Some(s.otomax_expired_reply.trim().to_string())
                 .filter(|t| !t.is_empty()),
             concurrency: nonzero("FORWARDER_CONCURRENCY", s.forwarder_concurrency)?,

@@ -155,6 +155,7 @@ settings! {
     otomax_max_retries: u32 = 3, "3", "OTOMAX_MAX_RETRIES", "Retries after the first attempt (1 s, 2 s, 4 s ...)", [value_name = "N"];
     otomax_retry_ambiguous: bool = false, "false", "OTOMAX_RETRY_AMBIGUOUS", "Also retry OtomaX attempts that may have arrived (timeouts, lost answers, HTTP 500/504); can insert a purchase twice", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
     #[serde(deserialize_with = "crate::de::text")] otomax_expired_reply: String = DEFAULT_EXPIRED_REPLY.into(), "Maaf, pesan Anda belum dapat diproses. Silakan kirim ulang.", "OTOMAX_EXPIRED_REPLY", "Told once to a sender whose command expired unprocessed (empty = off)", [value_name = "TEXT"];
+    wa_quote_replies: bool = true, "true", "WA_QUOTE_REPLIES", "Auto-replies quote the reseller's message (GOWA reply_message_id, Meta context.message_id)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
     otomax_rate_limit: u32 = 0, "0", "OTOMAX_RATE_LIMIT", "OtomaX requests per second per process, 0 = unlimited", [value_name = "PER_SECOND"];
     otomax_callback_secret: Secret = Secret::default(), "", "OTOMAX_CALLBACK_SECRET", "Shared secret OtomaX presents on /otomax/callback (required by the callback service)", [value_name = "SECRET"];
     #[serde(deserialize_with = "crate::de::text")] otomax_callback_allow_ips: String = String::new(), "", "OTOMAX_CALLBACK_ALLOW_IPS", "Comma-separated CIDRs allowed to call /otomax/callback (empty = any)", [value_name = "CIDRS"];

@@ -78,6 +78,47 @@ async fn purchase_gets_auto_reply_then_transaction_result() {
     stack.stop().await;
 }
 
+/// An auto-reply quotes the reseller's command (GOWA `reply_message_id`), so a reseller who sent
+/// several sees which answer is whose; `WA_QUOTE_REPLIES=false` sends it plain. The expired
+/// notice quotes too.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_replies_quote_the_command_they_answer() {
+    let stack = Stack::start().await;
+    stack
+        .post_gowa(&gowa_message(
+            "QUOTE-1",
+            RESELLER_PHONE,
+            "S.1234",
+            Utc::now(),
+        ))
+        .await;
+    let sent = stack.wait_sent(1).await;
+    assert_eq!(
+        sent[0]["body"]["reply_message_id"],
+        json!("QUOTE-1"),
+        "{}",
+        sent[0]
+    );
+    stack.stop().await;
+
+    let stack = Stack::start_with(Services::ALL, |s| s.wa_quote_replies = false).await;
+    stack
+        .post_gowa(&gowa_message(
+            "QUOTE-2",
+            RESELLER_PHONE,
+            "S.1234",
+            Utc::now(),
+        ))
+        .await;
+    let sent = stack.wait_sent(1).await;
+    assert!(
+        sent[0]["body"].get("reply_message_id").is_none(),
+        "{}",
+        sent[0]
+    );
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_auto_reply_status() {
     let stack = Stack::start().await;
