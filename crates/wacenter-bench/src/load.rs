@@ -338,6 +338,21 @@ pub struct RunSpec {
     pub quiet: bool,
 }
 
+impl RunSpec {
+    /// `window` in flight for `duration`, unmeasured: connections made, consumers bound, first
+    /// pulls done.
+    pub fn warm_up(window: usize, duration: Duration) -> Self {
+        Self {
+            label: "warm-up".into(),
+            shape: Shape::Window { window },
+            duration,
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(15),
+            quiet: true,
+        }
+    }
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Clone)]
 pub struct RunResult {

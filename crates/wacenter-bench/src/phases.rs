@@ -213,14 +213,7 @@ impl Bench {
 
     /// Connections made, consumers bound, first pulls done. Not measured.
     async fn warm_up(&mut self, services: &mut Stack) -> anyhow::Result<()> {
-        let warm = RunSpec {
-            label: "warm-up".into(),
-            shape: Shape::Window { window: 16 },
-            duration: Duration::from_secs(1),
-            warmup: Duration::ZERO,
-            drain: Duration::from_secs(15),
-            quiet: true,
-        };
+        let warm = RunSpec::warm_up(16, Duration::from_secs(1));
         let (sims, nats) = (&mut self.sims, &mut self.nats);
         let w = load::drive(&self.target, &self.seqs, &warm, 0, || {
             services.check_alive()?;
@@ -499,14 +492,7 @@ impl Bench {
             self.args.window,
             isolation::OTHER_SERVER
         ));
-        let warm = RunSpec {
-            label: "warm-up".into(),
-            shape: Shape::Window { window: 16 },
-            duration: Duration::from_secs(1),
-            warmup: Duration::ZERO,
-            drain: Duration::from_secs(15),
-            quiet: true,
-        };
+        let warm = RunSpec::warm_up(16, Duration::from_secs(1));
         load::drive(&target, &self.seqs, &warm, 0, || services.check_alive()).await?;
         let other = wacenter_sim::inspect::SimClient::new(&other_url, self.http.clone());
         let mut runs = Vec::new();
@@ -702,14 +688,7 @@ impl Bench {
         };
         let started = Stack::start(&self.bins, &config, &self.log_dir).await;
         let mut services = started.map_err(|e| with_nats_log(e, &mut self.nats))?;
-        let warm = RunSpec {
-            label: "warm-up".into(),
-            shape: Shape::Window { window: 8 },
-            duration: Duration::from_millis(500),
-            warmup: Duration::ZERO,
-            drain: Duration::from_secs(15),
-            quiet: true,
-        };
+        let warm = RunSpec::warm_up(8, Duration::from_millis(500));
         let target = Target {
             webhook_url: format!("{}/webhook/gowa", services.ingress_url),
             ..self.target.clone()

@@ -138,35 +138,41 @@ async fn makmur_sim() -> String {
     format!("http://{}/", sim.spawn(0).await.unwrap())
 }
 
+/// The table of two businesses: `default` (the stack's OtomaX) with number A on terminal 1, and
+/// makmur (its own simulator and keys) with number B on terminal 4.
+fn two_businesses(s: &mut wacenter_config::Settings, makmur_url: &str) {
+    s.otomax = vec![
+        ServerTable {
+            name: "default".into(),
+            api_url: s.otomax_api_url.clone(),
+            app_id: wacenter_sim::demo::APP_ID.into(),
+            app_key: wacenter_sim::demo::APP_KEY.into(),
+            dev_key: wacenter_sim::demo::DEV_KEY.into(),
+            callback_secret: CALLBACK_SECRET.into(),
+            ..Default::default()
+        },
+        ServerTable {
+            name: "makmur".into(),
+            api_url: makmur_url.into(),
+            app_id: "Makmur".into(),
+            app_key: MAKMUR_APP_KEY.into(),
+            dev_key: MAKMUR_DEV_KEY.into(),
+            callback_secret: MAKMUR_SECRET.into(),
+            ..Default::default()
+        },
+    ];
+    s.account = vec![
+        account(NUMBER_A, "default", 1),
+        account(NUMBER_B, "makmur", 4),
+    ];
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_each_with_its_own_credentials_callbacks_and_reports() {
     let makmur_url = makmur_sim().await;
     let makmur = wacenter_sim::inspect::SimClient::new(&makmur_url, reqwest::Client::new());
     let stack = Stack::start_with(Services::ALL, |s| {
-        s.otomax = vec![
-            ServerTable {
-                name: "default".into(),
-                api_url: s.otomax_api_url.clone(),
-                app_id: wacenter_sim::demo::APP_ID.into(),
-                app_key: wacenter_sim::demo::APP_KEY.into(),
-                dev_key: wacenter_sim::demo::DEV_KEY.into(),
-                callback_secret: CALLBACK_SECRET.into(),
-                ..Default::default()
-            },
-            ServerTable {
-                name: "makmur".into(),
-                api_url: makmur_url.clone(),
-                app_id: "Makmur".into(),
-                app_key: MAKMUR_APP_KEY.into(),
-                dev_key: MAKMUR_DEV_KEY.into(),
-                callback_secret: MAKMUR_SECRET.into(),
-                ..Default::default()
-            },
-        ];
-        s.account = vec![
-            account(NUMBER_A, "default", 1),
-            account(NUMBER_B, "makmur", 4),
-        ];
+        two_businesses(s, &makmur_url);
     })
     .await;
     // The operator registers makmur's callback URL with makmur's OtomaX (`?otomax=makmur`,
@@ -318,31 +324,8 @@ async fn one_server_down_never_holds_up_another() {
         .unwrap();
     let stack = Stack::start_with(Services::ALL, |s| {
         s.forwarder_concurrency = 2;
-        s.otomax = vec![
-            ServerTable {
-                name: "default".into(),
-                api_url: s.otomax_api_url.clone(),
-                app_id: wacenter_sim::demo::APP_ID.into(),
-                app_key: wacenter_sim::demo::APP_KEY.into(),
-                dev_key: wacenter_sim::demo::DEV_KEY.into(),
-                callback_secret: CALLBACK_SECRET.into(),
-                ..Default::default()
-            },
-            ServerTable {
-                name: "makmur".into(),
-                api_url: makmur_url.clone(),
-                app_id: "Makmur".into(),
-                app_key: MAKMUR_APP_KEY.into(),
-                dev_key: MAKMUR_DEV_KEY.into(),
-                callback_secret: MAKMUR_SECRET.into(),
-                concurrency: Some(2),
-                ..Default::default()
-            },
-        ];
-        s.account = vec![
-            account(NUMBER_A, "default", 1),
-            account(NUMBER_B, "makmur", 4),
-        ];
+        two_businesses(s, &makmur_url);
+        s.otomax[1].concurrency = Some(2);
     })
     .await;
     for (device, count) in [(NUMBER_B, MAKMUR_MESSAGES), (NUMBER_A, DEFAULT_MESSAGES)] {
