@@ -130,7 +130,7 @@ pub async fn run(command: SimCommand) -> anyhow::Result<ExitCode> {
                 faults: Faults {
                     latency_ms,
                     error_rate,
-                    down_until: None,
+                    ..Faults::default()
                 },
             });
             let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {

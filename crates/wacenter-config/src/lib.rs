@@ -19,11 +19,11 @@ pub use routing::{
 pub use secret::Secret;
 pub use services::{
     CallbackConfig, Credentials, ForwarderConfig, ForwardingFlags, IngressConfig, MetaWebhook,
-    NatsConfig, OtomaxConfig, ReplyConfig, SendConfig,
+    NatsConfig, Notices, OtomaxConfig, ReplyConfig, SendConfig,
 };
 pub use settings::{
-    IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_EXPIRED_REPLY,
-    DOCUMENTED_DEFAULTS, ENV_NAMES,
+    IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_AUTH_FAILED_REPLY,
+    DEFAULT_EXPIRED_REPLY, DEFAULT_REJECTED_REPLY, DOCUMENTED_DEFAULTS, ENV_NAMES,
 };
 
 use std::path::{Path, PathBuf};

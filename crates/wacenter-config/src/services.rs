@@ -244,8 +244,9 @@ pub struct ForwarderConfig {
     pub auto_reply: bool,
     /// `WA_QUOTE_REPLIES`: auto-replies and notices quote the message they answer.
     pub quote_replies: bool,
-    /// Told once to a sender whose command expired unprocessed; `None` when turned off.
-    pub expired_reply: Option<String>,
+    /// What a sender is told once when OtomaX never processed the command; each `None` when
+    /// turned off.
+    pub notices: Notices,
     pub concurrency: usize,
 }
 
@@ -262,11 +263,30 @@ impl ForwarderConfig {
             flags: ForwardingFlags::from_settings(s),
             auto_reply: s.otomax_auto_reply_enabled,
             quote_replies: s.wa_quote_replies,
-            expired_reply: Some(s.otomax_expired_reply.trim().to_string())
-                .filter(|t| !t.is_empty()),
+            notices: Notices {
+                expired: notice(&s.otomax_expired_reply),
+                auth_failed: notice(&s.otomax_auth_failed_reply),
+                rejected: notice(&s.otomax_rejected_reply),
+            },
             concurrency: nonzero("FORWARDER_CONCURRENCY", s.forwarder_concurrency)?,
         })
     }
+}
+
+/// The notices a sender gets when their command ended without OtomaX processing it, one text per
+/// class (`None`: turned off).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notices {
+    /// `OTOMAX_EXPIRED_REPLY`: OtomaX could not be reached before `_exp` (or at all).
+    pub expired: Option<String>,
+    /// `OTOMAX_AUTH_FAILED_REPLY`: OtomaX refused wacenter's credentials.
+    pub auth_failed: Option<String>,
+    /// `OTOMAX_REJECTED_REPLY`: OtomaX refused the command.
+    pub rejected: Option<String>,
+}
+
+fn notice(text: &str) -> Option<String> {
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// How the reply service sends.

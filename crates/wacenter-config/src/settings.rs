@@ -59,6 +59,15 @@ impl std::str::FromStr for LogFormat {
 pub const DEFAULT_EXPIRED_REPLY: &str =
     "Maaf, pesan Anda belum dapat diproses. Silakan kirim ulang.";
 
+/// `OTOMAX_AUTH_FAILED_REPLY`'s default: OtomaX refused wacenter's credentials, so it never saw
+/// the command.
+pub const DEFAULT_AUTH_FAILED_REPLY: &str =
+    "Maaf, layanan sedang gangguan dan pesan Anda belum diproses. Silakan coba lagi nanti.";
+
+/// `OTOMAX_REJECTED_REPLY`'s default: OtomaX refused the command itself.
+pub const DEFAULT_REJECTED_REPLY: &str =
+    "Maaf, pesan Anda ditolak dan tidak diproses. Silakan hubungi admin.";
+
 macro_rules! text_setting {
     ($env:literal, String) => {
         $env
@@ -156,6 +165,8 @@ settings! {
     otomax_retry_ambiguous: bool = false, "false", "OTOMAX_RETRY_AMBIGUOUS", "Also retry OtomaX attempts that may have arrived (timeouts, lost answers, HTTP 500/504); can insert a purchase twice", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
     #[serde(deserialize_with = "crate::de::text")] otomax_expired_reply: String = DEFAULT_EXPIRED_REPLY.into(), "Maaf, pesan Anda belum dapat diproses. Silakan kirim ulang.", "OTOMAX_EXPIRED_REPLY", "Told once to a sender whose command expired unprocessed (empty = off)", [value_name = "TEXT"];
     wa_quote_replies: bool = true, "true", "WA_QUOTE_REPLIES", "Auto-replies quote the reseller's message (GOWA reply_message_id, Meta context.message_id)", [value_name = "BOOL", num_args = 0..=1, default_missing_value = "true"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_auth_failed_reply: String = DEFAULT_AUTH_FAILED_REPLY.into(), "Maaf, layanan sedang gangguan dan pesan Anda belum diproses. Silakan coba lagi nanti.", "OTOMAX_AUTH_FAILED_REPLY", "Told once to a sender whose command OtomaX never saw because it refused wacenter's credentials (empty = off)", [value_name = "TEXT"];
+    #[serde(deserialize_with = "crate::de::text")] otomax_rejected_reply: String = DEFAULT_REJECTED_REPLY.into(), "Maaf, pesan Anda ditolak dan tidak diproses. Silakan hubungi admin.", "OTOMAX_REJECTED_REPLY", "Told once to a sender whose command OtomaX refused (ok:false or another 4xx; empty = off)", [value_name = "TEXT"];
     otomax_rate_limit: u32 = 0, "0", "OTOMAX_RATE_LIMIT", "OtomaX requests per second per process, 0 = unlimited", [value_name = "PER_SECOND"];
     otomax_callback_secret: Secret = Secret::default(), "", "OTOMAX_CALLBACK_SECRET", "Shared secret OtomaX presents on /otomax/callback (required by the callback service)", [value_name = "SECRET"];
     #[serde(deserialize_with = "crate::de::text")] otomax_callback_allow_ips: String = String::new(), "", "OTOMAX_CALLBACK_ALLOW_IPS", "Comma-separated CIDRs allowed to call /otomax/callback (empty = any)", [value_name = "CIDRS"];

@@ -39,8 +39,8 @@ struct Inner {
     auto_reply: bool,
     /// Auto-replies and notices quote the message they answer (`WA_QUOTE_REPLIES`).
     quote_replies: bool,
-    /// Told once to a sender whose command expired unprocessed; `None` when turned off.
-    expired_reply: Option<String>,
+    /// What a sender is told once when OtomaX never processed the command, per class.
+    notices: wacenter_config::Notices,
     concurrency: usize,
 }
 
@@ -86,7 +86,7 @@ impl Forwarder {
                 flags: config.flags,
                 auto_reply: config.auto_reply,
                 quote_replies: config.quote_replies,
-                expired_reply: config.expired_reply.clone(),
+                notices: config.notices.clone(),
                 concurrency: config.concurrency,
             }),
         })
@@ -309,9 +309,16 @@ impl Forwarder {
                 metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind(), "otomax" => route.server.to_string())
                     .increment(1);
                 // It reached us in time and OtomaX never had it: the sender is told, or they
-                // wait for an answer that will never come.
-                let tell_sender = reason == DeadLetterReason::Expired;
-                if tell_sender {
+                // wait for an answer that will never come. Not for `uncertain`: OtomaX may have
+                // it and answer yet.
+                let tell_sender = matches!(
+                    reason,
+                    DeadLetterReason::Expired
+                        | DeadLetterReason::RetriesExhausted
+                        | DeadLetterReason::AuthFailed
+                        | DeadLetterReason::Rejected
+                );
+                if reason == DeadLetterReason::Expired {
                     metrics::counter!("wacenter_forwarder_expired_total", "otomax" => route.server.to_string()).increment(1);
                 }
                 let mut record = failed_record(d.stream_sequence, reason, &e.to_string());
@@ -409,22 +416,43 @@ impl Forwarder {
         }
     }
 
-    /// Queues `OTOMAX_EXPIRED_REPLY` for the sender of a message that expired unprocessed. Its
-    /// id is derived from the message's, so a redelivery queues it once; sent through the
-    /// account that received the message, like an auto-reply.
-    async fn tell_expired(
+    /// Queues the notice of `reason`'s class for the sender of a message OtomaX never processed:
+    /// `OTOMAX_EXPIRED_REPLY` (expired, or OtomaX unreachable through every retry),
+    /// `OTOMAX_AUTH_FAILED_REPLY`, `OTOMAX_REJECTED_REPLY`. Its id is derived from the message's,
+    /// so a redelivery queues it once; sent through the account that received the message, like
+    /// an auto-reply.
+    async fn tell_sender(
         &self,
         server: &str,
         msg: &InboundMessage,
         sender: &PhoneNumber,
+        reason: DeadLetterReason,
     ) -> Result<(), Disposition> {
         let me = &self.inner;
-        let Some(text) = &me.expired_reply else {
+        let dedupe = msg.dedupe_id();
+        let (text, id, class) = match reason {
+            DeadLetterReason::AuthFailed => (
+                &me.notices.auth_failed,
+                OutboundId::failure_notice(reason.as_str(), &dedupe),
+                "auth_failed",
+            ),
+            DeadLetterReason::Rejected => (
+                &me.notices.rejected,
+                OutboundId::failure_notice(reason.as_str(), &dedupe),
+                "rejected",
+            ),
+            _ => (
+                &me.notices.expired,
+                OutboundId::expired_notice(&dedupe),
+                "expired",
+            ),
+        };
+        let Some(text) = text else {
             return Ok(());
         };
         let out = OutboundMessage {
             version: PAYLOAD_VERSION,
-            id: OutboundId::expired_notice(&msg.dedupe_id()),
+            id,
             kind: OutboundKind::AutoReply,
             provider: Some(msg.provider),
             account: msg.account.clone(),
@@ -451,12 +479,15 @@ impl Forwarder {
             .await
         {
             Ok(_) => {
-                info!("the sender is told the message expired unprocessed");
-                metrics::counter!("wacenter_forwarder_expired_notices_total", "otomax" => server.to_string()).increment(1);
+                info!(
+                    notice = class,
+                    "the sender is told the message was not processed"
+                );
+                metrics::counter!("wacenter_forwarder_notices_total", "class" => class, "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
             // The claim records the failure and asks for the notice: the redelivery comes back.
-            Err(e) => Err(Disposition::nats_trouble(e, "queueing the expired notice")),
+            Err(e) => Err(Disposition::nats_trouble(e, "queueing the notice")),
         }
     }
 
@@ -477,7 +508,7 @@ impl Forwarder {
             .unwrap_or(DeadLetterReason::Rejected);
         let error = record.error().to_string();
         if record.detail.get("tell_sender") == Some(&json!(true)) {
-            if let Err(retry) = self.tell_expired(server, msg, sender).await {
+            if let Err(retry) = self.tell_sender(server, msg, sender, reason).await {
                 return retry;
             }
         }

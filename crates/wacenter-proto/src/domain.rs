@@ -159,6 +159,13 @@ impl OutboundId {
         Self(format!("expired:{to}"))
     }
 
+    /// The notice that OtomaX never processed an inbound message for the reason `class`
+    /// (`auth_failed`, `rejected`): `<class>:<inbound id>`. A message ends once, so it gets at
+    /// most one notice.
+    pub fn failure_notice(class: &str, to: &InboundId) -> Self {
+        Self(format!("{class}:{to}"))
+    }
+
     /// An OtomaX outbox row with its `kode`: `outbox:<kode>` (OtomaX posting it again sends once).
     pub fn outbox(kode: i64) -> Self {
         Self(format!("outbox:{kode}"))

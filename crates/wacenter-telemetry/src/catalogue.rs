@@ -57,8 +57,8 @@ pub fn register(service: &str) {
                 "InsertInbox failures, by error kind"
             );
             describe_counter!(
-                "wacenter_forwarder_expired_notices_total",
-                "OTOMAX_EXPIRED_REPLY notices queued for senders whose command expired unprocessed"
+                "wacenter_forwarder_notices_total",
+                "Notices queued for senders whose command OtomaX never processed, by class (expired: OTOMAX_EXPIRED_REPLY, auth_failed, rejected)"
             );
             describe_counter!(
                 "wacenter_forwarder_auto_replies_total",
@@ -144,8 +144,10 @@ pub fn register_server(service: &str, server: &str) {
             metrics::counter!("wacenter_forwarder_duplicates_total", "otomax" => otomax())
                 .absolute(0);
             metrics::counter!("wacenter_forwarder_expired_total", "otomax" => otomax()).absolute(0);
-            metrics::counter!("wacenter_forwarder_expired_notices_total", "otomax" => otomax())
-                .absolute(0);
+            for class in ["expired", "auth_failed", "rejected"] {
+                metrics::counter!("wacenter_forwarder_notices_total", "class" => class, "otomax" => otomax())
+                    .absolute(0);
+            }
             worker_metrics("forwarder", server);
         }
         "reply" => {

@@ -500,6 +500,42 @@ async fn wrong_credentials_dead_letter_as_auth_failed() {
     stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
     let letters = stack.wait_dead_letters(1).await;
     assert_eq!(letters[0].reason, DeadLetterReason::AuthFailed);
+    // OtomaX never saw the command: the reseller is told, once, instead of waiting.
+    let sent = stack.wait_sent(1).await;
+    assert_eq!(
+        texts(&sent),
+        vec![wacenter_config::DEFAULT_AUTH_FAILED_REPLY]
+    );
+    assert_eq!(sent[0]["device_id"], json!(DEVICE));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stack.whatsapp_sent().await.len(), 1, "told once");
+    stack.stop().await;
+}
+
+/// OtomaX refusing the command (`ok:false`, as a server with the terminal switched off does):
+/// dead-lettered `rejected`, and the reseller told once; an empty notice text turns it off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_command_is_dead_lettered_and_its_sender_told() {
+    let stack = Stack::start().await;
+    stack.otomax_faults(json!({"reject_inbox": true})).await;
+    stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
+    let letters = stack.wait_dead_letters(1).await;
+    assert_eq!(letters[0].reason, DeadLetterReason::Rejected);
+    assert!(
+        letters[0].error.contains("terminal"),
+        "{}",
+        letters[0].error
+    );
+    let sent = stack.wait_sent(1).await;
+    assert_eq!(texts(&sent), vec![wacenter_config::DEFAULT_REJECTED_REPLY]);
+    stack.stop().await;
+
+    let stack = Stack::start_with(Services::ALL, |s| s.otomax_rejected_reply = String::new()).await;
+    stack.otomax_faults(json!({"reject_inbox": true})).await;
+    stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
+    stack.wait_dead_letters(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(stack.whatsapp_sent().await.is_empty(), "turned off");
     stack.stop().await;
 }
 

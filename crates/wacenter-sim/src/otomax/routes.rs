@@ -102,6 +102,12 @@ pub(crate) async fn api(
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            if faults.reject_inbox {
+                return fail(
+                    StatusCode::OK,
+                    "Pesan ditolak: terminal tidak aktif (simulated)",
+                );
+            }
             insert_inbox(&sim, &req, body, traceparent)
         }
         "getrs" => {
@@ -356,7 +362,7 @@ pub(crate) fn faults_json(f: &Faults) -> Value {
         .down_until
         .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64())
         .unwrap_or(0.0);
-    json!({"latency_ms": f.latency_ms, "error_rate": f.error_rate, "down_for_seconds": down_for})
+    json!({"latency_ms": f.latency_ms, "error_rate": f.error_rate, "down_for_seconds": down_for, "reject_inbox": f.reject_inbox})
 }
 
 pub(crate) async fn sim_get_faults(State(sim): State<OtomaxSim>) -> Json<Value> {
@@ -364,15 +370,16 @@ pub(crate) async fn sim_get_faults(State(sim): State<OtomaxSim>) -> Json<Value> 
 }
 
 pub(crate) async fn sim_set_faults(State(sim): State<OtomaxSim>, body: Bytes) -> Response {
-    let req: FaultsRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
+    let req: FaultsRequest =
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return fail(
                 StatusCode::BAD_REQUEST,
-                format!("expected {{latency_ms?, error_rate?, down_for_seconds?}}: {e}"),
-            )
-        }
-    };
+                format!(
+                    "expected {{latency_ms?, error_rate?, down_for_seconds?, reject_inbox?}}: {e}"
+                ),
+            ),
+        };
     if req.error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
         return fail(
             StatusCode::BAD_REQUEST,
@@ -397,6 +404,9 @@ pub(crate) async fn sim_set_faults(State(sim): State<OtomaxSim>, body: Bytes) ->
     }
     if let Some(d) = req.down_for_seconds {
         f.down_until = (d > 0.0).then(|| Instant::now() + Duration::from_secs_f64(d));
+    }
+    if let Some(r) = req.reject_inbox {
+        f.reject_inbox = r;
     }
     Json(faults_json(&f)).into_response()
 }

@@ -85,6 +85,10 @@ pub struct Faults {
     /// While down every call gets 503.
     #[serde(skip)]
     pub down_until: Option<Instant>,
+    /// Every InsertInbox is refused with `ok:false` (HTTP 200), as a server whose terminal is
+    /// switched off answers.
+    #[serde(default)]
+    pub reject_inbox: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +96,7 @@ pub(crate) struct FaultsRequest {
     pub(crate) latency_ms: Option<u64>,
     pub(crate) error_rate: Option<f64>,
     pub(crate) down_for_seconds: Option<f64>,
+    pub(crate) reject_inbox: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
