@@ -295,6 +295,7 @@ async fn handle(
         in_reply_to: None,
         outbox_kode: kode,
         kode_inbox: row.get("kode_inbox").and_then(value_as_i64),
+        part: None,
         created_at: now,
     };
     let payload = serde_json::to_vec(&out).map_err(|e| {

@@ -387,6 +387,7 @@ impl Forwarder {
             otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
             outbox_kode: None,
             kode_inbox: result.kode_inbox,
+            part: None,
             created_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
@@ -463,6 +464,7 @@ impl Forwarder {
             otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
             outbox_kode: None,
             kode_inbox: None,
+            part: None,
             created_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&out).expect("outbound messages serialize");

@@ -190,6 +190,16 @@ impl OutboundId {
         ))
     }
 
+    /// The id of part `next` (2, 3, …) of a long text whose first part has this id (or, for
+    /// `next` > 2, whose part `next - 1` has this id): `<first part's id>#<next>`.
+    pub fn part(&self, next: u32) -> Self {
+        let first = match self.0.rsplit_once('#') {
+            Some((first, n)) if n.parse::<u32>().is_ok_and(|n| n + 1 == next) => first,
+            _ => &self.0,
+        };
+        Self(format!("{first}#{next}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

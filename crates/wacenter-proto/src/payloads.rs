@@ -108,6 +108,11 @@ pub struct OutboundMessage {
     pub outbox_kode: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kode_inbox: Option<i64>,
+    /// Which part of a long text this is (2, 3, …): the reply service sends a text longer than
+    /// its provider takes in parts, each a message of its own that carries the rest of the text
+    /// on; absent on the first part and on a text sent whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -272,6 +272,7 @@ fn outbound_full() -> OutboundMessage {
         otomax: Some("jaya".into()),
         outbox_kode: Some(99_120),
         kode_inbox: Some(218_223),
+        part: Some(2),
         created_at: at(31, 912_000_000),
     }
 }
@@ -290,6 +291,7 @@ fn outbound_minimal() -> OutboundMessage {
         otomax: None,
         outbox_kode: None,
         kode_inbox: None,
+        part: None,
         created_at: Utc::now(),
     }
 }
@@ -483,6 +485,14 @@ fn outbound_messages_match_the_schema() {
         ..outbound_minimal()
     };
     assert_round_trip(&v, &outbox, "outbox row with kode");
+    let second_part = OutboundMessage {
+        id: OutboundId::outbox(99_120).part(2),
+        part: Some(2),
+        ..outbox.clone()
+    };
+    assert_eq!(second_part.id.as_str(), "outbox:99120#2");
+    assert_eq!(second_part.id.part(3).as_str(), "outbox:99120#3");
+    assert_round_trip(&v, &second_part, "the second part of a long outbox row");
 
     let mut doc = full.clone();
     doc["outbox_kode"] = json!("99120");

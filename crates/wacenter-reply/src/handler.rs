@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
@@ -154,6 +155,9 @@ impl Replier {
         if let Some(wait) = self.held_back(to) {
             return Disposition::Wait(wait);
         }
+        // A text longer than the provider takes goes out part by part: this message sends the
+        // first, then hands the rest on as a message of its own (see `send_rest`).
+        let (text, rest) = wacenter_whatsapp::split_text(&out.text, me.sender.max_text_chars());
         let key = names::kv_key(out.id.as_str());
         let claims = self.claims(&out);
         // One write claims the message as `in_progress`: the send follows at once.
@@ -165,6 +169,11 @@ impl Replier {
                 info!(first_seq = record.seq, state = ?record.state, "duplicate outbound message; dropped");
                 metrics::counter!("wacenter_reply_duplicates_total", "otomax" => server_of(&out))
                     .increment(1);
+                // Sent: its rest may not have been handed on (the chain's own ids and claims
+                // keep every part once).
+                if let (ClaimState::Done, Some(rest)) = (record.state, rest) {
+                    return self.send_rest(&d, &out, rest).await;
+                }
                 // OtomaX posting a row again may mean it never heard what became of it.
                 let status = match record.state {
                     ClaimState::Done => Some(outbox_status::DELIVERED),
@@ -188,6 +197,9 @@ impl Replier {
                 return Disposition::dead_letter(out.id.as_str(), DeadLetterReason::Uncertain, "the reply service stopped while the send was on the wire; the recipient may or may not have it. Check before replaying".into());
             }
             Ok(Begun::Done(_)) => {
+                if let Some(rest) = rest {
+                    return self.send_rest(&d, &out, rest).await;
+                }
                 return match self.report_outbox(&out, outbox_status::DELIVERED).await {
                     Ok(()) => Disposition::Ack,
                     Err(retry) => retry,
@@ -217,7 +229,7 @@ impl Replier {
         if me.fingerprint_sends {
             if let Err(e) = me
                 .own_messages
-                .record_sending(account, to, &out.text, out.id.as_str())
+                .record_sending(account, to, text, out.id.as_str())
                 .await
             {
                 claims.release_unstarted(&key, &in_progress).await;
@@ -227,11 +239,11 @@ impl Replier {
         // The lease is renewed while the send is on the wire.
         let send = me
             .sender
-            .send_text(account, to, &out.text, out.reply_to.as_deref());
+            .send_text(account, to, text, out.reply_to.as_deref());
         let (sent, revision) = claims.hold(&key, &in_progress, revision, send).await;
         match sent {
             Ok(sent) => {
-                info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
+                info!(to = %to, provider_message_id = %sent.provider_message_id, part = out.part.unwrap_or(1), more = rest.is_some(), "sent");
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind, "otomax" => server_of(&out)).increment(1);
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
@@ -242,6 +254,9 @@ impl Replier {
                 let mut record = ClaimRecord::new(ClaimState::Done, d.stream_sequence);
                 record.detail = json!({"provider_message_id": sent.provider_message_id});
                 claims.advance_durably(&key, &record, revision).await;
+                if let Some(rest) = rest {
+                    return self.send_rest(&d, &out, rest).await;
+                }
                 match self.report_outbox(&out, outbox_status::DELIVERED).await {
                     Ok(()) => Disposition::Ack,
                     Err(retry) => retry,
@@ -326,6 +341,41 @@ impl Replier {
                 };
                 Disposition::dead_letter(out.id.as_str(), reason, e.to_string())
             }
+        }
+    }
+
+    /// Hands the rest of a long text on once its part is sent: the next part, a message of its
+    /// own (`<first id>#<n>`, so publishing it again is deduplicated and its claim sends it once),
+    /// published to the same subject. It exists only after this part went out, so the parts
+    /// arrive in order; the last one reports the outbox row to OtomaX.
+    async fn send_rest(&self, d: &Delivery, out: &OutboundMessage, rest: &str) -> Disposition {
+        let part = out.part.unwrap_or(1) + 1;
+        let next = OutboundMessage {
+            id: out.id.part(part),
+            text: rest.to_string(),
+            // The first part quoted the reseller's message; the rest follows it.
+            reply_to: None,
+            part: Some(part),
+            created_at: Utc::now(),
+            ..out.clone()
+        };
+        let payload = serde_json::to_vec(&next).expect("outbound messages serialize");
+        let mut headers = wacenter_bus::HeaderMap::new();
+        if let Some(id) = &out.in_reply_to {
+            headers.insert(names::HEADER_WA_MESSAGE_ID, id.as_str());
+        }
+        match self
+            .inner
+            .bus
+            .publish(&d.subject, next.id.as_str(), headers, payload.into())
+            .await
+        {
+            Ok(_) => {
+                info!(next = %next.id, "the rest of the text goes on as part {part}");
+                Disposition::Ack
+            }
+            // This part is recorded sent: the redelivery hands the rest on.
+            Err(e) => Disposition::nats_trouble(e, "handing on the rest of a long text"),
         }
     }
 

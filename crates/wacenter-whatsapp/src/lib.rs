@@ -18,6 +18,7 @@ pub mod meta_send;
 pub mod phone;
 pub mod send;
 pub mod signature;
+pub mod split;
 pub mod webhook;
 
 pub use gowa_send::{parse_basic_auth, GowaSender, DEVICE_ID_HEADER};
@@ -25,13 +26,13 @@ pub use meta::verify_challenge;
 pub use meta_send::{MetaSender, META_MAX_TEXT_CHARS};
 pub use phone::{is_group_jid, is_lid_jid, is_person_jid, jid_server, jid_user, normalize_phone};
 pub use send::{
-    split_text, SendError, SendErrorClass, Sender, SentMessage, DEFAULT_SEND_TIMEOUT,
-    META_PAIR_RATE_WAIT,
+    SendError, SendErrorClass, Sender, SentMessage, DEFAULT_SEND_TIMEOUT, META_PAIR_RATE_WAIT,
 };
 pub use signature::{
     sign_hub, verify_hub_signature, verify_waha_sha512, SignatureError, HUB_SIGNATURE_HEADER,
     WAHA_SIGNATURE_HEADER,
 };
+pub use split::{split_text, WHATSAPP_MAX_TEXT_CHARS};
 pub use wacenter_proto::{InboundMessage, Provider};
 pub use webhook::{ParseError, Parsed};
 

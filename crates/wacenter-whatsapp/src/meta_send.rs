@@ -3,7 +3,7 @@
 //!
 //! Texts longer than [`META_MAX_TEXT_CHARS`] are refused before sending (a permanent error)
 //! rather than split here, so that one call is always one WhatsApp message with one id; a caller
-//! that prefers splitting uses [`crate::split_text`] and sends each piece.
+//! that prefers splitting uses [`crate::split_text`] and sends each part.
 
 use std::time::Duration;
 

@@ -237,6 +237,15 @@ impl Sender {
         }
     }
 
+    /// The longest text one message may carry through this provider, in characters: longer
+    /// ones are sent as parts ([`crate::split_text`]).
+    pub fn max_text_chars(&self) -> usize {
+        match self {
+            Self::Gowa(_) => crate::WHATSAPP_MAX_TEXT_CHARS,
+            Self::Meta(_) => crate::META_MAX_TEXT_CHARS,
+        }
+    }
+
     /// Sends `text` to `to` through `account`: for GOWA the device id (`X-Device-Id`; "" lets
     /// GOWA pick its default device), for Meta the `phone_number_id` (required).
     pub async fn send_text(
@@ -251,37 +260,6 @@ impl Sender {
             Self::Meta(meta) => meta.send_text(account, to, text, reply_to).await,
         }
     }
-}
-
-/// Splits `text` into pieces of at most `max_chars` characters, preferring to cut after a line
-/// break, then after a space, in the second half of each piece. Concatenating the pieces gives
-/// back `text` exactly. For a reply service that would rather split than refuse a text longer
-/// than [`crate::meta_send::META_MAX_TEXT_CHARS`]. `max_chars` 0 is treated as 1.
-pub fn split_text(text: &str, max_chars: usize) -> Vec<String> {
-    let max_chars = max_chars.max(1);
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        // Byte offset just past the first `max_chars` characters, or the end.
-        let Some((limit, _)) = rest.char_indices().nth(max_chars) else {
-            pieces.push(rest.to_owned());
-            break;
-        };
-        let window = &rest[..limit];
-        let half = window.len() / 2;
-        let cut = [b'\n', b' ']
-            .iter()
-            .find_map(|&sep| {
-                window
-                    .rfind(sep as char)
-                    .filter(|&at| at >= half)
-                    .map(|at| at + 1)
-            })
-            .unwrap_or(limit);
-        pieces.push(rest[..cut].to_owned());
-        rest = &rest[cut..];
-    }
-    pieces
 }
 
 /// Reads `Retry-After`: delay-seconds (integer or decimal) or an HTTP date.
@@ -570,40 +548,5 @@ mod tests {
             body_excerpt(b"\xff Unauthorized", &[]),
             "\u{fffd} Unauthorized"
         );
-    }
-
-    #[test]
-    fn split_text_keeps_everything_and_respects_the_limit() {
-        assert!(split_text("", 10).is_empty());
-        assert_eq!(split_text("hello", 10), vec!["hello"]);
-        assert_eq!(
-            split_text("hello world foo", 11),
-            vec!["hello ", "world foo"]
-        );
-        assert_eq!(
-            split_text("aaaa\nbbbb cccc", 9),
-            vec!["aaaa\n", "bbbb cccc"]
-        );
-        assert_eq!(
-            split_text("aaaa\nbbbb cccc", 10),
-            vec!["aaaa\nbbbb ", "cccc"]
-        );
-        assert_eq!(split_text("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
-        assert_eq!(split_text("ab", 0), vec!["a", "b"]);
-        let samples = [
-            "Saldo Anda Rp 1.000.000. Terima kasih! ".repeat(300),
-            "é🙂 ".repeat(5000),
-            "x".repeat(10_000),
-            "line\n".repeat(2000),
-        ];
-        for text in samples {
-            for max in [1, 7, 100, 4096] {
-                let pieces = split_text(&text, max);
-                assert_eq!(pieces.concat(), text);
-                assert!(pieces
-                    .iter()
-                    .all(|p| !p.is_empty() && p.chars().count() <= max));
-            }
-        }
     }
 }

@@ -7,6 +7,7 @@ mod cluster;
 mod contract;
 mod lifecycle;
 mod pipeline;
+mod replies;
 mod routing;
 mod secrets;
 mod stack;

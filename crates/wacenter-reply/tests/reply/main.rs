@@ -98,6 +98,7 @@ impl World {
             otomax: None,
             outbox_kode: Some(kode),
             kode_inbox: None,
+            part: None,
             created_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&out).unwrap();
@@ -214,4 +215,76 @@ async fn a_send_whose_answer_was_lost_is_never_sent_again() {
         other => panic!("a redelivery of an uncertain send is dead-lettered: {other:?}"),
     }
     assert_eq!(world.sent().await.len(), 1, "sent exactly once");
+}
+
+/// A text longer than the provider takes (here GOWA's 65,536 characters) goes out in parts, in
+/// order, each once: a redelivery of a sent part hands the rest on again without a second send
+/// or a second next part, and the row is reported to OtomaX once, after its last part.
+#[tokio::test]
+async fn a_long_text_goes_out_part_by_part_each_once_and_in_order() {
+    let world = world().await;
+    let line = "S100.TELKOMSEL 100.000 = Rp 100.150 (aktif)\n";
+    let text = line.repeat(140_000 / line.len()).trim_end().to_string();
+    let (first, out) = world.queue_outbox_row(9100, &text).await;
+    let stream_messages = || async {
+        world
+            .bus
+            .stream_messages(names::OUTBOUND_STREAM)
+            .await
+            .unwrap()
+    };
+    assert_eq!(world.handle(&first, &out).await, Disposition::Ack);
+    assert_eq!(world.sent().await.len(), 1);
+    assert_eq!(stream_messages().await, 2, "the row and its second part");
+    assert!(
+        world.reports().is_empty(),
+        "not reported before its last part"
+    );
+    // The first part's delivery again (its ack was lost): nothing sent, no third message.
+    let mut again = first.clone();
+    again.delivered = 2;
+    assert_eq!(world.handle(&again, &out).await, Disposition::Ack);
+    assert_eq!(world.sent().await.len(), 1, "the first part sent once");
+    assert_eq!(stream_messages().await, 2, "the second part handed on once");
+    // The parts that follow, each read back from the stream as the consumer would hand it out.
+    let mut seq = first.stream_sequence;
+    loop {
+        seq += 1;
+        let Ok(raw) = world
+            .bus
+            .jetstream()
+            .get_stream(names::OUTBOUND_STREAM)
+            .await
+            .unwrap()
+            .get_raw_message(seq)
+            .await
+        else {
+            break;
+        };
+        let d = Delivery::first(&raw.subject, raw.payload.clone(), seq);
+        let part: OutboundMessage = serde_json::from_slice(&raw.payload).unwrap();
+        assert_eq!(
+            part.id.as_str(),
+            format!("outbox:9100#{}", seq - first.stream_sequence + 1)
+        );
+        assert_eq!(world.handle(&d, &part).await, Disposition::Ack);
+    }
+    let sent: Vec<String> = world
+        .sent()
+        .await
+        .iter()
+        .map(|m| m["body"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sent.len(),
+        3,
+        "140,000 characters in parts of at most 65,536"
+    );
+    assert!(sent.iter().all(|p| p.chars().count() <= 65_536));
+    assert_eq!(sent.join("\n"), text, "whole and in order");
+    assert_eq!(
+        world.reports(),
+        [(9100, 20)],
+        "reported once, after the last part"
+    );
 }

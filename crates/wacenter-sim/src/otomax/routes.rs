@@ -370,16 +370,17 @@ pub(crate) async fn sim_get_faults(State(sim): State<OtomaxSim>) -> Json<Value> 
 }
 
 pub(crate) async fn sim_set_faults(State(sim): State<OtomaxSim>, body: Bytes) -> Response {
-    let req: FaultsRequest =
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return fail(
+    let req: FaultsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected {{latency_ms?, error_rate?, down_for_seconds?, reject_inbox?}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     if req.error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
         return fail(
             StatusCode::BAD_REQUEST,

@@ -1,0 +1,115 @@
+//! What a reseller sees on the phone: long texts arrive whole and in order, each part once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::stack::*;
+
+/// A Meta Cloud API peer on 127.0.0.1: records every message sent to it and answers as Meta does.
+struct MetaPeer {
+    url: String,
+    sent: Arc<Mutex<Vec<Value>>>,
+}
+
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
+impl MetaPeer {
+    async fn start() -> MetaPeer {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        async fn messages(
+            State(sent): State<Arc<Mutex<Vec<Value>>>>,
+            Path(phone_number_id): Path<String>,
+            Json(body): Json<Value>,
+        ) -> Json<Value> {
+            let mut sent = sent.lock().unwrap();
+            sent.push(json!({"phone_number_id": phone_number_id, "body": body}));
+            let id = format!("wamid.PART{}", sent.len());
+            Json(
+                json!({"messaging_product": "whatsapp", "contacts": [{"wa_id": body["to"]}], "messages": [{"id": id}]}),
+            )
+        }
+        let app = Router::new()
+            .route("/{phone_number_id}/messages", post(messages))
+            .with_state(sent.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        MetaPeer { url, sent }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                m["body"]["text"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// A price list of 10,000 characters, as OtomaX sends for "harga" commands.
+fn price_list() -> String {
+    let mut text = String::from("DAFTAR HARGA PULSA\n");
+    let mut n = 0;
+    while text.chars().count() < 10_000 {
+        n += 1;
+        text.push_str(&format!("S{n}.TELKOMSEL {n}.000 = Rp {}.150 (aktif)\n", n));
+    }
+    text.trim_end().to_string()
+}
+
+/// A 10,000-character outbox row to a Meta number: split at line breaks into parts under Meta's
+/// 4,096 characters, sent in order, each once (a repeated callback sends nothing again), and
+/// reported to OtomaX once the last part is out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_price_list_arrives_whole_and_in_order_at_a_meta_number() {
+    let meta = MetaPeer::start().await;
+    let stack = Stack::start_with(Services::ALL, |s| {
+        s.wa_provider = wacenter_config::WaProvider::Meta;
+        s.meta_graph_url = meta.url.clone();
+        s.meta_access_token = wacenter_config::Secret::new("meta-token");
+        s.meta_phone_number_id = PHONE_NUMBER_ID.into();
+    })
+    .await;
+    let list = price_list();
+    let row =
+        json!({"kode": 7001, "penerima": RESELLER_PHONE, "pesan": list, "tipe_penerima": "W"});
+    assert_eq!(stack.callback(&row).await.status(), 200);
+    let texts = wacenter_test_support::eventually(
+        Duration::from_secs(30),
+        "the whole price list at the Meta peer",
+        || async {
+            let texts = meta.texts();
+            (texts.concat().chars().count() + texts.len() >= list.chars().count()).then_some(texts)
+        },
+    )
+    .await;
+    assert!(texts.len() >= 3, "{} parts", texts.len());
+    for t in &texts {
+        assert!(
+            t.chars().count() <= 4096,
+            "a part of {} characters",
+            t.chars().count()
+        );
+        assert!(
+            !t.starts_with('\n') && !t.ends_with('\n'),
+            "split at line breaks"
+        );
+    }
+    assert_eq!(texts.join("\n"), list, "whole and in order");
+    // OtomaX posting the row again sends nothing again.
+    assert_eq!(stack.callback(&row).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(meta.texts().len(), texts.len(), "each part once");
+    stack.stop().await;
+}
