@@ -398,6 +398,12 @@ fn accounts_of(settings: &Settings, servers: &[ServerRef]) -> Result<Vec<Account
 }
 
 fn account_of(table: &AccountTable, servers: &[ServerRef]) -> Result<Account, String> {
+    if table.send_rate == Some(0) {
+        return Err(
+            "send_rate: must be a positive number of messages per second (leave it out to use the deployment's rate)"
+                .into(),
+        );
+    }
     if table.id.trim().is_empty() {
         return Err("id: missing; the GOWA device id (JID) or the Meta phone_number_id".into());
     }
@@ -690,5 +696,26 @@ send_rate = 2
         ))
         .unwrap_err();
         assert!(e.setting.contains("account"), "{e}");
+    }
+
+    /// A send rate is messages per second: one that is not a positive number names the account.
+    #[test]
+    fn a_send_rate_that_is_not_a_positive_number_stops_start_up() {
+        for bad in ["0", "-1", "\"fast\"", "2.5"] {
+            let text = format!(
+                "{JAYA}[[account]]\nid = \"628111000009@s.whatsapp.net\"\nprovider = \"gowa\"\notomax = \"jaya\"\nsend_rate = {bad}\n"
+            );
+            let e = table(&text).expect_err(bad);
+            assert!(e.setting.contains("account"), "send_rate = {bad}: {e}");
+            assert!(
+                e.to_string().contains("send_rate"),
+                "send_rate = {bad}: {e}"
+            );
+            let e = lanes(&text).expect_err(bad);
+            assert!(
+                e.to_string().contains("send_rate"),
+                "lanes, send_rate = {bad}: {e}"
+            );
+        }
     }
 }

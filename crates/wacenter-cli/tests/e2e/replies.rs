@@ -113,3 +113,57 @@ async fn a_long_price_list_arrives_whole_and_in_order_at_a_meta_number() {
     assert_eq!(meta.texts().len(), texts.len(), "each part once");
     stack.stop().await;
 }
+
+/// A command to a Meta number is answered through that number, quoting it
+/// (`context.message_id`), so a reseller who sent several sees which answer is whose.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_meta_auto_reply_quotes_the_command_it_answers() {
+    let meta = MetaPeer::start().await;
+    let stack = Stack::start_with(Services::ALL, |s| {
+        s.wa_provider = wacenter_config::WaProvider::Meta;
+        s.meta_graph_url = meta.url.clone();
+        s.meta_access_token = wacenter_config::Secret::new("meta-token");
+        s.meta_phone_number_id = "999".into();
+        s.meta_app_secret = wacenter_config::Secret::new("test_app_secret");
+        s.meta_verify_token = wacenter_config::Secret::new("verify-me");
+    })
+    .await;
+    let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":PHONE_NUMBER_ID},
+        "contacts":[{"profile":{"name":"Reseller"},"wa_id":RESELLER_PHONE}],
+        "messages":[{"from":RESELLER_PHONE,"id":"wamid.QUOTE1","timestamp":chrono::Utc::now().timestamp().to_string(),"type":"text","text":{"body":"S.1234"}}]},
+        "field":"messages"}]}]});
+    let raw = serde_json::to_vec(&body).unwrap();
+    let r = stack
+        .http
+        .post(format!("{}/webhook/meta", stack.ingress_url))
+        .header(
+            "X-Hub-Signature-256",
+            wacenter_whatsapp::sign_hub(b"test_app_secret", &raw),
+        )
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = wacenter_test_support::eventually(
+        Duration::from_secs(20),
+        "the auto-reply at the Meta peer",
+        || async {
+            let sent = meta.sent.lock().unwrap().clone();
+            (!sent.is_empty()).then_some(sent)
+        },
+    )
+    .await;
+    assert_eq!(
+        sent[0]["phone_number_id"],
+        json!(PHONE_NUMBER_ID),
+        "through the number that received the command"
+    );
+    assert_eq!(
+        sent[0]["body"]["context"]["message_id"],
+        json!("wamid.QUOTE1")
+    );
+    assert_eq!(sent[0]["body"]["to"], json!(RESELLER_PHONE));
+    stack.stop().await;
+}
