@@ -96,6 +96,16 @@ impl Bench {
         let machine = machine();
         let bins = Binaries::find(args.bin_dir.as_deref())?;
         let mut notes = Vec::new();
+        // The bench measures the pipeline, not WhatsApp's pace: sending is not paced unless
+        // --service-env sets WA_SEND_RATE.
+        match args.service_env.iter().find(|(k, _)| k == "WA_SEND_RATE") {
+            Some((_, rate)) if rate.trim() != "0" => notes.push(format!(
+                "sending paced at WA_SEND_RATE={rate} per account (--service-env)"
+            )),
+            _ => notes.push(
+                "sending not paced (WA_SEND_RATE=0): the runs measure the pipeline, not WhatsApp's pace".into(),
+            ),
+        }
         if bins.profile() != "release" {
             notes.push(format!(
                 "services are a {} build: the numbers say little about a release build",

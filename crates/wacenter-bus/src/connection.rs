@@ -239,6 +239,13 @@ impl Bus {
             self.declare_stream(kv_bucket_stream(bucket, max_age, replicas))
                 .await?;
         }
+        // An account's next slot is only ever a second or two ahead; a day-old one is noise.
+        self.declare_stream(kv_bucket_stream(
+            names::PACING_BUCKET,
+            Duration::from_secs(24 * 3600),
+            replicas,
+        ))
+        .await?;
         Ok(())
     }
 

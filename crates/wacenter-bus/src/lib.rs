@@ -13,6 +13,7 @@ pub mod deadletters;
 pub mod own;
 pub mod worker;
 
+pub use async_nats::jetstream::kv;
 pub use async_nats::HeaderMap;
 pub use connection::{
     kv_bucket_stream, server_addrs, work_queue_stream, Bus, BusError, PublishOutcome, Topology,

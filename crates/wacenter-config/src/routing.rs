@@ -217,10 +217,7 @@ impl RoutingTable {
     pub fn lanes(&self) -> Lanes {
         Lanes::new(
             self.servers.iter().map(|s| s.name.clone()).collect(),
-            self.accounts
-                .iter()
-                .map(|a| ((a.provider, a.id.clone()), a.server.clone()))
-                .collect(),
+            &self.accounts,
         )
     }
 }
@@ -234,23 +231,33 @@ pub struct Lanes {
     /// other server of the table.
     names: Vec<ServerName>,
     accounts: std::collections::HashMap<(WaProvider, String), ServerName>,
+    /// The accounts with a `send_rate` of their own.
+    send_rates: std::collections::HashMap<(WaProvider, String), u32>,
 }
 
 impl Default for Lanes {
     /// A deployment without tables: the one lane `default`.
     fn default() -> Self {
-        Self::new(Vec::new(), Default::default())
+        Self::new(Vec::new(), &[])
     }
 }
 
 impl Lanes {
-    fn new(
-        servers: Vec<ServerName>,
-        accounts: std::collections::HashMap<(WaProvider, String), ServerName>,
-    ) -> Self {
+    fn new(servers: Vec<ServerName>, accounts: &[Account]) -> Self {
         let mut names = vec![ServerName(DEFAULT_SERVER.into())];
         names.extend(servers.into_iter().filter(|s| s.as_str() != DEFAULT_SERVER));
-        Self { names, accounts }
+        let key = |a: &Account| (a.provider, a.id.clone());
+        Self {
+            names,
+            accounts: accounts
+                .iter()
+                .map(|a| (key(a), a.server.clone()))
+                .collect(),
+            send_rates: accounts
+                .iter()
+                .filter_map(|a| Some((key(a), a.send_rate?)))
+                .collect(),
+        }
     }
 
     /// The lanes of `settings`' tables: the server names and which server each account names,
@@ -282,13 +289,10 @@ impl Lanes {
                 default_kode_terminal: settings.otomax_default_kode_terminal,
             });
         }
-        let accounts = accounts_of(settings, &servers)?
-            .into_iter()
-            .map(|a| ((a.provider, a.id), a.server))
-            .collect();
+        let accounts = accounts_of(settings, &servers)?;
         Ok(Self::new(
             servers.into_iter().map(|s| s.name).collect(),
-            accounts,
+            &accounts,
         ))
     }
 
@@ -299,6 +303,13 @@ impl Lanes {
         self.accounts
             .get(&(provider, account.to_string()))
             .map_or(DEFAULT_SERVER, ServerName::as_str)
+    }
+
+    /// The `send_rate` of `account`'s own table, if it has one.
+    pub fn send_rate(&self, provider: WaProvider, account: &str) -> Option<u32> {
+        self.send_rates
+            .get(&(provider, account.to_string()))
+            .copied()
     }
 
     /// Every lane: `default`, then the table's other servers.

@@ -327,8 +327,11 @@ pub struct ReplyConfig {
     /// `OTOMAX_FORWARD_OUTGOING` (with OtomaX on): echoes of our sends reach the forwarder, so
     /// each send is fingerprinted before it leaves.
     pub fingerprint_sends: bool,
-    /// Every server's lane: the reply service consumes each with its own `concurrency`.
+    /// Every server's lane: the reply service consumes each with its own `concurrency`. Also
+    /// each account's own `send_rate`.
     pub lanes: Lanes,
+    /// `WA_SEND_RATE`: messages per second each account may send (0 = unlimited).
+    pub send_rate: u32,
     pub concurrency: usize,
 }
 
@@ -363,6 +366,7 @@ impl ReplyConfig {
             outbox_ack,
             fingerprint_sends: s.otomax_enabled && s.otomax_forward_outgoing,
             lanes: Lanes::from_settings(s)?,
+            send_rate: s.wa_send_rate,
             concurrency: nonzero("REPLY_CONCURRENCY", s.reply_concurrency)?,
         })
     }

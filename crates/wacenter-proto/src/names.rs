@@ -103,6 +103,11 @@ pub const REPLIED_BUCKET: &str = "wa_replied";
 /// echoes are never forwarded back. An echo comes within seconds.
 pub const OWN_MESSAGES_BUCKET: &str = "wa_own_messages";
 
+/// KV bucket: when each WhatsApp account may send next (`WA_SEND_RATE`, an account's
+/// `send_rate`), shared by every reply replica so that three replicas do not send three times
+/// the rate. One small record per account; it only matters for the next second.
+pub const PACING_BUCKET: &str = "wa_pacing";
+
 const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Every idempotency bucket and how long its records live (max age): each as long as the

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
@@ -15,6 +15,8 @@ use wacenter_config::{ReplyConfig, SendConfig};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
 use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PhoneNumber};
 use wacenter_whatsapp::{GowaSender, MetaSender, SendError, SendErrorClass, Sender};
+
+use crate::pacing::{Pace, Pacer, Priority};
 
 #[derive(Clone)]
 pub struct Replier {
@@ -37,8 +39,12 @@ struct Inner {
     /// `OTOMAX_OUTBOX_ACK` (or OtomaX) is off.
     otomax: HashMap<String, OtomaxClient>,
     concurrency: usize,
-    /// The servers whose lanes this service consumes.
+    /// The servers whose lanes this service consumes, and each account's own `send_rate`.
     lanes: wacenter_config::Lanes,
+    /// Each account's send slots, shared by every replica.
+    pacer: Pacer,
+    /// `WA_SEND_RATE`: sends a second per account unless it has its own (0 = unlimited).
+    send_rate: u32,
     /// Recipients Meta asked us to slow down for, and until when.
     held_back: Mutex<HashMap<PhoneNumber, Instant>>,
 }
@@ -81,6 +87,8 @@ impl Replier {
                 own_messages: OwnMessages::new(Claims::new(
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
+                pacer: Pacer::new(bus.bucket(names::PACING_BUCKET).await?),
+                send_rate: config.send_rate,
                 fingerprint_sends: config.fingerprint_sends,
                 bus,
                 sender,
@@ -224,6 +232,12 @@ impl Replier {
             wacenter_proto::OutboundKind::AutoReply => "auto_reply",
             wacenter_proto::OutboundKind::Outbox => "outbox",
         };
+        // Paced: the send waits for its account's next slot (auto-replies first). A message
+        // without a slot gives its claim back and waits: neither a failure nor an attempt.
+        if let Err(wait) = self.pace(&out, account).await {
+            claims.release_unstarted(&key, &in_progress).await;
+            return wait;
+        }
         // With outgoing forwarding on, what is about to be sent is recorded first: if the
         // send's answer is lost its id is never known, and its echo may come back before it.
         if me.fingerprint_sends {
@@ -341,6 +355,43 @@ impl Replier {
                 };
                 Disposition::dead_letter(out.id.as_str(), reason, e.to_string())
             }
+        }
+    }
+
+    /// Waits for `account`'s next send slot when sending is paced (`WA_SEND_RATE`, the account's
+    /// `send_rate`); `Err` is the disposition when there is no slot for this message yet.
+    async fn pace(&self, out: &OutboundMessage, account: &str) -> Result<(), Disposition> {
+        let me = &self.inner;
+        let provider = me.sender.provider();
+        let rate = me
+            .lanes
+            .send_rate(provider.into(), account)
+            .unwrap_or(me.send_rate);
+        if rate == 0 {
+            return Ok(());
+        }
+        let priority = match out.kind {
+            wacenter_proto::OutboundKind::AutoReply => Priority::AutoReply,
+            wacenter_proto::OutboundKind::Outbox => Priority::Bulk,
+        };
+        match me
+            .pacer
+            .book(&format!("{provider}:{account}"), rate, priority)
+            .await
+        {
+            Ok(Pace::SendAfter(wait)) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+            Ok(Pace::WaitFor(wait)) => {
+                debug!(account, rate, ?wait, "paced: no send slot yet");
+                metrics::counter!("wacenter_reply_paced_total", "otomax" => server_of(out))
+                    .increment(1);
+                Err(Disposition::Wait(wait))
+            }
+            Err(e) => Err(Disposition::nats_trouble(e, "booking a send slot")),
         }
     }
 

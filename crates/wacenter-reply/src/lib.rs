@@ -5,6 +5,7 @@
 //! reported to OtomaX with UpdateStatusOutbox (20 delivered, 40 failed).
 
 mod handler;
+mod pacing;
 
 pub use handler::Replier;
 pub use wacenter_config::ReplyConfig;

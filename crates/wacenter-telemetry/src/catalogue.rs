@@ -89,6 +89,10 @@ pub fn register(service: &str) {
                 "Failed sends, by class (rate_limited, transient, permanent, ambiguous) and kind"
             );
             describe_counter!(
+                "wacenter_reply_paced_total",
+                "Sends that waited for their account's next slot (WA_SEND_RATE, send_rate): not failures"
+            );
+            describe_counter!(
                 "wacenter_reply_duplicates_total",
                 "Outbound deliveries dropped because the message was already claimed"
             );
@@ -164,6 +168,7 @@ pub fn register_server(service: &str, server: &str) {
                 }
             }
             metrics::counter!("wacenter_reply_duplicates_total", "otomax" => otomax()).absolute(0);
+            metrics::counter!("wacenter_reply_paced_total", "otomax" => otomax()).absolute(0);
             worker_metrics("reply", server);
         }
         "callback" => {

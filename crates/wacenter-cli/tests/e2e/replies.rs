@@ -167,3 +167,73 @@ async fn a_meta_auto_reply_quotes_the_command_it_answers() {
     assert_eq!(sent[0]["body"]["to"], json!(RESELLER_PHONE));
     stack.stop().await;
 }
+
+/// The arrival times (ms) at the WhatsApp simulator, oldest first, with each message's text.
+fn arrivals(sent: &[Value]) -> Vec<(i64, String)> {
+    let mut out: Vec<(i64, String)> = sent
+        .iter()
+        .map(|m| {
+            let at = chrono::DateTime::parse_from_rfc3339(m["received_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            (
+                at,
+                m["body"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `WA_SEND_RATE=4`: two reply replicas share the account's slots, so what reaches WhatsApp is
+/// at most four a second however many replicas send (measured at the WhatsApp simulator), and
+/// an auto-reply goes ahead of a queue of outbox rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn sending_is_paced_per_account_across_replicas_auto_replies_first() {
+    const RATE: usize = 4;
+    const ROWS: i64 = 12;
+    let mut stack = Stack::start_with(Services::ALL, |s| {
+        s.wa_send_rate = RATE as u32;
+        // Outbox rows and auto-replies through one number: one account, one pace.
+        s.gowa_device_id = DEVICE.into();
+    })
+    .await;
+    stack.add_reply_replica().await;
+    for kode in 1..=ROWS {
+        let row = json!({"kode": 8000 + kode, "penerima": RESELLER_PHONE, "pesan": format!("INFO promo {kode}"), "tipe_penerima": "W"});
+        assert_eq!(stack.callback(&row).await.status(), 200);
+    }
+    stack.whatsapp_says(RESELLER_PHONE, "S.1234").await;
+    let sent = wacenter_test_support::eventually(
+        Duration::from_secs(30),
+        "every row and the auto-reply sent",
+        || async {
+            let sent = stack.whatsapp_sent().await;
+            (sent.len() > ROWS as usize).then_some(sent)
+        },
+    )
+    .await;
+    let at = arrivals(&sent);
+    for pair in at.windows(RATE + 1) {
+        let span = pair[RATE].0 - pair[0].0;
+        assert!(
+            span >= 850,
+            "{} sends within {span} ms at {RATE} a second: {at:?}",
+            RATE + 1
+        );
+    }
+    let reply_at = at
+        .iter()
+        .position(|(_, text)| text.starts_with("Saldo"))
+        .expect("the auto-reply was sent");
+    assert!(
+        reply_at < ROWS as usize - 2,
+        "the auto-reply waited behind the outbox rows: position {reply_at} of {}",
+        at.len()
+    );
+    stack.stop().await;
+}

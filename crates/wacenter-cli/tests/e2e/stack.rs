@@ -302,6 +302,15 @@ impl Stack {
 
     /// Registers this stack's callback URL with the OtomaX simulator (`POST /otomax/set-callback`
     /// without a body), as an operator would.
+    /// Another reply replica beside the stack's own (binding the same consumers), stopped with
+    /// the stack.
+    pub async fn add_reply_replica(&mut self) {
+        let config = wacenter_config::ReplyConfig::from_settings(&self.settings).unwrap();
+        let listener = wacenter_service::bind_loopback().await.unwrap();
+        let handle = tokio::spawn(wacenter_reply::run(config, listener, self.stop.subscribe()));
+        self.services.push(("reply", handle));
+    }
+
     pub async fn register_callback(&self) {
         let r = self
             .http
