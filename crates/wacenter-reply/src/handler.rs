@@ -165,7 +165,9 @@ impl Replier {
         }
         // A text longer than the provider takes goes out part by part: this message sends the
         // first, then hands the rest on as a message of its own (see `send_rest`).
-        let (text, rest) = wacenter_whatsapp::split_text(&out.text, me.sender.max_text_chars());
+        // In a form the provider takes (no control characters, no blank start or end).
+        let cleaned = wacenter_whatsapp::sendable(&out.text);
+        let (text, rest) = wacenter_whatsapp::split_text(&cleaned, me.sender.max_text_chars());
         let key = names::kv_key(out.id.as_str());
         let claims = self.claims(&out);
         // One write claims the message as `in_progress`: the send follows at once.

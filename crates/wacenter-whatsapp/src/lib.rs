@@ -32,7 +32,7 @@ pub use signature::{
     sign_hub, verify_hub_signature, verify_waha_sha512, SignatureError, HUB_SIGNATURE_HEADER,
     WAHA_SIGNATURE_HEADER,
 };
-pub use split::{split_text, WHATSAPP_MAX_TEXT_CHARS};
+pub use split::{sendable, split_text, WHATSAPP_MAX_TEXT_CHARS};
 pub use wacenter_proto::{InboundMessage, Provider};
 pub use webhook::{ParseError, Parsed};
 

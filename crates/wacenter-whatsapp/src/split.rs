@@ -7,6 +7,8 @@
 //! same parts as splitting the whole text at once, so a message can be sent part by part, each
 //! part carrying the rest on to the next.
 
+use std::borrow::Cow;
+
 /// WhatsApp's own limit on a text message, which GOWA passes on.
 pub const WHATSAPP_MAX_TEXT_CHARS: usize = 65_536;
 
@@ -34,7 +36,32 @@ pub fn split_text(text: &str, max_chars: usize) -> (&str, Option<&str>) {
         Some((i, sep)) => (&text[..i], &text[i + sep..]),
         None => (window, &text[limit..]),
     };
-    (first, Some(rest))
+    // Blank lines at a cut would end one part or begin the next with nothing to show.
+    let rest = rest.trim_start_matches(['\n', ' ']);
+    let trimmed = first.trim_end_matches(['\n', ' ']);
+    let first = if trimmed.is_empty() { first } else { trimmed };
+    (first, Some(rest).filter(|r| !r.is_empty()))
+}
+
+/// `text` in a form every provider takes: control characters other than line breaks and tabs
+/// removed (OtomaX texts sometimes carry a stray NUL or bell), `\r\n` as `\n`, no blank start or
+/// end. Providers refuse control characters and empty texts; the reseller loses nothing
+/// readable.
+pub fn sendable(text: &str) -> Cow<'_, str> {
+    let clean = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    let trimmed = text.trim();
+    if trimmed.len() == text.len() && !text.contains('\r') && text.chars().all(clean) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        trimmed
+            .replace("\r\n", "\n")
+            .chars()
+            .filter(|c| clean(*c))
+            .collect::<String>()
+            .trim()
+            .to_string(),
+    )
 }
 
 /// Every part of `text`, in order (what [`split_text`] gives one at a time).
@@ -73,6 +100,19 @@ mod tests {
         assert_eq!(parts("abcdefghij", 4), ["abcd", "efgh", "ij"]);
         // A break exactly at the limit: the part fills the limit.
         assert_eq!(parts("abcd\nefgh", 4), ["abcd", "efgh"]);
+    }
+
+    #[test]
+    fn what_providers_refuse_is_cleaned_away() {
+        assert!(matches!(sendable("Saldo Rp 1.000"), Cow::Borrowed(_)));
+        assert_eq!(
+            sendable("  Saldo\u{7} Rp 1.000\r\nTerima kasih\u{0}\n\n"),
+            "Saldo Rp 1.000\nTerima kasih"
+        );
+        assert_eq!(sendable("a\tb"), "a\tb");
+        // A part is never only blank lines.
+        let text = format!("{}\n\n\n\n{}", "a".repeat(8), "b".repeat(8));
+        assert_eq!(parts(&text, 10), ["aaaaaaaa", "bbbbbbbb"]);
     }
 
     #[test]

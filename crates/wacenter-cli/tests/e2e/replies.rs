@@ -107,10 +107,19 @@ async fn a_long_price_list_arrives_whole_and_in_order_at_a_meta_number() {
         );
     }
     assert_eq!(texts.join("\n"), list, "whole and in order");
+    // Characters Meta refuses (a stray NUL or bell from OtomaX) are cleaned away, not refused.
+    let row = json!({"kode": 7002, "penerima": RESELLER_PHONE, "pesan": "Saldo\u{7} Rp 1.000\r\nTerima kasih\u{0}", "tipe_penerima": "W"});
+    assert_eq!(stack.callback(&row).await.status(), 200);
+    let cleaned =
+        wacenter_test_support::eventually(Duration::from_secs(20), "the cleaned row", || async {
+            meta.texts().into_iter().find(|t| t.starts_with("Saldo"))
+        })
+        .await;
+    assert_eq!(cleaned, "Saldo Rp 1.000\nTerima kasih");
     // OtomaX posting the row again sends nothing again.
     assert_eq!(stack.callback(&row).await.status(), 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(meta.texts().len(), texts.len(), "each part once");
+    assert_eq!(meta.texts().len(), texts.len() + 1, "each part once");
     stack.stop().await;
 }
 
