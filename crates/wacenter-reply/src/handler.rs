@@ -259,7 +259,16 @@ impl Replier {
         let (sent, revision) = claims.hold(&key, &in_progress, revision, send).await;
         match sent {
             Ok(sent) => {
-                info!(to = %to, provider_message_id = %sent.provider_message_id, part = out.part.unwrap_or(1), more = rest.is_some(), "sent");
+                if rest.is_some() || out.part.is_some() {
+                    // Part n of how many: those sent before this one, and this text's parts.
+                    let part = out.part.unwrap_or(1);
+                    let parts = part as usize - 1
+                        + wacenter_whatsapp::split::parts(&cleaned, me.sender.max_text_chars())
+                            .len();
+                    info!(to = %to, provider_message_id = %sent.provider_message_id, part, parts, "sent part {part} of {parts}");
+                } else {
+                    info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
+                }
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind, "otomax" => server_of(&out)).increment(1);
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
