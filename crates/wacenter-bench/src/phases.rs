@@ -506,16 +506,18 @@ impl Bench {
         load::drive(&target, &self.seqs, &warm, 0, || services.check_alive()).await?;
         let other = wacenter_sim::inspect::SimClient::new(&other_url, self.http.clone());
         let mut runs = Vec::new();
-        for (down, fixed_label, window_label) in [
+        // Both conditions twice, alternating, so that drift over the phase (a shared machine's
+        // load, the streams and buckets filling) falls on both alike.
+        let conditions = [
             (false, isolation::BOTH_FIXED, isolation::BOTH_WINDOW),
             (true, isolation::DOWN_FIXED, isolation::DOWN_WINDOW),
-        ] {
-            if down {
-                other
-                    .faults(&serde_json::json!({"down_for_seconds": 3600}))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
+        ];
+        for (down, fixed_label, window_label) in conditions.into_iter().cycle().take(4) {
+            let down_for = if down { 3600 } else { 0 };
+            other
+                .faults(&serde_json::json!({ "down_for_seconds": down_for }))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             for (label, shape) in [
                 (
                     fixed_label,
