@@ -42,6 +42,14 @@ impl MetaPeer {
         MetaPeer { url, sent }
     }
 
+    /// Settings that send through this peer, from the number `phone_number_id` by default.
+    fn send_through(&self, s: &mut wacenter_config::Settings, phone_number_id: &str) {
+        s.wa_provider = wacenter_config::WaProvider::Meta;
+        s.meta_graph_url = self.url.clone();
+        s.meta_access_token = wacenter_config::Secret::new("meta-token");
+        s.meta_phone_number_id = phone_number_id.into();
+    }
+
     fn texts(&self) -> Vec<String> {
         self.sent
             .lock()
@@ -74,13 +82,7 @@ fn price_list() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_price_list_arrives_whole_and_in_order_at_a_meta_number() {
     let meta = MetaPeer::start().await;
-    let stack = Stack::start_with(Services::ALL, |s| {
-        s.wa_provider = wacenter_config::WaProvider::Meta;
-        s.meta_graph_url = meta.url.clone();
-        s.meta_access_token = wacenter_config::Secret::new("meta-token");
-        s.meta_phone_number_id = PHONE_NUMBER_ID.into();
-    })
-    .await;
+    let stack = Stack::start_with(Services::ALL, |s| meta.send_through(s, PHONE_NUMBER_ID)).await;
     let list = price_list();
     let row =
         json!({"kode": 7001, "penerima": RESELLER_PHONE, "pesan": list, "tipe_penerima": "W"});
@@ -129,10 +131,8 @@ async fn a_long_price_list_arrives_whole_and_in_order_at_a_meta_number() {
 async fn a_meta_auto_reply_quotes_the_command_it_answers() {
     let meta = MetaPeer::start().await;
     let stack = Stack::start_with(Services::ALL, |s| {
-        s.wa_provider = wacenter_config::WaProvider::Meta;
-        s.meta_graph_url = meta.url.clone();
-        s.meta_access_token = wacenter_config::Secret::new("meta-token");
-        s.meta_phone_number_id = "999".into();
+        // The default number is another: the reply must go out through the one that received.
+        meta.send_through(s, "999");
         s.meta_app_secret = wacenter_config::Secret::new("test_app_secret");
         s.meta_verify_token = wacenter_config::Secret::new("verify-me");
     })
