@@ -374,33 +374,9 @@ impl Forwarder {
                 .increment(1);
             return Disposition::Ack;
         };
-        let out = OutboundMessage {
-            version: PAYLOAD_VERSION,
-            id: OutboundId::auto_reply(&msg.dedupe_id()),
-            kind: OutboundKind::AutoReply,
-            provider: Some(msg.provider),
-            account: msg.account.clone(),
-            to: sender.clone(),
-            text: text.to_string(),
-            reply_to: me.quote_replies.then(|| msg.message_id.clone()),
-            in_reply_to: Some(msg.message_id.clone()),
-            otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
-            outbox_kode: None,
-            kode_inbox: result.kode_inbox,
-            part: None,
-            created_at: Utc::now(),
-        };
-        let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
-        let mut headers = wacenter_bus::HeaderMap::new();
-        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
-        match me
-            .bus
-            .publish(
-                &names::auto_reply_subject(server),
-                out.id.as_str(),
-                headers,
-                payload.into(),
-            )
+        let id = OutboundId::auto_reply(&msg.dedupe_id());
+        match self
+            .answer(server, msg, sender, id, text, result.kode_inbox)
             .await
         {
             Ok(_) => {
@@ -451,35 +427,7 @@ impl Forwarder {
         let Some(text) = text else {
             return Ok(());
         };
-        let out = OutboundMessage {
-            version: PAYLOAD_VERSION,
-            id,
-            kind: OutboundKind::AutoReply,
-            provider: Some(msg.provider),
-            account: msg.account.clone(),
-            to: sender.clone(),
-            text: text.clone(),
-            reply_to: me.quote_replies.then(|| msg.message_id.clone()),
-            in_reply_to: Some(msg.message_id.clone()),
-            otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
-            outbox_kode: None,
-            kode_inbox: None,
-            part: None,
-            created_at: Utc::now(),
-        };
-        let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
-        let mut headers = wacenter_bus::HeaderMap::new();
-        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
-        match me
-            .bus
-            .publish(
-                &names::auto_reply_subject(server),
-                out.id.as_str(),
-                headers,
-                payload.into(),
-            )
-            .await
-        {
+        match self.answer(server, msg, sender, id, text, None).await {
             Ok(_) => {
                 info!(
                     notice = class,
@@ -491,6 +439,49 @@ impl Forwarder {
             // The claim records the failure and asks for the notice: the redelivery comes back.
             Err(e) => Err(Disposition::nats_trouble(e, "queueing the notice")),
         }
+    }
+
+    /// Queues `text` as the answer `id` to `msg`: to its sender, through the account that
+    /// received it (quoting it with `WA_QUOTE_REPLIES`), in `server`'s lane. Published with its
+    /// id as `Nats-Msg-Id`, so a redelivery queues it once.
+    async fn answer(
+        &self,
+        server: &str,
+        msg: &InboundMessage,
+        sender: &PhoneNumber,
+        id: OutboundId,
+        text: &str,
+        kode_inbox: Option<i64>,
+    ) -> Result<(), wacenter_bus::BusError> {
+        let out = OutboundMessage {
+            version: PAYLOAD_VERSION,
+            id,
+            kind: OutboundKind::AutoReply,
+            provider: Some(msg.provider),
+            account: msg.account.clone(),
+            to: sender.clone(),
+            text: text.to_string(),
+            reply_to: self.inner.quote_replies.then(|| msg.message_id.clone()),
+            in_reply_to: Some(msg.message_id.clone()),
+            otomax: (server != names::DEFAULT_LANE).then(|| server.to_string()),
+            outbox_kode: None,
+            kode_inbox,
+            part: None,
+            created_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&out).expect("outbound messages serialize");
+        let mut headers = wacenter_bus::HeaderMap::new();
+        headers.insert(names::HEADER_WA_MESSAGE_ID, msg.message_id.as_str());
+        self.inner
+            .bus
+            .publish(
+                &names::auto_reply_subject(server),
+                out.id.as_str(),
+                headers,
+                payload.into(),
+            )
+            .await
+            .map(drop)
     }
 
     /// Dead-letters a message whose claim records a definite failure, first telling the sender
