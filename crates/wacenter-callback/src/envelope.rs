@@ -21,8 +21,8 @@ pub enum SuccessCode {
 }
 
 /// A successful answer. `results` is route specific: for the routes that wrap an OtomaX call it
-/// is OtomaX's own envelope (`{"ok":true,"result":…}`, every field OtomaX sent kept) with
-/// wacenter's additions (`request`, `round_trip_ms`, `url`) next to it.
+/// is OtomaX's `result` object as OtomaX sent it (every field kept, not OtomaX's `{ok, result}`
+/// envelope) with wacenter's additions (`request`, `round_trip_ms`, `url`) next to its fields.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SuccessEnvelope {
     pub code: SuccessCode,

@@ -124,9 +124,9 @@ fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
     operation_id = "insertInbox",
     summary = "Manual InsertInbox",
     description = "Sends InsertInbox to OtomaX (`tipe_pengirim` W, `_exp` now + OTOMAX_EXP_SECONDS) \
-        and returns OtomaX's answer. `results` is OtomaX's envelope (`ok`, `result` with \
-        `kode_inbox`, `status`, `statusDesc`, `pesan` and whatever else OtomaX sent) plus \
-        `request`, the exact InsertInbox body that was signed and sent.",
+        and returns OtomaX's answer. `results` is OtomaX's `result` object (`kode_inbox`, \
+        `status`, `statusDesc`, `pesan` and whatever else OtomaX sent) plus `request`, the exact \
+        InsertInbox body that was signed and sent.",
     request_body = InsertInboxBody,
     params(ServerQuery),
     responses(
@@ -191,7 +191,7 @@ pub struct SetCallbackBody {
     summary = "SetOutboxCallback",
     description = "Tells OtomaX where to post its outbox rows. With no body (or no `url`) it \
         registers this service's own callback URL: `PUBLIC_URL` + `/otomax/callback?secret=…`. \
-        `results` is OtomaX's envelope plus `url`, the URL registered; secrets in URLs are \
+        `results` is OtomaX's `result` plus `url`, the URL registered; secrets in URLs are \
         shown redacted.",
     request_body(content = Option<SetCallbackBody>, description = "Optional; no body means this service's own URL"),
     params(ServerQuery),
@@ -269,8 +269,8 @@ fn own_callback_url(app: &Callback, query: &ServerQuery) -> Result<String, ApiEr
     tag = "otomax",
     operation_id = "getCallback",
     summary = "GetOutboxCallback",
-    description = "The callback URL OtomaX has registered. `results` is OtomaX's envelope; \
-        secrets in URLs (`secret=`, `token=`, passwords) are shown redacted.",
+    description = "The callback URL OtomaX has registered. `results` is OtomaX's `result` \
+        (`url`, …); secrets in URLs (`secret=`, `token=`, passwords) are shown redacted.",
     params(ServerQuery),
     responses(
         (status = 200, description = "OtomaX's answer", body = SuccessEnvelope),
@@ -283,7 +283,7 @@ pub async fn get_callback(
     Query(server): Query<ServerQuery>,
 ) -> Result<Response, ApiError> {
     let r = otomax(&app, &server)?.client.get_outbox_callback().await?;
-    Ok(success("callback URL", object(redact(&r.raw))))
+    Ok(success("callback URL", object(redact(&Value::Object(result_of(r.raw))))))
 }
 
 /// A Test call.
@@ -302,7 +302,7 @@ pub struct TestBody {
     tag = "otomax",
     operation_id = "test",
     summary = "Test the connection to OtomaX",
-    description = "Sends OtomaX's Test call. `results` is OtomaX's envelope plus \
+    description = "Sends OtomaX's Test call. `results` is OtomaX's `result` plus \
         `round_trip_ms`, the time the call took in milliseconds.",
     request_body = TestBody,
     params(ServerQuery),
@@ -336,7 +336,7 @@ pub async fn test(
     tag = "otomax",
     operation_id = "getReseller",
     summary = "GetRs: a reseller",
-    description = "`results` is OtomaX's envelope; `result` holds the reseller (`kode`, `nama`, … \
+    description = "`results` is OtomaX's `result`: the reseller (`kode`, `nama`, … \
         as OtomaX sends them). An unknown reseller is OtomaX refusing: 502 with its reason.",
     params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001"), ServerQuery),
     responses(
@@ -353,7 +353,7 @@ pub async fn reseller(
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
     let r = otomax(&app, &server)?.client.get_rs(&code).await?;
-    Ok(success("reseller", object(r.raw)))
+    Ok(success("reseller", result_of(r.raw)))
 }
 
 /// `GET /otomax/balance/{code}` and `GET /otomax/reseller/{code}/balance`.
@@ -363,7 +363,7 @@ pub async fn reseller(
     tag = "otomax",
     operation_id = "getBalance",
     summary = "GetSaldoRs: a reseller's balance",
-    description = "`results` is OtomaX's envelope; `result` holds `saldo` and whatever else \
+    description = "`results` is OtomaX's `result`: `saldo` and whatever else \
         OtomaX sends. Same as `GET /otomax/reseller/{code}/balance`.",
     params(("code" = String, Path, description = "Reseller code (kode_reseller)", min_length = 1, max_length = 64, example = "R001"), ServerQuery),
     responses(
@@ -380,7 +380,7 @@ pub async fn balance(
 ) -> Result<Response, ApiError> {
     let code = reseller_code(code)?;
     let r = otomax(&app, &server)?.client.get_saldo_rs(&code).await?;
-    Ok(success("balance", object(r.raw)))
+    Ok(success("balance", result_of(r.raw)))
 }
 
 /// `GET /otomax/reseller/{code}/balance`: the same handler as [`balance`], documented under its
@@ -408,14 +408,31 @@ pub async fn reseller_balance(
     balance(state, server, code).await
 }
 
-/// OtomaX's envelope with wacenter's additions next to OtomaX's fields. OtomaX's own fields are
-/// never overwritten: an addition whose name OtomaX already uses is left out.
+/// `results` of a route that wraps an OtomaX call: OtomaX's `result` object as OtomaX sent it
+/// (every field kept), not its `{ok, result}` envelope. Anything else OtomaX put in its envelope
+/// beside `ok` and `result` is kept next to it, and wacenter's additions (`request`,
+/// `round_trip_ms`, `url`) after that. Nothing OtomaX sent is ever overwritten: a field whose name
+/// is already taken is left out. A `result` that is not an object is kept under `result`.
 fn with_additions<const N: usize>(raw: Value, extra: [(&str, Value); N]) -> Map<String, Value> {
-    let mut map = object(raw);
+    let mut envelope = object(raw);
+    envelope.remove("ok");
+    let mut map = match envelope.remove("result") {
+        Some(Value::Object(result)) => result,
+        Some(other) => Map::from_iter([("result".to_string(), other)]),
+        None => Map::new(),
+    };
+    for (k, v) in envelope {
+        map.entry(k).or_insert(v);
+    }
     for (k, v) in extra {
         map.entry(k).or_insert(v);
     }
     map
+}
+
+/// [`with_additions`] with nothing added.
+fn result_of(raw: Value) -> Map<String, Value> {
+    with_additions(raw, [])
 }
 
 /// Hides `secret=…` (and any password in the authority) in every URL-looking string.
@@ -520,12 +537,18 @@ mod tests {
     }
 
     #[test]
-    fn additions_never_replace_otomax_fields() {
+    fn results_are_otomax_result_and_additions_never_replace_its_fields() {
         let m = with_additions(
-            json!({"ok": true, "url": "otomax's"}),
+            json!({"ok": true, "result": {"url": "otomax's", "kode": 1}, "node": 2}),
             [("url", json!("ours")), ("round_trip_ms", json!(1.5))],
         );
-        assert_eq!(m["url"], json!("otomax's"));
-        assert_eq!(m["round_trip_ms"], json!(1.5));
+        assert_eq!(
+            Value::Object(m),
+            json!({"url": "otomax's", "kode": 1, "node": 2, "round_trip_ms": 1.5})
+        );
+        assert_eq!(
+            Value::Object(result_of(json!({"ok": true, "result": true}))),
+            json!({"result": true})
+        );
     }
 }

@@ -18,15 +18,16 @@ async fn insert_inbox_sends_what_a_whatsapp_message_would_and_returns_otomax_ans
         .await;
     a.expect(200, "SUCCESS");
     let results = &a.body["results"];
-    assert_eq!(results["ok"], json!(true), "{results}");
-    assert_eq!(results["result"]["status"], json!(21), "{results}");
-    assert!(results["result"]["kode_inbox"].is_i64(), "{results}");
+    // OtomaX's `result` object itself, not its `{ok, result}` envelope nested inside ours.
+    assert!(results.get("ok").is_none() && results.get("result").is_none(), "{results}");
+    assert_eq!(results["status"], json!(21), "{results}");
+    assert!(results["kode_inbox"].is_i64(), "{results}");
     assert_eq!(
-        results["result"]["statusDesc"],
+        results["statusDesc"],
         json!("Sukses Masuk Outbox")
     );
     assert_eq!(
-        results["result"]["pesan"],
+        results["pesan"],
         json!("Saldo Toko Satu Rp 750.000"),
         "OtomaX's reply text is passed through"
     );
@@ -78,9 +79,9 @@ async fn insert_inbox_from_a_stranger_is_otomax_status_41_not_an_error() {
         )
         .await;
     a.expect(200, "SUCCESS");
-    assert_eq!(a.body["results"]["result"]["status"], json!(41));
+    assert_eq!(a.body["results"]["status"], json!(41));
     assert_eq!(
-        a.body["results"]["result"]["statusDesc"],
+        a.body["results"]["statusDesc"],
         json!("Bukan Reseller")
     );
 }
@@ -125,9 +126,9 @@ async fn insert_inbox_passes_fields_wacenter_does_not_model_through() {
         .await;
     a.expect(200, "SUCCESS");
     let results = &a.body["results"];
-    assert_eq!(results["result"]["saldo_akhir"], json!(12345), "{results}");
+    assert_eq!(results["saldo_akhir"], json!(12345), "{results}");
     assert_eq!(
-        results["result"]["antrian"],
+        results["antrian"],
         json!({"posisi": 3}),
         "{results}"
     );
@@ -139,7 +140,7 @@ async fn reseller_and_both_balance_routes() {
     let h = Harness::start().await;
     let a = h.get("/otomax/reseller/R001").await;
     a.expect(200, "SUCCESS");
-    let reseller = &a.body["results"]["result"];
+    let reseller = &a.body["results"];
     assert_eq!(reseller["kode"], json!(RESELLER_CODE), "{reseller}");
     assert_eq!(reseller["nama"], json!("Toko Satu"));
     assert_eq!(reseller["hp"], json!(RESELLER_PHONE));
@@ -148,7 +149,7 @@ async fn reseller_and_both_balance_routes() {
         let a = h.get(path).await;
         a.expect(200, "SUCCESS");
         assert_eq!(
-            a.body["results"]["result"]["saldo"],
+            a.body["results"]["saldo"],
             json!(RESELLER_SALDO),
             "{path}: {}",
             a.body
@@ -335,7 +336,7 @@ async fn get_callback_redacts_the_secret() {
     let a = h.get("/otomax/get-callback").await;
     a.expect(200, "SUCCESS");
     assert_eq!(
-        a.body["results"]["result"]["url"],
+        a.body["results"]["url"],
         json!(format!("{PUBLIC_URL}/otomax/callback?secret=redacted"))
     );
     assert!(!a.body.to_string().contains(CALLBACK_SECRET), "{}", a.body);
@@ -348,7 +349,7 @@ async fn test_route_returns_otomax_answer_and_round_trip_time() {
         .post("/otomax/test", &json!({"phone": " 6285219898489 "}))
         .await;
     a.expect(200, "SUCCESS").mentions(&["OtomaX answered in"]);
-    assert_eq!(a.body["results"]["result"]["phone"], json!("6285219898489"));
+    assert_eq!(a.body["results"]["phone"], json!("6285219898489"));
     let rtt = a.body["results"]["round_trip_ms"].as_f64().unwrap();
     assert!(rtt >= 0.0, "{rtt}");
 
