@@ -17,6 +17,13 @@ Checks, each failure printed as one line naming the file and the problem:
   kubernetes-validate against Kubernetes 1.30 (strict), KEDA's ScaledObject structurally, and the
   objects are checked against each other (selectors, ports, probes, config keys, autoscalers).
 * deploy/grafana/dashboards/wacenter.json parses and uses the `prometheus` datasource.
+* deploy/prometheus/alerts.yml: every metric and label its expressions read is one the metrics
+  catalogue (crates/wacenter-telemetry/src/catalogue.rs) exports (or the NATS exporter's lag,
+  or `up`), the same for the series of alerts_test.yml; every alert has a severity (page or
+  warn), a summary, a description and a console page (named in the description too), and a unit
+  test that shows it firing and one that shows it quiet. prometheus.yml loads the rule files and
+  compose mounts them next to it. (promtool itself checks and tests the rules:
+  scripts/lib/deploy_checks.sh.)
 
 Not here: which environment names and defaults the deployment files may use, and which metrics,
 labels and label values the dashboard may query, are compared with the settings table and the
@@ -446,6 +453,7 @@ def check_prometheus_and_grafana(report: Report, compose: dict) -> None:
         if scraped.get(name) != DEFAULT_PORTS[name]:
             report.fail(where, f"{name} should be scraped on port {DEFAULT_PORTS[name]} (/metrics), is {scraped.get(name)}")
     report.ok("prometheus.yml scrapes the four services")
+    check_rule_files_loaded(report, prom, services)
 
     ds_path = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
     try:
@@ -1043,6 +1051,199 @@ def check_dashboard(report: Report) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Alert rules (deploy/prometheus/alerts.yml) against the metrics catalogue
+# --------------------------------------------------------------------------------------------
+
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
+CATALOGUE_RS = ROOT / "crates" / "wacenter-telemetry" / "src" / "catalogue.rs"
+# The operator console's pages (the callback service's /console).
+CONSOLE_PAGES = {"live", "search", "dead-letters", "health", "callback", "today"}
+SEVERITIES = {"page", "warn"}
+# Labels Prometheus adds to every scraped series.
+TARGET_LABELS = {"job", "instance"}
+# Series the rules may read that are not wacenter's own: name -> labels.
+OTHER_SERIES = {
+    "up": set(),
+    # prometheus-nats-exporter with -jsz=all (docker-compose.yml's nats-exporter).
+    "jetstream_consumer_num_pending": {
+        "server_id", "server_name", "cluster", "domain", "meta_leader", "is_meta_leader",
+        "account", "account_id", "stream_name", "stream_leader", "is_stream_leader",
+        "consumer_name", "consumer_leader", "is_consumer_leader", "consumer_desc", "consumer_created",
+    },
+}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
+                "and", "or", "unless", "inf", "nan"}
+
+
+def macro_body(text: str, open_paren: int) -> str:
+    """The text between the parenthesis at `open_paren` and its partner (string literals
+    skipped)."""
+    depth, i = 0, open_paren
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < len(text) and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return text[open_paren + 1:i]
+        i += 1
+    return text[open_paren + 1:]
+
+
+def load_catalogue() -> dict[str, tuple[str, set[str]]]:
+    """metric -> (type, label names), from the catalogue's source: its describe_* calls give the
+    names and types, the calls that zero series and LAZY_SERIES give the labels."""
+    text = CATALOGUE_RS.read_text()
+    metrics: dict[str, tuple[str, set[str]]] = {}
+    for m in re.finditer(r'describe_(counter|gauge|histogram)!\(\s*"(\w+)"', text):
+        metrics.setdefault(m[2], (m[1], set()))
+    for m in re.finditer(r'metrics::(?:counter|gauge|histogram)!(\()\s*"(\w+)"', text):
+        if m[2] in metrics:
+            metrics[m[2]][1].update(re.findall(r'"(\w+)"\s*=>', macro_body(text, m.start(1))))
+    lazy = re.search(r"LAZY_SERIES[^=]*=\s*&\[(.*?)\n\];", text, re.S)
+    for m in re.finditer(r'\(\s*"(\w+)",\s*"\w+",\s*&\[([^\]]*)\]', lazy[1] if lazy else ""):
+        if m[1] in metrics:
+            metrics[m[1]][1].update(re.findall(r'"(\w+)"', m[2]))
+    return metrics
+
+
+def series_labels(name: str, catalogue: dict[str, tuple[str, set[str]]]) -> set[str] | None:
+    """The labels a series name may carry, or None when no service or exporter exports it."""
+    if name in OTHER_SERIES:
+        return OTHER_SERIES[name] | TARGET_LABELS
+    kind, labels = catalogue.get(name, ("", set()))
+    if kind and kind != "histogram":
+        return labels | TARGET_LABELS
+    for suffix, extra in (("_bucket", {"le"}), ("_sum", set()), ("_count", set())):
+        family = name[: -len(suffix)] if name.endswith(suffix) else None
+        if family and catalogue.get(family, ("",))[0] == "histogram":
+            return catalogue[family][1] | TARGET_LABELS | extra
+    return None
+
+
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def check_promql(report: Report, where: str, expr: str, catalogue: dict) -> None:
+    """The series an expression (or a test's series) reads exist, with the labels it names."""
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    grouping = re.findall(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", unquoted)
+    unquoted = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", unquoted)
+    in_expr: set[str] = set(TARGET_LABELS)
+    for m in re.finditer(r"(?<![\w:])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\}|\[|\s|\)|$)", unquoted):
+        name, after = m[1], m[2]
+        if name in PROMQL_WORDS or (after.strip() == "" and not name.startswith("wacenter_") and name not in OTHER_SERIES):
+            continue
+        labels = series_labels(name, catalogue)
+        if labels is None:
+            if catalogue.get(name, ("",))[0] == "histogram":
+                report.fail(where, f"{name} is a histogram: read its _bucket, _sum or _count")
+            else:
+                report.fail(where, f"{name} is not a metric the services (or the NATS exporter) export")
+            continue
+        in_expr |= labels
+        if name.startswith("wacenter_") and catalogue.get(name, ("",))[0] == "counter" and not name.endswith("_total"):
+            report.fail(where, f"{name}: a counter's name ends in _total")
+        for label, _, _ in MATCHER.findall(after if after.startswith("{") else ""):
+            if label not in labels:
+                report.fail(where, f"{name} has no label {label} (it has {sorted(labels)})")
+    for clause, names in grouping:
+        for label in (l.strip() for l in names.split(",")):
+            if label and label not in in_expr:
+                report.fail(where, f"{clause} ({label}): none of the expression's series has {label}")
+
+
+def check_alerts(report: Report) -> None:
+    where = rel(ALERTS)
+    try:
+        doc = yaml.safe_load(ALERTS.read_text()) or {}
+        tests = yaml.safe_load(ALERTS_TEST.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        report.fail(where, f"cannot read: {e}")
+        return
+    catalogue = load_catalogue()
+    if len(catalogue) < 15:
+        report.fail(rel(CATALOGUE_RS), f"only {len(catalogue)} metrics read from the catalogue: has its form changed?")
+        return
+    alerts: list[str] = []
+    for group in doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            name = rule.get("alert")
+            if not name:
+                continue
+            aw = f"{where}: {name}"
+            alerts.append(name)
+            check_promql(report, aw, str(rule.get("expr", "")), catalogue)
+            severity = (rule.get("labels") or {}).get("severity")
+            if severity not in SEVERITIES:
+                report.fail(aw, f"severity {severity!r}, expected one of {sorted(SEVERITIES)}")
+            ann = rule.get("annotations") or {}
+            for key in ("summary", "description", "console"):
+                if not str(ann.get(key, "")).strip():
+                    report.fail(aw, f"no {key} annotation")
+            console = str(ann.get("console", ""))
+            m = re.fullmatch(r"/console#([\w-]+)", console)
+            if not m or m[1] not in CONSOLE_PAGES:
+                report.fail(aw, f"console {console!r} is not /console#<page> with a page of {sorted(CONSOLE_PAGES)}")
+            elif console not in str(ann.get("description", "")):
+                report.fail(aw, f"the description does not name the console page {console}")
+    if len(alerts) != len(set(alerts)):
+        report.fail(where, "an alert name is used twice")
+    tw = rel(ALERTS_TEST)
+    if "alerts.yml" not in [Path(str(f)).name for f in tests.get("rule_files") or []]:
+        report.fail(tw, "does not load alerts.yml (rule_files)")
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests.get("tests") or []:
+        for series in test.get("input_series") or []:
+            check_promql(report, f"{tw}: series", str(series.get("series", "")), catalogue)
+        for case in test.get("alert_rule_test") or []:
+            (fires if case.get("exp_alerts") else quiet).add(case.get("alertname"))
+    for name in alerts:
+        if name not in fires:
+            report.fail(tw, f"{name}: no test shows it firing")
+        if name not in quiet:
+            report.fail(tw, f"{name}: no test shows it quiet (exp_alerts: [])")
+    for name in sorted((fires | quiet) - set(alerts)):
+        report.fail(tw, f"tests {name}, which alerts.yml does not define")
+    report.ok(f"alerts.yml: {len(alerts)} alerts, on catalogue metrics, each tested firing and quiet")
+
+
+def check_rule_files_loaded(report: Report, prom: dict, services: dict) -> None:
+    """prometheus.yml loads every rule file of deploy/prometheus/, and compose mounts them where
+    prometheus.yml looks for them (relative to itself)."""
+    where = rel(PROMETHEUS_DIR / "prometheus.yml")
+    rule_files = [str(f) for f in prom.get("rule_files") or []]
+    present = sorted(f.name for f in PROMETHEUS_DIR.glob("*.y*ml") if re.search(r"(?m)^groups:", f.read_text()))
+    for name in present:
+        if name not in rule_files:
+            report.fail(where, f"rule_files does not load {name}")
+    for name in rule_files:
+        if not (PROMETHEUS_DIR / name).is_file():
+            report.fail(where, f"rule_files: {name} does not exist in deploy/prometheus/")
+    mounts: dict[str, str] = {}
+    for v in as_list((services.get("prometheus") or {}).get("volumes")):
+        parts = str(v).split(":")
+        if len(parts) >= 2:
+            mounts[parts[1].rstrip("/")] = parts[0].rstrip("/")
+    config = next((a.split("=", 1)[1] for a in command_list((services.get("prometheus") or {}).get("command"))
+                   if a.startswith("--config.file=")), "/etc/prometheus/prometheus.yml")
+    config_dir = str(Path(config).parent)
+    for name in ["prometheus.yml", *rule_files]:
+        target = f"{config_dir}/{name}"
+        if mounts.get(target) != f"./deploy/prometheus/{name}" and mounts.get(config_dir) != "./deploy/prometheus":
+            report.fail("docker-compose.yml: service prometheus", f"does not mount deploy/prometheus/{name} at {target}")
+    report.ok(f"prometheus.yml loads {rule_files}, mounted by compose")
+
+
+# --------------------------------------------------------------------------------------------
 # Dockerfile
 # --------------------------------------------------------------------------------------------
 
@@ -1110,6 +1311,8 @@ def main() -> int:
     check_k8s(report, nats_names)
     report.section("deploy/grafana/dashboards/wacenter.json")
     check_dashboard(report)
+    report.section("deploy/prometheus/alerts.yml")
+    check_alerts(report)
 
     for n in report.notes:
         print(f"note: {n}")

@@ -7,7 +7,8 @@
 #                               every dashboard query evaluated by Prometheus scraping the live
 #                               services (scripts/lib/check_dashboard.py)
 #   run_deploy_checks [--verbose]
-#                               promtool on deploy/prometheus/, then scripts/lib/check_deploy.py
+#                               promtool on deploy/prometheus/ (config, rules, the alert rules'
+#                               unit tests), then scripts/lib/check_deploy.py
 #
 # No Docker engine, cluster or network beyond the package registries is needed: every
 # kustomization is rendered by `kubectl kustomize` (kubectl from PATH when it is 1.21 or newer,
@@ -110,21 +111,30 @@ ensure_deploy_check_tools() {
   DEPLOY_CHECK_TOOLS_READY=1
 }
 
-# promtool check config on every Prometheus configuration in deploy/prometheus/, promtool check
-# rules on every rule file there (a file with a top-level `groups:`).
+# promtool on deploy/prometheus/: check config on every Prometheus configuration (it also checks
+# the rule files the configuration loads), check rules on every rule file (a file with a
+# top-level `groups:`, alerts.yml among them), and test rules on every rule unit-test file (a
+# top-level `tests:`, alerts_test.yml among them): each alert must fire on the series that should
+# fire it and stay quiet on healthy ones.
 check_prometheus_files() {
-  local f configs=() rules=()
-  for f in "$ROOT"/deploy/prometheus/*.yml "$ROOT"/deploy/prometheus/*.yaml; do
+  local dir="$ROOT/deploy/prometheus" f configs=() rules=() tests=()
+  for f in "$dir"/*.yml "$dir"/*.yaml; do
     [ -f "$f" ] || continue
-    if grep -q '^groups:' "$f"; then rules+=("$f"); else configs+=("$f"); fi
+    if grep -q '^groups:' "$f"; then rules+=("$f")
+    elif grep -q '^tests:' "$f"; then tests+=("$f")
+    else configs+=("$f"); fi
   done
   [ ${#configs[@]} -gt 0 ] || die "deploy/prometheus/ has no Prometheus configuration"
+  [ -f "$dir/alerts.yml" ] || die "deploy/prometheus/alerts.yml (the alert rules prometheus.yml loads) is missing"
+  [ -f "$dir/alerts_test.yml" ] || die "deploy/prometheus/alerts_test.yml (the alert rules' unit tests) is missing"
   say "promtool check config: ${configs[*]#"$ROOT/"}"
   "$PROMTOOL_BIN" check config "${configs[@]}" || die "promtool check config failed on deploy/prometheus/ (above)"
-  if [ ${#rules[@]} -gt 0 ]; then
-    say "promtool check rules: ${rules[*]#"$ROOT/"}"
-    "$PROMTOOL_BIN" check rules "${rules[@]}" || die "promtool check rules failed on deploy/prometheus/ (above)"
-  fi
+  say "promtool check rules: ${rules[*]#"$ROOT/"}"
+  "$PROMTOOL_BIN" check rules "${rules[@]}" \
+    || die "promtool check rules failed on deploy/prometheus/ (above)"
+  say "promtool test rules: ${tests[*]#"$ROOT/"}"
+  "$PROMTOOL_BIN" test rules "${tests[@]}" \
+    || die "promtool test rules failed (above): an alert of deploy/prometheus/alerts.yml does not fire, or fires, where deploy/prometheus/alerts_test.yml expects otherwise"
 }
 
 run_deploy_checks() {
