@@ -74,6 +74,8 @@ pub struct Topology {
     /// worker, not the consumer: a server-side limit strands the message whose last delivery
     /// crashed (nats-jetstream reference, fact 14).
     pub max_attempts: i64,
+    /// How long the message trail keeps each step (`TRAIL_RETENTION_DAYS`); zero: no trail.
+    pub trail_retention: Duration,
 }
 
 impl Default for Topology {
@@ -82,6 +84,7 @@ impl Default for Topology {
             replicas: 1,
             ack_wait: Duration::from_secs(10),
             max_attempts: 20,
+            trail_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -180,6 +183,13 @@ impl Bus {
         self.topology
     }
 
+    /// Where this process records the steps it takes (nothing when the trail is off).
+    pub fn trail(&self) -> crate::trail::Trail {
+        crate::trail::Trail::new(
+            (!self.topology.trail_retention.is_zero()).then(|| self.client.clone()),
+        )
+    }
+
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
@@ -238,6 +248,13 @@ impl Bus {
         for (bucket, max_age) in names::BUCKETS {
             self.declare_stream(kv_bucket_stream(bucket, max_age, replicas))
                 .await?;
+        }
+        if !self.topology.trail_retention.is_zero() {
+            self.declare_stream(crate::trail::trail_stream(
+                self.topology.trail_retention,
+                replicas,
+            ))
+            .await?;
         }
         // An account's next slot is only ever a second or two ahead; a day-old one is noise.
         self.declare_stream(kv_bucket_stream(

@@ -206,6 +206,12 @@ pub async fn replay(
             .delete_message(stored.sequence)
             .await
             .map_err(|e| BusError::Setup(e.to_string()))?;
+        bus.trail()
+            .record(&crate::trail::replayed(
+                letter,
+                letter.reason == DeadLetterReason::Uncertain,
+            ))
+            .await;
         done.push(outcome(ReplayOutcome::Replayed));
     }
     Ok(done)

@@ -5,12 +5,14 @@
 //! * [`worker`]: the pull-consumer loop with bounded concurrency, progress acks while a handler
 //!   works, `Disposition`s (ack, retry later, dead-letter) and graceful shutdown;
 //! * [`claims`]: create-if-absent idempotency records in a KV bucket;
-//! * [`own`]: what wacenter sent, so its echoes are never forwarded.
+//! * [`own`]: what wacenter sent, so its echoes are never forwarded;
+//! * [`trail`]: every step of every message, and finding one message's steps again.
 
 pub mod claims;
 mod connection;
 pub mod deadletters;
 pub mod own;
+pub mod trail;
 pub mod worker;
 
 pub use async_nats::jetstream::kv;

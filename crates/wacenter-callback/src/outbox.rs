@@ -327,6 +327,30 @@ async fn handle(
     {
         Ok(outcome) => {
             info!(outbox_kode = ?kode, kode_inbox = ?out.kode_inbox, to = %recipient, duplicate = outcome.duplicate, "outbox row queued");
+            if !outcome.duplicate {
+                let mut step = wacenter_proto::TrailEvent::new(
+                    wacenter_proto::TrailStep::OutboxReceived,
+                    id.as_str(),
+                    recipient.as_str(),
+                );
+                step.otomax = out.otomax.clone();
+                step.kode = kode;
+                step.kode_inbox = out.kode_inbox;
+                step.text = wacenter_proto::TrailEvent::shorten(&out.text);
+                let trail = me.bus.trail();
+                match kode {
+                    Some(k) => {
+                        trail
+                            .record_with_key(
+                                &step,
+                                &k.to_string(),
+                                wacenter_proto::TrailKeyKind::Kode,
+                            )
+                            .await
+                    }
+                    None => trail.record(&step).await,
+                }
+            }
             Ok((
                 "queued",
                 success(

@@ -283,7 +283,10 @@ pub async fn get_callback(
     Query(server): Query<ServerQuery>,
 ) -> Result<Response, ApiError> {
     let r = otomax(&app, &server)?.client.get_outbox_callback().await?;
-    Ok(success("callback URL", object(redact(&Value::Object(result_of(r.raw))))))
+    Ok(success(
+        "callback URL",
+        object(redact(&Value::Object(result_of(r.raw)))),
+    ))
 }
 
 /// A Test call.

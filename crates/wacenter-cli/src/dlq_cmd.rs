@@ -44,7 +44,8 @@ pub enum DlqCommand {
     },
 }
 
-async fn connect(common: &Common) -> Result<(Bus, wacenter_config::Settings), ExitCode> {
+/// Connects to the NATS of `common`'s settings, failing fast when it is not there.
+pub(crate) async fn connect(common: &Common) -> Result<(Bus, wacenter_config::Settings), ExitCode> {
     let settings =
         wacenter_config::load(&common.settings, common.config.as_deref(), Role::NatsTool).map_err(
             |e| {
@@ -52,7 +53,13 @@ async fn connect(common: &Common) -> Result<(Bus, wacenter_config::Settings), Ex
                 ExitCode::from(EXIT_USAGE)
             },
         )?;
-    let bus = Bus::connect(&settings.nats_url, "cli", Topology::default())
+    let topology = Topology {
+        trail_retention: std::time::Duration::from_secs(
+            u64::from(settings.trail_retention_days) * 24 * 3600,
+        ),
+        ..Topology::default()
+    };
+    let bus = Bus::connect(&settings.nats_url, "cli", topology)
         .await
         .map_err(|e| {
             eprintln!("error: {e}");

@@ -4,6 +4,7 @@ mod all_cmd;
 mod dlq_cmd;
 mod otomax_cmd;
 mod sim_cmd;
+mod trace_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         command: dlq_cmd::DlqCommand,
     },
+    /// One message's timeline from the trail: a WhatsApp message id, a phone number (its
+    /// recent messages), a kode_inbox or an outbox kode.
+    Trace {
+        #[command(flatten)]
+        args: trace_cmd::TraceArgs,
+    },
     /// Run a simulator (OtomaX or a GOWA WhatsApp gateway) for demos, tests and benchmarks.
     Sim {
         #[command(subcommand)]
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             Command::Dlq { command } => dlq_cmd::run(command).await,
             Command::Otomax { command } => otomax_cmd::run(command).await,
             Command::Sim { command } => sim_cmd::run(command).await,
+            Command::Trace { args } => trace_cmd::run(args).await,
         }
     });
     match outcome {

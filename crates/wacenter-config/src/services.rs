@@ -26,6 +26,8 @@ pub struct NatsConfig {
     pub url: String,
     /// Replicas of each stream and bucket.
     pub stream_replicas: usize,
+    /// How long the message trail is kept (`TRAIL_RETENTION_DAYS`); zero: no trail.
+    pub trail_retention: Duration,
 }
 
 impl NatsConfig {
@@ -51,9 +53,16 @@ impl NatsConfig {
                 "must be between 1 and 5",
             ));
         }
+        if s.trail_retention_days > 90 {
+            return Err(ConfigError::new(
+                "TRAIL_RETENTION_DAYS",
+                "must be between 0 (no trail) and 90 days",
+            ));
+        }
         Ok(Self {
             url: urls.join(","),
             stream_replicas: s.nats_stream_replicas,
+            trail_retention: Duration::from_secs(u64::from(s.trail_retention_days) * 24 * 3600),
         })
     }
 }

@@ -176,6 +176,7 @@ settings! {
     #[serde(deserialize_with = "crate::de::text")] public_url: String = String::new(), "", "PUBLIC_URL", "Public base URL of the callback service (for set-callback)", [value_name = "URL"];
     #[serde(deserialize_with = "crate::de::text")] nats_url: String = "nats://127.0.0.1:4222".into(), "nats://127.0.0.1:4222", "NATS_URL", "NATS server(s), comma-separated", [value_name = "URL"];
     nats_stream_replicas: usize = 1, "1", "NATS_STREAM_REPLICAS", "Replicas of each JetStream stream and bucket (3 on a cluster)", [value_name = "N"];
+    trail_retention_days: u32 = 7, "7", "TRAIL_RETENTION_DAYS", "Days the message trail (every step of every message, for wacenter trace and the console) is kept on NATS; 0 = no trail", [value_name = "DAYS"];
     forwarder_concurrency: usize = 64, "64", "FORWARDER_CONCURRENCY", "Messages in flight per forwarder replica", [value_name = "N"];
     reply_concurrency: usize = 64, "64", "REPLY_CONCURRENCY", "Messages in flight per reply replica", [value_name = "N"];
     wa_provider: WaProvider = WaProvider::Gowa, "gowa", "WA_PROVIDER", "Provider that sends WhatsApp messages: gowa or meta", [value_name = "gowa|meta"];

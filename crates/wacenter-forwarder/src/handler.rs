@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
+use wacenter_bus::trail::Trail;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{ForwarderConfig, ForwardingFlags, OtomaxConfig, RoutingTable};
 use wacenter_otomax::{
@@ -17,7 +18,7 @@ use wacenter_otomax::{
 };
 use wacenter_proto::{
     names, DeadLetterReason, InboundId, InboundMessage, OutboundId, OutboundKind, OutboundMessage,
-    PhoneNumber, PAYLOAD_VERSION,
+    PhoneNumber, TrailEvent, TrailKeyKind, TrailStep, PAYLOAD_VERSION,
 };
 
 use crate::flags::skip_reason;
@@ -42,6 +43,8 @@ struct Inner {
     /// What a sender is told once when OtomaX never processed the command, per class.
     notices: wacenter_config::Notices,
     concurrency: usize,
+    /// Where each outcome is recorded.
+    trail: Trail,
 }
 
 /// An OtomaX server messages go to, and what every InsertInbox to it carries.
@@ -80,6 +83,7 @@ impl Forwarder {
                 own_messages: OwnMessages::new(Claims::new(
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
+                trail: bus.trail(),
                 bus,
                 routing: config.routing.clone(),
                 servers,
@@ -159,6 +163,14 @@ impl Forwarder {
         if let Some(reason) = skip_reason(&msg, &me.flags) {
             info!(reason, "not forwarded");
             metrics::counter!("wacenter_forwarder_skipped_total", "reason" => reason).increment(1);
+            // Nothing ends silently: the trail says why it went no further. Not for what the
+            // business's own phone sent (mostly the provider echoing wacenter's own sends,
+            // whose `sent` step is already on the trail).
+            if !msg.from_me {
+                let mut step = trail_step(&msg, None, TrailStep::Skipped);
+                step.detail = format!("not forwarded: {reason}");
+                me.trail.record(&step).await;
+            }
             return Disposition::Ack;
         }
         if msg.from_me {
@@ -306,6 +318,9 @@ impl Forwarder {
                     _ => DeadLetterReason::Rejected,
                 };
                 warn!(error = %e, reason = reason.as_str(), "InsertInbox failed");
+                let mut step = trail_step(&msg, Some(route.server), TrailStep::OtomaxFailed);
+                step.detail = format!("{} ({}): {e}", reason.as_str(), e.kind());
+                me.trail.record(&step).await;
                 metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind(), "otomax" => route.server.to_string())
                     .increment(1);
                 // It reached us in time and OtomaX never had it: the sender is told, or they
@@ -356,6 +371,29 @@ impl Forwarder {
         attempts: Option<u32>,
     ) -> Disposition {
         let me = &self.inner;
+        let reply_text = match me.auto_reply {
+            true => result.auto_reply_text(),
+            false => None,
+        };
+        if let Some(attempts) = attempts {
+            let mut step = trail_step(msg, Some(server), TrailStep::Forwarded);
+            step.kode_inbox = result.kode_inbox;
+            step.status = Some(result.status);
+            step.detail = format!(
+                "{} ({attempts} attempt{})",
+                result.status_desc,
+                if attempts == 1 { "" } else { "s" }
+            );
+            step.reply = reply_text.map(TrailEvent::shorten).unwrap_or_default();
+            match result.kode_inbox {
+                Some(kode) => {
+                    me.trail
+                        .record_with_key(&step, &kode.to_string(), TrailKeyKind::KodeInbox)
+                        .await
+                }
+                None => me.trail.record(&step).await,
+            }
+        }
         let forwarded = |auto_reply: &str| {
             let what = if attempts.is_some() {
                 "forwarded to OtomaX"
@@ -433,6 +471,10 @@ impl Forwarder {
                     notice = class,
                     "the sender is told the message was not processed"
                 );
+                let mut step = trail_step(msg, Some(server), TrailStep::NoticeQueued);
+                step.detail = format!("{class} notice queued");
+                step.reply = TrailEvent::shorten(text);
+                me.trail.record(&step).await;
                 metrics::counter!("wacenter_forwarder_notices_total", "class" => class, "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
@@ -507,6 +549,16 @@ impl Forwarder {
         }
         Disposition::dead_letter(id.as_str(), reason, error)
     }
+}
+
+/// A trail step about `msg` (in `server`'s lane, when known).
+fn trail_step(msg: &InboundMessage, server: Option<&str>, step: TrailStep) -> TrailEvent {
+    let phone = msg.sender.as_ref().map(|p| p.as_str()).unwrap_or("");
+    let mut event = TrailEvent::new(step, msg.dedupe_id().as_str(), phone);
+    event.otomax = server
+        .filter(|s| *s != names::DEFAULT_LANE)
+        .map(str::to_string);
+    event
 }
 
 /// The record of a definite failure: the reason and the last error, for a redelivery to repeat.

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use wacenter_bus::{Bus, BusError};
 pub use wacenter_config::IngressConfig;
 use wacenter_config::{Lanes, MetaWebhook, Secret};
-use wacenter_proto::{names, InboundMessage, Provider};
+use wacenter_proto::{names, InboundMessage, Provider, TrailEvent, TrailKeyKind, TrailStep};
 use wacenter_service::Shutdown;
 use wacenter_whatsapp::{
     parse_webhook, verify_challenge, verify_hub_signature, Parsed, HUB_SIGNATURE_HEADER,
@@ -383,6 +383,23 @@ impl Ingress {
             info!(wa_message_id = %msg.message_id, provider = %msg.provider, "duplicate webhook; already queued");
         } else {
             info!(wa_message_id = %msg.message_id, provider = %msg.provider, sender = msg.sender.as_deref().unwrap_or(""), seq = outcome.sequence, "queued");
+        }
+        // The business's own sends come back as echoes: their `sent` step is on the trail.
+        if !outcome.duplicate && !msg.from_me {
+            let phone = msg.sender.as_deref().unwrap_or("");
+            let mut step = TrailEvent::new(TrailStep::Received, msg.dedupe_id().as_str(), phone);
+            step.otomax = (lane != names::DEFAULT_LANE).then(|| lane.to_string());
+            step.text = TrailEvent::shorten(&msg.text);
+            if msg.is_group || msg.has_media {
+                let what = [(msg.is_group, "group"), (msg.has_media, "media")];
+                let what: Vec<&str> = what.iter().filter(|(on, _)| *on).map(|(_, w)| *w).collect();
+                step.detail = what.join(", ");
+            }
+            self.inner
+                .bus
+                .trail()
+                .record_with_key(&step, &msg.message_id, TrailKeyKind::MessageId)
+                .await;
         }
         metrics::counter!("wacenter_ingress_published_total", "provider" => msg.provider.as_str(), "duplicate" => outcome.duplicate.to_string()).increment(1);
         Ok(outcome.duplicate)

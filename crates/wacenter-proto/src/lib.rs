@@ -30,12 +30,19 @@ pub mod schemas {
     /// The idempotency record stored in the `wa_forwarded` and `wa_delivered` KV buckets.
     pub const CLAIM_RECORD: &str = include_str!("../../../proto/schemas/claim-record.v1.json");
 
+    /// [`crate::TrailEvent`] on `wa.trail.p.<phone>`.
+    pub const TRAIL_EVENT: &str = include_str!("../../../proto/schemas/trail-event.v1.json");
+    /// [`crate::TrailKey`] on `wa.trail.k.<hash>`.
+    pub const TRAIL_KEY: &str = include_str!("../../../proto/schemas/trail-key.v1.json");
+
     /// Every schema with its file name under `proto/schemas/`.
-    pub const ALL: [(&str, &str); 4] = [
+    pub const ALL: [(&str, &str); 6] = [
         ("inbound-message.v1.json", INBOUND_MESSAGE),
         ("outbound-message.v1.json", OUTBOUND_MESSAGE),
         ("dead-letter.v1.json", DEAD_LETTER),
         ("claim-record.v1.json", CLAIM_RECORD),
+        ("trail-event.v1.json", TRAIL_EVENT),
+        ("trail-key.v1.json", TRAIL_KEY),
     ];
 
     /// The schema of the payloads published on `subject` (`wa.inbound.gowa`,
@@ -47,6 +54,10 @@ pub mod schemas {
             Some(OUTBOUND_MESSAGE)
         } else if subject.starts_with("wa.deadletter.") {
             Some(DEAD_LETTER)
+        } else if subject.starts_with("wa.trail.p.") {
+            Some(TRAIL_EVENT)
+        } else if subject.starts_with("wa.trail.k.") {
+            Some(TRAIL_KEY)
         } else {
             None
         }

@@ -139,6 +139,41 @@ pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 pub const HEADER_WA_MESSAGE_ID: &str = "Wa-Message-Id";
 
+/// The message trail (spec §4): every step of every message, kept `TRAIL_RETENTION_DAYS`.
+pub const TRAIL_STREAM: &str = "WA_TRAIL";
+pub const TRAIL_SUBJECTS: &str = "wa.trail.>";
+/// Every step about one phone number: `wa.trail.p.<digits>` (`unknown` when there is none).
+pub const TRAIL_PHONE_SUBJECTS: &str = "wa.trail.p.>";
+/// Keys that find a phone's steps: `wa.trail.k.<00..ff>`.
+pub const TRAIL_KEY_SUBJECTS: &str = "wa.trail.k.>";
+
+/// The subject of the steps about `phone`. One subject per phone number, not per message:
+/// nats-server keeps state for every subject in memory, and phone numbers are few (a business's
+/// resellers) where messages are hundreds of thousands a week.
+pub fn trail_phone_subject(phone: &str) -> String {
+    let token: String = phone
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    if token.is_empty() {
+        "wa.trail.p.unknown".to_string()
+    } else {
+        format!("wa.trail.p.{token}")
+    }
+}
+
+/// The subject that holds `key` (a WhatsApp message id, a `kode_inbox`, an outbox `kode`): one of
+/// 256, by FNV-1a of the key, so a lookup reads 1/256 of the keys and the subjects stay few.
+pub fn trail_key_subject(key: &str) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in key.trim().bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("wa.trail.k.{:02x}", hash & 0xff)
+}
+
 /// A KV key for any id: characters outside `[A-Za-z0-9-]` are written as `_XX` (hex), so keys
 /// are valid, readable, and distinct ids never share a key.
 pub fn kv_key(id: &str) -> String {
@@ -210,6 +245,26 @@ mod tests {
                 assert_eq!(takers, [&server], "{subject}");
             }
         }
+    }
+
+    #[test]
+    fn trail_subjects_are_few_and_valid() {
+        assert_eq!(
+            trail_phone_subject("6281234567890"),
+            "wa.trail.p.6281234567890"
+        );
+        assert_eq!(trail_phone_subject(""), "wa.trail.p.unknown");
+        assert_eq!(trail_phone_subject("12.3 *>"), "wa.trail.p.123");
+        let a = trail_key_subject("3EB0C1");
+        assert_eq!(a, trail_key_subject(" 3EB0C1 "));
+        assert!(
+            a.starts_with("wa.trail.k.") && a.len() == "wa.trail.k.00".len(),
+            "{a}"
+        );
+        let buckets: std::collections::HashSet<String> = (0..10_000)
+            .map(|n| trail_key_subject(&n.to_string()))
+            .collect();
+        assert_eq!(buckets.len(), 256);
     }
 
     #[test]

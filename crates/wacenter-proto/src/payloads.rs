@@ -179,3 +179,142 @@ pub struct DeadLetter {
     pub attempts: u32,
     pub failed_at: DateTime<Utc>,
 }
+
+/// One step of a message's way through wacenter, on `wa.trail.p.<phone>` (stream `WA_TRAIL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailStep {
+    /// Ingress accepted the webhook and queued the message.
+    Received,
+    /// The forwarder did not forward it (`detail` says why: group, media, own message, …).
+    Skipped,
+    /// OtomaX answered InsertInbox: `kode_inbox`, `status`, `statusDesc` in `detail`, the
+    /// auto-reply queued (if any) in `reply`.
+    Forwarded,
+    /// InsertInbox failed for good (`detail`: the class and OtomaX's answer or the error).
+    OtomaxFailed,
+    /// A notice was queued for a sender whose command OtomaX never processed.
+    NoticeQueued,
+    /// The WhatsApp provider took a message (`detail`: the provider's message id).
+    Sent,
+    /// The WhatsApp provider refused a message for good, or it could not be sent.
+    SendFailed,
+    /// OtomaX posted an outbox row (`kode`, `kode_inbox`, `text`).
+    OutboxReceived,
+    /// The delivery of an outbox row was reported to OtomaX with UpdateStatusOutbox (`status`).
+    OutboxStatus,
+    /// The message became a dead letter (`detail`: the reason and the error).
+    DeadLettered,
+    /// An operator replayed its dead letter.
+    Replayed,
+}
+
+impl TrailStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Skipped => "skipped",
+            Self::Forwarded => "forwarded",
+            Self::OtomaxFailed => "otomax_failed",
+            Self::NoticeQueued => "notice_queued",
+            Self::Sent => "sent",
+            Self::SendFailed => "send_failed",
+            Self::OutboxReceived => "outbox_received",
+            Self::OutboxStatus => "outbox_status",
+            Self::DeadLettered => "dead_lettered",
+            Self::Replayed => "replayed",
+        }
+    }
+}
+
+/// Longest `text` / `reply` kept in a trail step, in characters: enough to recognise a command
+/// or an answer, small enough that a week of steps stays on disk under 1 KB a message.
+pub const TRAIL_TEXT_CHARS: usize = 120;
+
+/// One step of one message. Subject `wa.trail.p.<phone>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailEvent {
+    pub version: u32,
+    pub at: DateTime<Utc>,
+    pub step: TrailStep,
+    /// The message: an inbound dedupe id (`<provider>:<account>:<message id>`) or an outbound id
+    /// (`autoreply:<inbound id>`, `outbox:<kode>`, …).
+    pub id: String,
+    /// The reseller's phone number, digits only ("" when unknown).
+    pub phone: String,
+    /// The OtomaX server (routing table name), when known and not `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otomax: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kode_inbox: Option<i64>,
+    /// OtomaX outbox row id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kode: Option<i64>,
+    /// OtomaX's status code (inbox status after InsertInbox, 20/40 for UpdateStatusOutbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    /// What happened, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The message's text (a reseller's command, an outbox row, a text sent), shortened to
+    /// [`TRAIL_TEXT_CHARS`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// The auto-reply queued with a `forwarded` step, shortened the same way.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reply: String,
+}
+
+impl TrailEvent {
+    /// A step `step` of message `id` about `phone`, now; the rest filled in by the caller.
+    pub fn new(step: TrailStep, id: impl Into<String>, phone: impl Into<String>) -> Self {
+        Self {
+            version: crate::PAYLOAD_VERSION,
+            at: Utc::now(),
+            step,
+            id: id.into(),
+            phone: phone.into(),
+            otomax: None,
+            kode_inbox: None,
+            kode: None,
+            status: None,
+            detail: String::new(),
+            text: String::new(),
+            reply: String::new(),
+        }
+    }
+
+    /// `text`, shortened to [`TRAIL_TEXT_CHARS`] characters (with "…" when cut).
+    pub fn shorten(text: &str) -> String {
+        let mut chars = text.chars();
+        let kept: String = chars.by_ref().take(TRAIL_TEXT_CHARS).collect();
+        if chars.next().is_some() {
+            format!("{kept}…")
+        } else {
+            kept
+        }
+    }
+}
+
+/// What kind of key a [`TrailKey`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailKeyKind {
+    /// A WhatsApp message id (the provider's).
+    MessageId,
+    /// OtomaX's inbox id, from InsertInbox.
+    KodeInbox,
+    /// OtomaX's outbox row id.
+    Kode,
+}
+
+/// Where to find the steps of the message `key` names: the phone subject and when. Subject
+/// `wa.trail.k.<hash of key>` (see `names::trail_key_subject`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailKey {
+    pub version: u32,
+    pub key: String,
+    pub kind: TrailKeyKind,
+    pub phone: String,
+    pub at: DateTime<Utc>,
+}

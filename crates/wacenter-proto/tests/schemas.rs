@@ -18,13 +18,16 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use wacenter_proto::{
     names, schemas, DeadLetter, DeadLetterReason, InboundMessage, OutboundId, OutboundKind,
-    OutboundMessage, PhoneNumber, Provider, PAYLOAD_VERSION,
+    OutboundMessage, PhoneNumber, Provider, TrailEvent, TrailKey, TrailKeyKind, TrailStep,
+    PAYLOAD_VERSION,
 };
 
 const INBOUND: &str = "inbound-message.v1.json";
 const OUTBOUND: &str = "outbound-message.v1.json";
 const DEAD_LETTER: &str = "dead-letter.v1.json";
 const CLAIM: &str = "claim-record.v1.json";
+const TRAIL_EVENT: &str = "trail-event.v1.json";
+const TRAIL_KEY: &str = "trail-key.v1.json";
 
 const ALL_REASONS: [DeadLetterReason; 10] = [
     DeadLetterReason::Expired,
@@ -762,6 +765,12 @@ fn readme_examples_are_valid() {
             DEAD_LETTER => {
                 let _: DeadLetter = serde_json::from_value(doc).unwrap();
             }
+            TRAIL_EVENT => {
+                let _: TrailEvent = serde_json::from_value(doc).unwrap();
+            }
+            TRAIL_KEY => {
+                let _: TrailKey = serde_json::from_value(doc).unwrap();
+            }
             _ => {}
         }
         checked.insert(file.to_string());
@@ -771,7 +780,94 @@ fn readme_examples_are_valid() {
     assert!(count >= 4, "only {count} README examples found");
     assert_eq!(
         checked,
-        set(&[INBOUND, OUTBOUND, DEAD_LETTER, CLAIM]),
+        set(&[
+            INBOUND,
+            OUTBOUND,
+            DEAD_LETTER,
+            CLAIM,
+            TRAIL_EVENT,
+            TRAIL_KEY
+        ]),
         "every schema needs a README example"
+    );
+}
+
+const ALL_STEPS: [TrailStep; 11] = [
+    TrailStep::Received,
+    TrailStep::Skipped,
+    TrailStep::Forwarded,
+    TrailStep::OtomaxFailed,
+    TrailStep::NoticeQueued,
+    TrailStep::Sent,
+    TrailStep::SendFailed,
+    TrailStep::OutboxReceived,
+    TrailStep::OutboxStatus,
+    TrailStep::DeadLettered,
+    TrailStep::Replayed,
+];
+
+#[test]
+fn trail_steps_and_keys_match_the_schema() {
+    let v = validator(TRAIL_EVENT);
+    let mut full = TrailEvent::new(TrailStep::Forwarded, "gowa:a:3EB0", "628987654321");
+    full.at = at(31, 380_000_000);
+    full.otomax = Some("jaya".into());
+    full.kode_inbox = Some(218_223);
+    full.kode = Some(9_047_353);
+    full.status = Some(21);
+    full.detail = "Sukses Masuk Outbox (1 attempt)".into();
+    full.text = TrailEvent::shorten(&"x".repeat(500));
+    full.reply = "diproses".into();
+    assert_eq!(full.text.chars().count(), 121);
+    let mut minimal = TrailEvent::new(TrailStep::Received, "gowa:a:3EB0", "");
+    minimal.at = at(31, 0);
+    let full_doc = assert_round_trip(&v, &full, "a full trail step");
+    let minimal_doc = assert_round_trip(&v, &minimal, "a minimal trail step");
+    assert_fields_match(TRAIL_EVENT, &full_doc, &minimal_doc, &[]);
+    for step in ALL_STEPS {
+        let doc = assert_round_trip(
+            &v,
+            &TrailEvent {
+                step,
+                ..minimal.clone()
+            },
+            &format!("step {step:?}"),
+        );
+        assert_eq!(doc["step"], json!(step.as_str()));
+    }
+    let listed: BTreeSet<String> = schema(TRAIL_EVENT)["properties"]["step"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let known: BTreeSet<String> = ALL_STEPS.iter().map(|r| r.as_str().to_string()).collect();
+    assert_eq!(listed, known);
+    assert_violations_rejected::<TrailEvent>(TRAIL_EVENT, &full_doc, &["step"], &["at"], true);
+
+    let v = validator(TRAIL_KEY);
+    for kind in [
+        TrailKeyKind::MessageId,
+        TrailKeyKind::KodeInbox,
+        TrailKeyKind::Kode,
+    ] {
+        let key = TrailKey {
+            version: PAYLOAD_VERSION,
+            key: "218223".into(),
+            kind,
+            phone: "628987654321".into(),
+            at: at(31, 0),
+        };
+        let doc = assert_round_trip(&v, &key, &format!("key {kind:?}"));
+        assert_fields_match(TRAIL_KEY, &doc, &doc, &[]);
+        assert_violations_rejected::<TrailKey>(TRAIL_KEY, &doc, &["kind"], &["at"], true);
+    }
+    assert_eq!(
+        schemas::for_subject(&names::trail_phone_subject("628987654321")),
+        Some(schemas::TRAIL_EVENT)
+    );
+    assert_eq!(
+        schemas::for_subject(&names::trail_key_subject("218223")),
+        Some(schemas::TRAIL_KEY)
     );
 }

@@ -10,10 +10,13 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
 use wacenter_bus::claims::{Begun, ClaimRecord, ClaimState, Claims};
 use wacenter_bus::own::OwnMessages;
+use wacenter_bus::trail::Trail;
 use wacenter_bus::{worker, Bus, Delivery, Disposition, WorkerConfig};
 use wacenter_config::{ReplyConfig, SendConfig};
 use wacenter_otomax::{outbox_status, ClientConfig, OtomaxClient};
-use wacenter_proto::{names, DeadLetterReason, OutboundMessage, PhoneNumber};
+use wacenter_proto::{
+    names, DeadLetterReason, OutboundMessage, PhoneNumber, TrailEvent, TrailStep,
+};
 use wacenter_whatsapp::{GowaSender, MetaSender, SendError, SendErrorClass, Sender};
 
 use crate::pacing::{Pace, Pacer, Priority};
@@ -47,6 +50,8 @@ struct Inner {
     send_rate: u32,
     /// Recipients Meta asked us to slow down for, and until when.
     held_back: Mutex<HashMap<PhoneNumber, Instant>>,
+    /// Where each send and each UpdateStatusOutbox is recorded.
+    trail: Trail,
 }
 
 impl Replier {
@@ -88,6 +93,7 @@ impl Replier {
                     bus.bucket(names::OWN_MESSAGES_BUCKET).await?,
                 )),
                 pacer: Pacer::new(bus.bucket(names::PACING_BUCKET).await?),
+                trail: bus.trail(),
                 send_rate: config.send_rate,
                 fingerprint_sends: config.fingerprint_sends,
                 bus,
@@ -270,6 +276,16 @@ impl Replier {
                     info!(to = %to, provider_message_id = %sent.provider_message_id, "sent");
                 }
                 metrics::counter!("wacenter_reply_sent_total", "kind" => kind, "otomax" => server_of(&out)).increment(1);
+                let mut step = trail_step(&out, TrailStep::Sent);
+                step.detail = match out.part {
+                    Some(part) => format!(
+                        "part {part}; provider message id {}",
+                        sent.provider_message_id
+                    ),
+                    None => format!("provider message id {}", sent.provider_message_id),
+                };
+                step.text = TrailEvent::shorten(text);
+                me.trail.record(&step).await;
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if !sent.provider_message_id.is_empty() {
                     me.own_messages
@@ -351,6 +367,9 @@ impl Replier {
             }
             _ => {
                 warn!(error = %e, class = label, "send failed for good");
+                let mut step = trail_step(out, TrailStep::SendFailed);
+                step.detail = format!("{label}: {e}");
+                self.inner.trail.record(&step).await;
                 let mut record = ClaimRecord::new(ClaimState::Failed, d.stream_sequence);
                 record.detail = json!({"error": e.to_string()});
                 self.claims(out)
@@ -467,6 +486,10 @@ impl Replier {
         match otomax.update_status_outbox(kode, status).await {
             Ok(_) => {
                 info!(outbox_kode = kode, status, "UpdateStatusOutbox done");
+                let mut step = trail_step(out, TrailStep::OutboxStatus);
+                step.status = Some(status);
+                step.detail = format!("UpdateStatusOutbox {status} reported to OtomaX");
+                self.inner.trail.record(&step).await;
                 metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok", "otomax" => server.to_string()).increment(1);
                 Ok(())
             }
@@ -514,6 +537,15 @@ fn backoff(delivered: i64) -> Duration {
 }
 
 /// The OtomaX server `out` belongs to: the `otomax` label of its metrics.
+/// A trail step about `out`: its id, recipient, server and OtomaX codes.
+fn trail_step(out: &OutboundMessage, step: TrailStep) -> TrailEvent {
+    let mut event = TrailEvent::new(step, out.id.as_str(), out.to.as_str());
+    event.otomax = out.otomax.clone();
+    event.kode_inbox = out.kode_inbox;
+    event.kode = out.outbox_kode;
+    event
+}
+
 fn server_of(out: &OutboundMessage) -> String {
     out.otomax
         .as_deref()

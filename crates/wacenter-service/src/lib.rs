@@ -121,6 +121,7 @@ pub async fn connect(service: &str, nats: &NatsConfig) -> anyhow::Result<Bus> {
         service,
         Topology {
             replicas: nats.stream_replicas,
+            trail_retention: nats.trail_retention,
             ..Topology::default()
         },
     )

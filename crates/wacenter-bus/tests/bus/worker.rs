@@ -18,6 +18,7 @@ fn topology(max_attempts: i64) -> Topology {
         replicas: 1,
         ack_wait: Duration::from_secs(1),
         max_attempts,
+        ..Topology::default()
     }
 }
 

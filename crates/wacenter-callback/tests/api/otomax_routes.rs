@@ -19,13 +19,13 @@ async fn insert_inbox_sends_what_a_whatsapp_message_would_and_returns_otomax_ans
     a.expect(200, "SUCCESS");
     let results = &a.body["results"];
     // OtomaX's `result` object itself, not its `{ok, result}` envelope nested inside ours.
-    assert!(results.get("ok").is_none() && results.get("result").is_none(), "{results}");
+    assert!(
+        results.get("ok").is_none() && results.get("result").is_none(),
+        "{results}"
+    );
     assert_eq!(results["status"], json!(21), "{results}");
     assert!(results["kode_inbox"].is_i64(), "{results}");
-    assert_eq!(
-        results["statusDesc"],
-        json!("Sukses Masuk Outbox")
-    );
+    assert_eq!(results["statusDesc"], json!("Sukses Masuk Outbox"));
     assert_eq!(
         results["pesan"],
         json!("Saldo Toko Satu Rp 750.000"),
@@ -80,10 +80,7 @@ async fn insert_inbox_from_a_stranger_is_otomax_status_41_not_an_error() {
         .await;
     a.expect(200, "SUCCESS");
     assert_eq!(a.body["results"]["status"], json!(41));
-    assert_eq!(
-        a.body["results"]["statusDesc"],
-        json!("Bukan Reseller")
-    );
+    assert_eq!(a.body["results"]["statusDesc"], json!("Bukan Reseller"));
 }
 
 /// An OtomaX stand-in that answers every call with `answer`, to show what the simulator does not
@@ -127,11 +124,7 @@ async fn insert_inbox_passes_fields_wacenter_does_not_model_through() {
     a.expect(200, "SUCCESS");
     let results = &a.body["results"];
     assert_eq!(results["saldo_akhir"], json!(12345), "{results}");
-    assert_eq!(
-        results["antrian"],
-        json!({"posisi": 3}),
-        "{results}"
-    );
+    assert_eq!(results["antrian"], json!({"posisi": 3}), "{results}");
     assert_eq!(results["server"], json!("otomax-node-2"), "{results}");
 }
 

@@ -12,3 +12,4 @@ mod routing;
 mod secrets;
 mod stack;
 mod traces;
+mod trail;

@@ -1,0 +1,457 @@
+//! The message trail (spec §4): every step of every message, on NATS, kept
+//! `TRAIL_RETENTION_DAYS`, and how to find one message's steps again.
+//!
+//! Writing costs one core-NATS publish per step (no ack awaited: a step is a record of what
+//! happened, never a reason to hold a message up or to fail it). Steps go to one subject per
+//! phone number (`wa.trail.p.<digits>`), never one per message: nats-server keeps every
+//! subject's state in memory, and a week of messages would be hundreds of thousands of subjects.
+//! The keys an operator searches by (a WhatsApp message id, a `kode_inbox`, an outbox `kode`)
+//! go to 256 hash subjects (`wa.trail.k.<xx>`) with the phone and the time, so a lookup reads
+//! 1/256 of the keys and then one phone's steps from that time on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use wacenter_proto::{
+    names, DeadLetter, TrailEvent, TrailKey, TrailKeyKind, TrailStep, PAYLOAD_VERSION,
+};
+
+use crate::{Bus, BusError};
+
+/// The stream that holds the trail, kept `retention`.
+pub fn trail_stream(retention: Duration, replicas: usize) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream;
+    stream::Config {
+        name: names::TRAIL_STREAM.to_string(),
+        subjects: vec![names::TRAIL_SUBJECTS.to_string()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: retention,
+        // Steps carry no Nats-Msg-Id; a short window keeps the dedupe map empty anyway.
+        duplicate_window: Duration::from_secs(60),
+        // JSON steps compress well; the trail is written once and read rarely.
+        compression: Some(stream::Compression::S2),
+        ..Default::default()
+    }
+}
+
+/// Records steps. Cheap to clone; does nothing when the trail is off (`TRAIL_RETENTION_DAYS=0`).
+#[derive(Clone)]
+pub struct Trail {
+    client: Option<async_nats::Client>,
+}
+
+impl Trail {
+    pub(crate) fn new(client: Option<async_nats::Client>) -> Self {
+        Self { client }
+    }
+
+    /// A trail that records nothing (for tests of handlers that do not look at it).
+    pub fn off() -> Self {
+        Self { client: None }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Records `event` on its phone's subject. Never fails the caller: a step that cannot be
+    /// recorded is counted (`wacenter_trail_failed_total`) and logged.
+    pub async fn record(&self, event: &TrailEvent) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let payload = serde_json::to_vec(event).expect("trail steps serialize");
+        let subject = names::trail_phone_subject(&event.phone);
+        if let Err(e) = client.publish(subject, payload.into()).await {
+            tracing::warn!(id = %event.id, step = event.step.as_str(), error = %e, "trail step not recorded");
+            metrics::counter!("wacenter_trail_failed_total").increment(1);
+        }
+    }
+
+    /// Records that `key` (of `kind`) names a message whose steps are on `phone`'s subject from
+    /// `at` on.
+    pub async fn record_key(&self, key: &str, kind: TrailKeyKind, phone: &str, at: DateTime<Utc>) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return;
+        }
+        let record = TrailKey {
+            version: PAYLOAD_VERSION,
+            key: key.to_string(),
+            kind,
+            phone: phone.to_string(),
+            at,
+        };
+        let payload = serde_json::to_vec(&record).expect("trail keys serialize");
+        if let Err(e) = client
+            .publish(names::trail_key_subject(key), payload.into())
+            .await
+        {
+            tracing::warn!(key, error = %e, "trail key not recorded");
+            metrics::counter!("wacenter_trail_failed_total").increment(1);
+        }
+    }
+
+    /// Records `event`, and its id's key when the step is the first to know it.
+    pub async fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
+        self.record_key(key, kind, &event.phone, event.at).await;
+        self.record(event).await;
+    }
+}
+
+/// The step of `letter` becoming a dead letter, with the phone and OtomaX codes its original
+/// carries (an InboundMessage's `sender`, an OutboundMessage's `to`).
+pub fn dead_lettered(letter: &DeadLetter) -> TrailEvent {
+    let original = &letter.payload;
+    let text = |k: &str| original.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let phone = match text("sender") {
+        "" => text("to"),
+        sender => sender,
+    };
+    let mut event = TrailEvent::new(TrailStep::DeadLettered, letter.id.clone(), phone);
+    event.kode_inbox = original.get("kode_inbox").and_then(|v| v.as_i64());
+    event.kode = original.get("outbox_kode").and_then(|v| v.as_i64());
+    event.otomax = original
+        .get("otomax")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    event.detail = format!("{}: {}", letter.reason.as_str(), letter.error);
+    event
+}
+
+/// The step of an operator replaying `letter`.
+pub fn replayed(letter: &DeadLetter, forced: bool) -> TrailEvent {
+    let mut event = dead_lettered(letter);
+    event.step = TrailStep::Replayed;
+    event.at = Utc::now();
+    event.detail = if forced {
+        format!("replayed with --force (was {})", letter.reason.as_str())
+    } else {
+        format!("replayed (was {})", letter.reason.as_str())
+    };
+    event
+}
+
+/// One message's steps, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    /// The message's id (inbound dedupe id or outbound id).
+    pub id: String,
+    pub phone: String,
+    pub started: DateTime<Utc>,
+    pub steps: Vec<TrailEvent>,
+}
+
+/// How far a lookup looks: a phone's messages of the last `phone_window`, at most `limit`
+/// timelines (the newest).
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    pub phone_window: Duration,
+    pub limit: usize,
+    /// How long after a key's time its message's later steps (an outbox row hours later) are
+    /// looked for.
+    pub follow: Duration,
+}
+
+impl Default for Lookup {
+    fn default() -> Self {
+        Self {
+            phone_window: Duration::from_secs(24 * 3600),
+            limit: 20,
+            follow: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The timelines `query` names: a WhatsApp message id (or a whole inbound id), a phone number
+/// (its recent messages), a `kode_inbox` or an outbox `kode`. Newest first; empty when nothing
+/// matches.
+pub async fn find(
+    bus: &Bus,
+    query: &str,
+    country_code: &str,
+    lookup: Lookup,
+) -> Result<Vec<Timeline>, BusError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Ok(Vec::new());
+    }
+    // "gowa:<account>:<message id>" is searched by its message id.
+    let key = query.rsplit(':').next().unwrap_or(query).trim();
+    let mut timelines: BTreeMap<String, Timeline> = BTreeMap::new();
+    let keys: Vec<TrailKey> = read(bus, &names::trail_key_subject(key), None)
+        .await?
+        .into_iter()
+        .filter_map(|(payload, _)| serde_json::from_slice::<TrailKey>(&payload).ok())
+        .filter(|k| k.key == key)
+        .collect();
+    for k in &keys {
+        let since = k.at - chrono::Duration::seconds(5);
+        let until = k.at + chrono::Duration::from_std(lookup.follow).unwrap_or_default();
+        let steps = steps_of(bus, &k.phone, since, Some(until)).await?;
+        for timeline in group(steps) {
+            if matches(&timeline, key, k.kind) {
+                timelines.insert(timeline.id.clone(), timeline);
+            }
+        }
+    }
+    if let Some(phone) = phone_of(query, country_code) {
+        let since =
+            Utc::now() - chrono::Duration::from_std(lookup.phone_window).unwrap_or_default();
+        for timeline in group(steps_of(bus, &phone, since, None).await?) {
+            timelines.entry(timeline.id.clone()).or_insert(timeline);
+        }
+    }
+    let mut out: Vec<Timeline> = timelines.into_values().collect();
+    out.sort_by_key(|t| std::cmp::Reverse(t.started));
+    out.truncate(lookup.limit.max(1));
+    Ok(out)
+}
+
+/// `query` as a phone number's digits, when it reads as one.
+fn phone_of(query: &str, country_code: &str) -> Option<String> {
+    let digits: String = query
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '+' | '(' | ')'))
+        .collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let digits = match digits.strip_prefix('0') {
+        Some(rest) => format!("{country_code}{rest}"),
+        None => digits,
+    };
+    wacenter_proto::PhoneNumber::from_digits(digits)
+        .ok()
+        .map(|p| p.to_string())
+}
+
+/// Whether `timeline` is the message `key` (of `kind`) names.
+fn matches(timeline: &Timeline, key: &str, kind: TrailKeyKind) -> bool {
+    timeline.steps.iter().any(|s| match kind {
+        TrailKeyKind::MessageId => s.id.rsplit(':').next() == Some(key),
+        TrailKeyKind::KodeInbox => s.kode_inbox.map(|k| k.to_string()).as_deref() == Some(key),
+        TrailKeyKind::Kode => s.kode.map(|k| k.to_string()).as_deref() == Some(key),
+    })
+}
+
+/// The message a step belongs to: an answer (`autoreply:<inbound id>`, `expired:<inbound id>`,
+/// parts `…#2`) belongs to the inbound message it answers.
+fn root_of(id: &str) -> &str {
+    let id = id.split('#').next().unwrap_or(id);
+    for prefix in ["autoreply:", "expired:", "auth_failed:", "rejected:"] {
+        if let Some(rest) = id.strip_prefix(prefix) {
+            return rest;
+        }
+    }
+    id
+}
+
+/// Steps grouped into timelines, an outbox row joined to the message whose `kode_inbox` it
+/// carries.
+fn group(steps: Vec<TrailEvent>) -> Vec<Timeline> {
+    let mut by_root: BTreeMap<String, Timeline> = BTreeMap::new();
+    let mut root_of_inbox: BTreeMap<i64, String> = BTreeMap::new();
+    // Outbox rows joined to a message, so their later steps follow.
+    let mut joined: BTreeMap<String, String> = BTreeMap::new();
+    for step in steps {
+        let mut root = root_of(&step.id).to_string();
+        if step.step == TrailStep::Forwarded {
+            if let Some(k) = step.kode_inbox {
+                root_of_inbox.insert(k, root.clone());
+            }
+        }
+        if root.starts_with("outbox:") {
+            if let Some(r) = joined.get(&root) {
+                root = r.clone();
+            } else if let Some(r) = step.kode_inbox.and_then(|k| root_of_inbox.get(&k)) {
+                joined.insert(root, r.clone());
+                root = r.clone();
+            }
+        }
+        let timeline = by_root.entry(root.clone()).or_insert_with(|| Timeline {
+            id: root,
+            phone: step.phone.clone(),
+            started: step.at,
+            steps: Vec::new(),
+        });
+        timeline.started = timeline.started.min(step.at);
+        timeline.steps.push(step);
+    }
+    let mut out: Vec<Timeline> = by_root.into_values().collect();
+    for t in &mut out {
+        t.steps.sort_by_key(|s| s.at);
+    }
+    out
+}
+
+/// `phone`'s steps from `since` (until `until`, when given).
+async fn steps_of(
+    bus: &Bus,
+    phone: &str,
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<TrailEvent>, BusError> {
+    let subject = names::trail_phone_subject(phone);
+    Ok(read(bus, &subject, Some((since, until)))
+        .await?
+        .into_iter()
+        .filter_map(|(payload, _)| serde_json::from_slice::<TrailEvent>(&payload).ok())
+        .collect())
+}
+
+/// Every message on `subject` (from a time, up to another), with its stream time.
+async fn read(
+    bus: &Bus,
+    subject: &str,
+    window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+) -> Result<Vec<(bytes::Bytes, DateTime<Utc>)>, BusError> {
+    let err = |e: String| BusError::Setup(format!("reading the trail ({subject}): {e}"));
+    let stream = bus
+        .jetstream()
+        .get_stream(names::TRAIL_STREAM)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let deliver_policy = match window {
+        Some((since, _)) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                since.timestamp_nanos_opt().unwrap_or(0).into(),
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        },
+        None => DeliverPolicy::All,
+    };
+    let until = window.and_then(|(_, until)| until);
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let pending = consumer.cached_info().num_pending;
+    let mut out = Vec::new();
+    if pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    while let Some(next) = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .map_err(|_| err("no answer from NATS within 5 s".into()))?
+    {
+        let msg = next.map_err(|e| err(e.to_string()))?;
+        let info = msg.info().map_err(|e| err(e.to_string()))?;
+        let at =
+            DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos() as i64);
+        let last = info.pending == 0;
+        if until.is_some_and(|u| at > u) {
+            break;
+        }
+        out.push((msg.payload.clone(), at));
+        if last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One line about `step`, for people: what happened and the codes that matter.
+pub fn describe(step: &TrailEvent) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(k) = step.kode_inbox {
+        parts.push(format!("kode_inbox {k}"));
+    }
+    if let Some(k) = step.kode {
+        parts.push(format!("kode {k}"));
+    }
+    if let Some(s) = step.status {
+        parts.push(format!("status {s}"));
+    }
+    if !step.detail.is_empty() {
+        parts.push(step.detail.clone());
+    }
+    if !step.text.is_empty() {
+        parts.push(format!("{:?}", step.text));
+    }
+    if !step.reply.is_empty() {
+        parts.push(format!("reply {:?}", step.reply));
+    }
+    if let Some(server) = &step.otomax {
+        parts.push(format!("otomax {server}"));
+    }
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(step: TrailStep, id: &str, secs: i64) -> TrailEvent {
+        let mut e = TrailEvent::new(step, id, "628123");
+        e.at = DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap();
+        e
+    }
+
+    #[test]
+    fn answers_and_outbox_rows_join_the_message_they_belong_to() {
+        let inbound = "gowa:acct:3EB0";
+        let mut forwarded = step(TrailStep::Forwarded, inbound, 1);
+        forwarded.kode_inbox = Some(77);
+        let mut row = step(TrailStep::OutboxReceived, "outbox:9", 30);
+        row.kode_inbox = Some(77);
+        row.kode = Some(9);
+        let mut other_row = step(TrailStep::OutboxReceived, "outbox:10", 31);
+        other_row.kode_inbox = Some(78);
+        let steps = vec![
+            step(TrailStep::Received, inbound, 0),
+            forwarded,
+            step(TrailStep::Sent, &format!("autoreply:{inbound}"), 2),
+            step(TrailStep::Sent, &format!("autoreply:{inbound}#2"), 3),
+            row,
+            step(TrailStep::Sent, "outbox:9", 32),
+            other_row,
+        ];
+        let timelines = group(steps);
+        let ids: Vec<&str> = timelines.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, [inbound, "outbox:10"]);
+        let kinds: Vec<TrailStep> = timelines[0].steps.iter().map(|s| s.step).collect();
+        assert_eq!(
+            kinds,
+            [
+                TrailStep::Received,
+                TrailStep::Forwarded,
+                TrailStep::Sent,
+                TrailStep::Sent,
+                TrailStep::OutboxReceived,
+                TrailStep::Sent
+            ]
+        );
+        assert!(matches(&timelines[0], "3EB0", TrailKeyKind::MessageId));
+        assert!(matches(&timelines[0], "77", TrailKeyKind::KodeInbox));
+        assert!(matches(&timelines[0], "9", TrailKeyKind::Kode));
+        assert!(!matches(&timelines[0], "10", TrailKeyKind::Kode));
+    }
+
+    #[test]
+    fn phone_queries() {
+        assert_eq!(
+            phone_of("0812-3456-789", "62").as_deref(),
+            Some("628123456789")
+        );
+        assert_eq!(
+            phone_of("+62 812 3456 789", "62").as_deref(),
+            Some("628123456789")
+        );
+        assert_eq!(phone_of("3EB0C1", "62"), None);
+    }
+}
