@@ -365,6 +365,64 @@ async fn read(
     Ok(out)
 }
 
+/// What the trail holds since a time, counted: the console's "today".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    pub received: u64,
+    pub forwarded: u64,
+    /// Forwarded messages by OtomaX's inbox status (`21`, `41`, …).
+    pub forwarded_by_status: BTreeMap<String, u64>,
+    pub auto_replies: u64,
+    pub sent: u64,
+    pub outbox_rows: u64,
+    pub send_failures: u64,
+    pub notices: u64,
+    /// Not forwarded, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Dead letters, by reason.
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+/// Counts every step since `since`.
+pub async fn tally(bus: &Bus, since: DateTime<Utc>) -> Result<Tally, BusError> {
+    let mut t = Tally::default();
+    for (payload, _) in read(bus, names::TRAIL_PHONE_SUBJECTS, Some((since, None))).await? {
+        let Ok(step) = serde_json::from_slice::<TrailEvent>(&payload) else {
+            continue;
+        };
+        // The first word of a detail is its reason (`expired: …`, `not forwarded: group`).
+        let reason = |detail: &str, prefix: &str| {
+            let rest = detail.strip_prefix(prefix).unwrap_or(detail);
+            rest.split([':', ' ']).next().unwrap_or("").to_string()
+        };
+        match step.step {
+            TrailStep::Received => t.received += 1,
+            TrailStep::Forwarded => {
+                t.forwarded += 1;
+                let status = step.status.map(|s| s.to_string()).unwrap_or_default();
+                *t.forwarded_by_status.entry(status).or_default() += 1;
+                if !step.reply.is_empty() {
+                    t.auto_replies += 1;
+                }
+            }
+            TrailStep::Sent => t.sent += 1,
+            TrailStep::OutboxReceived => t.outbox_rows += 1,
+            TrailStep::SendFailed => t.send_failures += 1,
+            TrailStep::NoticeQueued => t.notices += 1,
+            TrailStep::Skipped => {
+                *t.skipped
+                    .entry(reason(&step.detail, "not forwarded: "))
+                    .or_default() += 1
+            }
+            TrailStep::DeadLettered => {
+                *t.dead_letters.entry(reason(&step.detail, "")).or_default() += 1
+            }
+            TrailStep::OtomaxFailed | TrailStep::OutboxStatus | TrailStep::Replayed => {}
+        }
+    }
+    Ok(t)
+}
+
 /// One line about `step`, for people: what happened and the codes that matter.
 pub fn describe(step: &TrailEvent) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -1,8 +1,10 @@
 //! The callback service on `APP_PORT`: OtomaX's outbox callback (`POST /otomax/callback`, shared
 //! secret, published to JetStream once per outbox row), the `/otomax/*` REST API for operators
-//! (behind `APP_BASIC_AUTH`), `/otomax/health`, and the ops endpoints.
+//! (behind `APP_BASIC_AUTH`), the operator's console (`/console`, same auth), `/otomax/health`,
+//! and the ops endpoints.
 
 pub mod auth;
+pub mod console;
 pub mod envelope;
 pub mod health;
 pub mod openapi;
@@ -112,6 +114,16 @@ impl Callback {
                 get(rest::reseller_balance),
             )
             .route("/otomax/balance/{code}", get(rest::balance))
+            .route("/otomax/trail", get(console::search_trail))
+            .route("/otomax/trail/live", get(console::live_trail))
+            .route("/otomax/dead-letters", get(console::dead_letters))
+            .route("/otomax/dead-letters/replay", post(console::replay))
+            .route("/otomax/figures", get(console::figures))
+            .route("/console", get(console::page))
+            .route("/console/", get(console::page))
+            .route("/console/app.js", get(console::script))
+            .route("/console/app.css", get(console::style))
+            .route_layer(middleware::from_fn(console::same_origin))
             .route_layer(middleware::from_fn_with_state(
                 self.clone(),
                 auth::require_basic_auth,
@@ -135,6 +147,7 @@ impl Callback {
             })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(middleware::from_fn(payload_too_large_as_envelope))
+            .layer(middleware::from_fn(console::security_headers))
     }
 }
 

@@ -14,6 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
+use crate::console::ReplayBody;
 use crate::envelope::{ErrorCode, ErrorEnvelope, SuccessCode, SuccessEnvelope};
 use crate::health::{
     ConsumerLag, HealthCode, HealthEnvelope, HealthReport, HealthStatus, LaneLag, NatsHealth,
@@ -43,6 +44,11 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
         crate::rest::reseller,
         crate::rest::balance,
         crate::rest::reseller_balance,
+        crate::console::search_trail,
+        crate::console::live_trail,
+        crate::console::dead_letters,
+        crate::console::replay,
+        crate::console::figures,
         crate::outbox::callback,
         crate::outbox::callback_of_server,
         crate::health::health,
@@ -59,6 +65,7 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
         InsertInboxBody,
         SetCallbackBody,
         TestBody,
+        ReplayBody,
         OutboxRow,
         HealthEnvelope,
         HealthCode,
@@ -73,6 +80,7 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
     modifiers(&SecuritySchemes),
     tags(
         (name = "otomax", description = "Admin routes wrapping one OtomaX Open API call each (basic auth)"),
+        (name = "console", description = "The trail, dead letters and figures: what the operator's console at /console shows and does (basic auth)"),
         (name = "callback", description = "Where OtomaX posts its outbox rows (callback secret)"),
         (name = "health", description = "Health of the OtomaX integration (no auth)"),
         (name = "ops", description = "Process liveness, readiness and metrics (no auth)"),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod callback;
+mod console;
 mod harness;
 mod health;
 mod hostile;
