@@ -97,3 +97,29 @@ ensure_python_packages() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" || die "pip install $* failed"
   export PATH="$venv/bin:$PATH"
 }
+
+# Debian's Chromium (apt-get, as root) and playwright-core from tests/browser/package-lock.json
+# (npm ci, never a browser download): what the console's browser tests drive.
+ensure_browser_tools() {
+  if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    command -v apt-get >/dev/null 2>&1 \
+      || die "Chromium is not installed and this machine has no apt-get: install Chromium, set CHROMIUM=/path/to/it and retry"
+    [ "$(id -u)" = 0 ] \
+      || die "Chromium is not installed: run 'sudo apt-get install -y --no-install-recommends chromium' and retry"
+    say "installing Debian's chromium (apt-get; log in .local/apt-chromium.log)"
+    mkdir -p "$LOCAL"
+    local log="$LOCAL/apt-chromium.log"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >"$log" 2>&1; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
+        || die "apt-get install chromium failed (see .local/apt-chromium.log)"
+    fi
+  fi
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    || die "Node.js and npm are needed for the browser tests: install them (Debian: apt-get install nodejs npm) and retry"
+  if [ ! -f "$ROOT/tests/browser/node_modules/playwright-core/package.json" ]; then
+    say "installing playwright-core into tests/browser/node_modules (npm ci; no browser download)"
+    (cd "$ROOT/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+      || die "npm ci in tests/browser failed"
+  fi
+}

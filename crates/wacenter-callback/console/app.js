@@ -138,12 +138,24 @@ function describe(step) {
   return parts.join(' · ');
 }
 
-function stepItem(step, withPhone) {
+// The provider's message id of a step's message (the last part of "gowa:<account>:<id>").
+function messageId(id) {
+  const parts = String(id || '').split('#')[0].split(':');
+  return parts[parts.length - 1];
+}
+
+function stepItem(step, live) {
   const what = describe(step);
-  return el('li', { testid: 'step' },
+  const item = el('li', { testid: 'step' },
     el('span', { cls: 'time', text: localTime(step.at) }),
     el('span', { cls: 'step ' + step.step, text: t('step.' + step.step) }),
-    el('span', { text: withPhone ? (step.phone || '?') + ' · ' + what : what }));
+    el('span', { text: live ? (step.phone || '?') + ' · ' + messageId(step.id) + ' · ' + what : what }));
+  if (live && step.phone) {
+    // A click on a live step opens its message's timeline.
+    item.classList.add('link');
+    item.addEventListener('click', () => { location.hash = 'search/' + encodeURIComponent(messageId(step.id)); });
+  }
+  return item;
 }
 
 // ---- live --------------------------------------------------------------------------------
