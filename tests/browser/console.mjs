@@ -183,6 +183,12 @@ try {
     await page.click('a[data-page=health]');
     await page.locator('[data-testid=servers]').waitFor({ timeout: 10000 });
     assert((await page.locator('[data-testid=servers]').innerText()).includes('default'), 'the default server');
+    // Both numbers of the demo, each logged in on GOWA.
+    const accounts = page.locator('[data-testid=accounts]');
+    await accounts.waitFor({ timeout: 10000 });
+    const text = await accounts.innerText();
+    assert(text.includes('628987654321@s.whatsapp.net') && text.includes('628987654322@s.whatsapp.net'), text);
+    assert((text.match(/\byes\b/g) || []).length === 2, `both logged in: ${text}`);
     await page.screenshot({ path: join(SHOTS, 'health.png'), fullPage: true });
     await page.click('a[data-page=callback]');
     await page.locator('[data-testid=register]').first().click();

@@ -14,6 +14,9 @@
 //!   baseline's CPU per message it bounds the ratio: everything shares the same cores, so a
 //!   pipeline cannot pass cores ÷ (CPU it must spend per message), and it must spend at least
 //!   its three HTTP requests and this;
+//! * **trail**: a week of the message trail at 100,000 messages a day on a fresh nats-server:
+//!   its memory after a restart, its bytes on disk per message, and one lookup by each kind of
+//!   query;
 //! * **retention**: nats-server memory for the idempotency records alive at 100,000 messages a
 //!   day (built from the run's own records on a fresh server, measured after a restart), and
 //!   the store per message;
@@ -33,6 +36,7 @@ mod phases;
 mod report;
 mod retention;
 mod stack;
+mod trail;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,6 +117,13 @@ pub struct BenchArgs {
     /// measures (the figure is reported per 100,000 a day whatever this is).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub retention_per_day: u64,
+    /// Messages a day of the trail phase's week [default: 100,000; 10,000 with --quick]; the
+    /// memory figure is reported per 100,000 a day whatever this is.
+    #[arg(long, value_name = "N")]
+    pub trail_per_day: Option<u64>,
+    /// Resellers (phone numbers, one trail subject each) the trail phase's messages come from.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub trail_phones: u64,
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {

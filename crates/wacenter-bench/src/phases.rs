@@ -18,6 +18,7 @@ use crate::report::{
 };
 use crate::retention::{self, RetentionSummary};
 use crate::stack::{self, Binaries, Nats, Sims, Stack, StackConfig};
+use crate::trail::{self, TrailSummary};
 use crate::{
     baseline, cpu_delta, cpu_ms_per_msg, floor, machine, measured_run, other_cores, per_msg,
     pipeline_http_cpu_ms_per_msg, plan, progress, snapshot, start_nats, started, with_nats_log,
@@ -72,6 +73,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let full = b.full_speed(&mut services).await?;
     services.stop().await;
     let retention = b.retention().await?;
+    let trail = b.trail().await?;
     let count = full.0.replied.max(1000);
     let baseline = b.baseline(count).await?;
     let floor = b.bus_alone(count, &baseline).await?;
@@ -83,7 +85,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         full,
         baseline,
         floor,
-        (retention, isolation, routing_scale),
+        (retention, trail, isolation, routing_scale),
         scale_out,
     )
 }
@@ -332,6 +334,38 @@ impl Bench {
             r.memory_bytes_per_record, r.store_kb_per_message, r.projected_memory_mb_per_100k_day
         ));
         Ok(Some(r))
+    }
+
+    /// A week of trail at `--trail-per-day` on a fresh nats-server: memory, disk, lookups.
+    async fn trail(&mut self) -> anyhow::Result<Option<TrailSummary>> {
+        if self.bins.nats_server.is_none() {
+            self.notes
+                .push("trail not measured: no nats-server binary to start".into());
+            return Ok(None);
+        }
+        let per_day =
+            self.args
+                .trail_per_day
+                .unwrap_or(if self.args.quick { 10_000 } else { 100_000 });
+        progress(&format!(
+            "trail: a week at {per_day} messages a day from {} phones on a fresh nats-server, measured after a restart, then looked up",
+            self.args.trail_phones
+        ));
+        let tr = trail::measure(
+            per_day,
+            7,
+            self.args.trail_phones,
+            self.bins.nats_server.as_deref(),
+            self.work.path(),
+            &self.log_dir,
+        )
+        .await
+        .context("trail phase")?;
+        progress(&format!(
+            "  trail: {:.1} MB of nats-server memory for a week at 100,000 a day, {:.2} KB on disk per message, lookups {:?} ms",
+            tr.memory_mb_per_week_at_100k_day, tr.store_kb_per_message, tr.lookup_ms
+        ));
+        Ok(Some(tr))
     }
 
     /// `count` messages straight to the simulators, same window, no bus.
@@ -764,8 +798,9 @@ impl Bench {
         (full, full_summary): Measured,
         baseline: Baseline,
         floor: FloorSummary,
-        (retention, isolation, routing_scale): (
+        (retention, trail, isolation, routing_scale): (
             Option<RetentionSummary>,
+            Option<TrailSummary>,
             IsolationSummary,
             TableScaleSummary,
         ),
@@ -853,6 +888,7 @@ impl Bench {
             baseline: baseline.summary,
             durable_writes_floor: Some(floor),
             retention,
+            trail,
             isolation: Some(isolation),
             routing_scale: Some(routing_scale),
             scale_out_config: ScaleOutConfig {

@@ -230,6 +230,10 @@ pub struct Report {
     /// nats-server memory and store per message whose idempotency records are kept, and the
     /// projection for 100,000 messages a day (`None` on an external NATS).
     pub retention: Option<crate::retention::RetentionSummary>,
+    /// A week of the message trail: nats-server memory, disk per message, lookup times
+    /// (`None` on an external NATS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trail: Option<crate::trail::TrailSummary>,
     /// Two OtomaX servers, one down: the healthy one's figures beside both healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<crate::isolation::IsolationSummary>,
@@ -301,6 +305,25 @@ impl Report {
                 target: "nats-server memory for 100,000 messages a day < 64 MB".into(),
                 measured: format!("{:.1} MB projected", r.projected_memory_mb_per_100k_day),
                 pass: r.projected_memory_mb_per_100k_day < 64.0 && r.memory_bytes_per_record > 0.0,
+            });
+        }
+        if let Some(tr) = &self.trail {
+            checks.push(Check {
+                target: "a week of trail at 100,000 messages a day: nats-server memory < 32 MB"
+                    .into(),
+                measured: format!("{:.1} MB", tr.memory_mb_per_week_at_100k_day),
+                pass: tr.memory_mb_per_week_at_100k_day < 32.0,
+            });
+            checks.push(Check {
+                target: "trail on disk < 1 KB per message".into(),
+                measured: format!("{:.2} KB", tr.store_kb_per_message),
+                pass: tr.store_kb_per_message > 0.0 && tr.store_kb_per_message < 1.0,
+            });
+            let slowest = tr.lookup_ms.values().cloned().fold(0.0, f64::max);
+            checks.push(Check {
+                target: "one lookup on a week's trail < 1 s".into(),
+                measured: format!("{slowest:.0} ms (slowest kind of query)"),
+                pass: !tr.lookup_ms.is_empty() && slowest < 1000.0,
             });
         }
         if let Some(i) = &self.isolation {
@@ -444,6 +467,27 @@ impl Report {
             self.cores,
             self.full_speed_cpu_ms_per_msg
         );
+        if let Some(tr) = &self.trail {
+            let lookups: Vec<String> = tr
+                .lookup_ms
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0} ms"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "  {:<38} {:>8.1} MB   ({} purchases over {} days from {} phones, {} steps; nats-server after a restart {:.1} MB with it, {:.1} MB without; {:.2} KB on disk per message; lookups: {})",
+                "trail: a week at 100,000 messages a day",
+                tr.memory_mb_per_week_at_100k_day,
+                tr.purchases_written,
+                tr.days,
+                tr.phones,
+                tr.steps_written,
+                tr.with_trail_rss_mb,
+                tr.without_trail_rss_mb,
+                tr.store_kb_per_message,
+                lookups.join(", ")
+            );
+        }
         if let Some(r) = &self.retention {
             let _ = writeln!(
                 t,

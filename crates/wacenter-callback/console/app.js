@@ -24,6 +24,8 @@ const TEXT = {
     'health.lastOk': 'Last success', 'health.lastError': 'Last error', 'health.nats': 'NATS',
     'health.lag': 'Waiting (consumer lag)', 'health.forwarder': 'to OtomaX', 'health.reply': 'to WhatsApp',
     'health.deadLetters': 'Dead letters', 'health.problems': 'Problems', 'health.yes': 'yes', 'health.no': 'no',
+    'health.accounts': 'WhatsApp numbers', 'health.account': 'Number', 'health.loggedIn': 'Logged in',
+    'health.notChecked': 'not checked (Meta)',
     'callback.title': 'Outbox callback URL', 'callback.hint': 'Where each OtomaX server posts transaction results.',
     'callback.current': 'Registered URL', 'callback.none': '(none)', 'callback.register': 'Register this service',
     'callback.registered': 'Registered: {u}',
@@ -57,6 +59,8 @@ const TEXT = {
     'health.lastOk': 'Terakhir berhasil', 'health.lastError': 'Galat terakhir', 'health.nats': 'NATS',
     'health.lag': 'Antrean (consumer lag)', 'health.forwarder': 'ke OtomaX', 'health.reply': 'ke WhatsApp',
     'health.deadLetters': 'Pesan gagal', 'health.problems': 'Masalah', 'health.yes': 'ya', 'health.no': 'tidak',
+    'health.accounts': 'Nomor WhatsApp', 'health.account': 'Nomor', 'health.loggedIn': 'Login',
+    'health.notChecked': 'tidak dicek (Meta)',
     'callback.title': 'URL callback outbox', 'callback.hint': 'Tempat setiap server OtomaX mengirim hasil transaksi.',
     'callback.current': 'URL terdaftar', 'callback.none': '(belum ada)', 'callback.register': 'Daftarkan layanan ini',
     'callback.registered': 'Terdaftar: {u}',
@@ -276,6 +280,18 @@ async function loadHealth() {
   for (const [name, l] of Object.entries(lanes)) lag.append(row(name, String(l.forwarder ?? '–'), String(l.reply ?? '–')));
   body.append(el('h2', { text: t('health.lag') }), lag);
   body.append(el('h2', { text: t('health.deadLetters') }), el('p', { text: String(h.dead_letters ?? '–') }));
+  const wa = await api('/otomax/whatsapp');
+  if (wa.status === 200) {
+    const accounts = el('table', { testid: 'accounts' },
+      el('tr', null, ...['health.account', 'health.server', 'health.loggedIn'].map((k) => el('th', { text: t(k) }))));
+    for (const a of wa.body.results.accounts || []) {
+      const state = !a.checked ? el('span', { text: t('health.notChecked') })
+        : a.error ? el('span', { cls: 'warn', text: a.error })
+          : yesNo(a.logged_in && a.connected);
+      accounts.append(row(a.provider + ' · ' + a.account, a.otomax, state));
+    }
+    body.append(el('h2', { text: t('health.accounts') }), accounts);
+  }
   return servers;
 }
 

@@ -505,3 +505,86 @@ pub async fn figures(
         ]),
     ))
 }
+
+/// `GET /otomax/whatsapp`: each WhatsApp account of the routing table (and `GOWA_DEVICE_ID`),
+/// and for GOWA whether its device is logged in.
+#[utoipa::path(
+    get,
+    path = "/otomax/whatsapp",
+    tag = "console",
+    operation_id = "whatsappAccounts",
+    summary = "WhatsApp accounts and whether each is logged in",
+    description = "Every WhatsApp account wacenter knows (the routing table's, and \
+        `GOWA_DEVICE_ID`), with its OtomaX server. For GOWA (`WA_PROVIDER=gowa`) each device is \
+        asked `GET /app/status`: `connected` and `logged_in` (a number whose phone unlinked it \
+        receives and sends nothing until its QR is scanned again), or `error` when GOWA could \
+        not be asked. Meta numbers are listed without a check (`checked: false`).",
+    responses(
+        (status = 200, description = "`results.accounts`", body = SuccessEnvelope),
+        AdminAuth,
+        (status = 503, description = "Not used: GOWA being unreachable is reported per account", body = ErrorEnvelope),
+    ),
+    security(("basic_auth" = []))
+)]
+pub async fn whatsapp_accounts(State(app): State<Callback>) -> Result<Response, ApiError> {
+    use wacenter_config::WaProvider;
+    let config = &app.inner.config;
+    let mut accounts: Vec<(WaProvider, String, String)> = config
+        .lanes
+        .accounts()
+        .into_iter()
+        .map(|(p, id, server)| (p, id.to_string(), server.to_string()))
+        .collect();
+    if let Some(gowa) = &config.gowa {
+        let default = gowa.default_device.clone();
+        if !accounts
+            .iter()
+            .any(|(p, id, _)| *p == WaProvider::Gowa && *id == default)
+        {
+            accounts.push((
+                WaProvider::Gowa,
+                default,
+                wacenter_config::DEFAULT_SERVER.to_string(),
+            ));
+        }
+    }
+    let sender = config.gowa.as_ref().map(|g| {
+        wacenter_whatsapp::GowaSender::new(
+            g.url.clone(),
+            g.basic_auth
+                .as_ref()
+                .map(|c| (c.user.clone(), c.password.expose().to_string())),
+            wacenter_otomax::client::shared_http_client(),
+        )
+    });
+    let app = &app;
+    let checks = accounts.iter().map(|(provider, id, server)| {
+        let sender = sender.as_ref();
+        async move {
+            let mut entry = json!({
+                "provider": match provider { WaProvider::Gowa => "gowa", WaProvider::Meta => "meta" },
+                "account": id,
+                "otomax": server,
+                "checked": false,
+            });
+            if let (WaProvider::Gowa, Some(sender)) = (provider, sender) {
+                entry["checked"] = json!(true);
+                match sender.device_status(id).await {
+                    Ok(status) => {
+                        entry["connected"] = json!(status.connected);
+                        entry["logged_in"] = json!(status.logged_in);
+                        entry["jid"] = json!(status.jid);
+                    }
+                    Err(e) => entry["error"] = json!(app.scrub(&e.to_string())),
+                }
+            }
+            entry
+        }
+    });
+    let accounts: Vec<Value> = futures::future::join_all(checks).await;
+    let n = accounts.len();
+    Ok(success(
+        format!("{n} WhatsApp account{}", if n == 1 { "" } else { "s" }),
+        serde_json::Map::from_iter([("accounts".to_string(), json!(accounts))]),
+    ))
+}

@@ -119,6 +119,7 @@ impl Callback {
             .route("/otomax/dead-letters", get(console::dead_letters))
             .route("/otomax/dead-letters/replay", post(console::replay))
             .route("/otomax/figures", get(console::figures))
+            .route("/otomax/whatsapp", get(console::whatsapp_accounts))
             .route("/console", get(console::page))
             .route("/console/", get(console::page))
             .route("/console/app.js", get(console::script))

@@ -49,6 +49,7 @@ use crate::rest::{InsertInboxBody, SetCallbackBody, TestBody};
         crate::console::dead_letters,
         crate::console::replay,
         crate::console::figures,
+        crate::console::whatsapp_accounts,
         crate::outbox::callback,
         crate::outbox::callback_of_server,
         crate::health::health,

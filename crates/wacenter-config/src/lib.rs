@@ -18,8 +18,8 @@ pub use routing::{
 };
 pub use secret::Secret;
 pub use services::{
-    CallbackConfig, Credentials, ForwarderConfig, ForwardingFlags, IngressConfig, MetaWebhook,
-    NatsConfig, Notices, OtomaxConfig, ReplyConfig, SendConfig,
+    CallbackConfig, Credentials, ForwarderConfig, ForwardingFlags, GowaStatusConfig, IngressConfig,
+    MetaWebhook, NatsConfig, Notices, OtomaxConfig, ReplyConfig, SendConfig,
 };
 pub use settings::{
     IpNet, LogFormat, Settings, SettingsArgs, WaProvider, DEFAULT_AUTH_FAILED_REPLY,

@@ -316,6 +316,17 @@ impl Lanes {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(ServerName::as_str)
     }
+
+    /// Every account of the table: provider, id and server, sorted.
+    pub fn accounts(&self) -> Vec<(WaProvider, &str, &str)> {
+        let mut all: Vec<_> = self
+            .accounts
+            .iter()
+            .map(|((provider, id), server)| (*provider, id.as_str(), server.as_str()))
+            .collect();
+        all.sort_by(|a, b| (a.0 as u8, a.1).cmp(&(b.0 as u8, b.1)));
+        all
+    }
 }
 
 fn unknown_server(name: &str, servers: &[ServerName]) -> String {

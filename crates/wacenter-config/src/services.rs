@@ -400,6 +400,18 @@ pub struct CallbackConfig {
     /// This service's public base URL, for `set-callback` without a body.
     pub public_url: Option<Url>,
     pub country_code: String,
+    /// GOWA, for the console's account health (`GET /app/status` per device); `None` when
+    /// `WA_PROVIDER` is not `gowa` or `GOWA_URL` is not a usable URL.
+    pub gowa: Option<GowaStatusConfig>,
+}
+
+/// Where the callback service asks GOWA whether each device is logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GowaStatusConfig {
+    pub url: Url,
+    pub basic_auth: Option<Credentials>,
+    /// `GOWA_DEVICE_ID` ("" = GOWA's only device).
+    pub default_device: String,
 }
 
 impl CallbackConfig {
@@ -442,6 +454,14 @@ impl CallbackConfig {
             basic_auth: s.basic_auth_users()?,
             public_url: public_url(s)?,
             country_code: country_code(s)?,
+            gowa: match s.wa_provider {
+                WaProvider::Gowa => Some(GowaStatusConfig {
+                    url: check_url("GOWA_URL", &s.gowa_url, &["http", "https"])?,
+                    basic_auth: s.gowa_basic_auth()?,
+                    default_device: s.gowa_device_id.clone(),
+                }),
+                WaProvider::Meta => None,
+            },
         })
     }
 

@@ -55,6 +55,8 @@ struct Faults {
     /// GOWA does when WhatsApp's acknowledgement did not come in time: the sender never learns
     /// the message id of a message that did go out.
     lose_answers: bool,
+    /// Every device reports itself logged out (its phone unlinked it).
+    logged_out: bool,
 }
 
 #[derive(Default)]
@@ -92,6 +94,7 @@ impl WhatsappSim {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/send/message", post(send_message))
+            .route("/app/status", get(app_status))
             .route("/_sim/incoming", post(incoming))
             .route("/_sim/outbox", get(outbox))
             .route("/_sim/stats", get(stats))
@@ -231,6 +234,34 @@ fn gowa_error(status: StatusCode, code: &str, message: impl Into<String>) -> Res
         Json(json!({"code": code, "message": message.into(), "results": null})),
     )
         .into_response()
+}
+
+/// `GET /app/status`: the device named in `X-Device-Id` (or the only one), connected and logged
+/// in unless the `logged_out` fault is set.
+async fn app_status(State(sim): State<WhatsappSim>, headers: HeaderMap) -> Response {
+    let config = &sim.shared.config;
+    let named = headers
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let device = if named.is_empty() {
+        config.device_id.as_str()
+    } else if named == config.device_id || config.other_devices.iter().any(|d| d == named) {
+        named
+    } else {
+        return gowa_error(
+            StatusCode::NOT_FOUND,
+            "DEVICE_NOT_FOUND",
+            format!("no linked device {named:?}"),
+        );
+    };
+    let logged_in = !sim.shared.faults.lock().expect("faults lock").logged_out;
+    Json(json!({
+        "status": 200, "code": "SUCCESS", "message": "Connection status retrieved",
+        "results": {"is_connected": logged_in, "is_logged_in": logged_in, "device_id": device,
+                    "jid": if logged_in { device } else { "" }},
+    }))
+    .into_response()
 }
 
 async fn send_message(State(sim): State<WhatsappSim>, headers: HeaderMap, body: Bytes) -> Response {
@@ -409,6 +440,7 @@ struct FaultsRequest {
     fail_for_seconds: Option<f64>,
     fail_rate: Option<f64>,
     lose_answers: Option<bool>,
+    logged_out: Option<bool>,
 }
 
 async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
@@ -419,7 +451,7 @@ async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 format!(
-                    "expected {{latency_ms?, fail_status?, fail_for_seconds?, fail_rate?, lose_answers?}}: {e}"
+                    "expected {{latency_ms?, fail_status?, fail_for_seconds?, fail_rate?, lose_answers?, logged_out?}}: {e}"
                 ),
             )
         }
@@ -458,10 +490,13 @@ async fn set_faults(State(sim): State<WhatsappSim>, body: Bytes) -> Response {
     if let Some(r) = req.fail_rate {
         f.fail_rate = r;
     }
+    if let Some(logged_out) = req.logged_out {
+        f.logged_out = logged_out;
+    }
     if let Some(lose) = req.lose_answers {
         f.lose_answers = lose;
     }
-    Json(json!({"latency_ms": f.latency_ms, "fail_status": f.fail_status, "fail_rate": f.fail_rate, "lose_answers": f.lose_answers}))
+    Json(json!({"latency_ms": f.latency_ms, "fail_status": f.fail_status, "fail_rate": f.fail_rate, "lose_answers": f.lose_answers, "logged_out": f.logged_out}))
     .into_response()
 }
 

@@ -17,6 +17,15 @@ use crate::send::{
 pub const DEVICE_ID_HEADER: &str = "X-Device-Id";
 
 /// Sends through one GOWA instance. Cheap to clone (the HTTP client is a handle to a pool).
+/// A GOWA device's connection, as `GET /app/status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceStatus {
+    pub connected: bool,
+    pub logged_in: bool,
+    /// The WhatsApp account logged in on it ("" before login).
+    pub jid: String,
+}
+
 #[derive(Clone)]
 pub struct GowaSender {
     base_url: Url,
@@ -165,6 +174,59 @@ impl GowaSender {
             code: code.filter(|c| !c.is_empty()),
             message,
             retry_after: wait,
+        })
+    }
+
+    /// Whether GOWA's device `device_id` (`X-Device-Id`; "" = GOWA's only device) is connected
+    /// to WhatsApp and logged in (`GET /app/status`). For the operator's console: a number
+    /// whose phone unlinked it receives and sends nothing until someone scans its QR again.
+    pub async fn device_status(&self, device_id: &str) -> Result<DeviceStatus, SendError> {
+        let mut url = self.endpoint()?;
+        url.path_segments_mut()
+            .map_err(|_| SendError::Invalid("the GOWA URL cannot have a path".into()))?
+            .pop()
+            .pop()
+            .extend(["app", "status"]);
+        let mut request = self.http.get(url).timeout(Duration::from_secs(5));
+        if let Some((user, password)) = &self.basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        if !device_id.trim().is_empty() {
+            let value = reqwest::header::HeaderValue::from_str(device_id.trim()).map_err(|_| {
+                SendError::Invalid("the device id is not a valid header value".into())
+            })?;
+            request = request.header(DEVICE_ID_HEADER, value);
+        }
+        let secrets = self.secrets();
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(Provider::Gowa, e, Duration::from_secs(5), &secrets))?;
+        let status = response.status().as_u16();
+        let body = read_body(response).await.unwrap_or_default();
+        let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            return Err(SendError::Rejected {
+                provider: Provider::Gowa,
+                status,
+                code: parsed
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                message: body_excerpt(&body, &secrets),
+                retry_after: None,
+            });
+        }
+        let results = parsed.get("results").cloned().unwrap_or(Value::Null);
+        let flag = |k: &str| results.get(k).and_then(Value::as_bool).unwrap_or(false);
+        Ok(DeviceStatus {
+            connected: flag("is_connected"),
+            logged_in: flag("is_logged_in"),
+            jid: results
+                .get("jid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 

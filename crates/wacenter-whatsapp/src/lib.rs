@@ -21,7 +21,7 @@ pub mod signature;
 pub mod split;
 pub mod webhook;
 
-pub use gowa_send::{parse_basic_auth, GowaSender, DEVICE_ID_HEADER};
+pub use gowa_send::{parse_basic_auth, DeviceStatus, GowaSender, DEVICE_ID_HEADER};
 pub use meta::verify_challenge;
 pub use meta_send::{MetaSender, META_MAX_TEXT_CHARS};
 pub use phone::{is_group_jid, is_lid_jid, is_person_jid, jid_server, jid_user, normalize_phone};

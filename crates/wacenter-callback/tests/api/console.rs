@@ -323,3 +323,45 @@ async fn figures_count_the_trail() {
         .await
         .expect(400, "VALIDATION_ERROR");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whatsapp_accounts_say_whether_gowa_has_them_logged_in() {
+    use wacenter_sim::whatsapp::{WhatsappSim, WhatsappSimConfig};
+    let sim = WhatsappSim::new(WhatsappSimConfig {
+        device_id: wacenter_sim::demo::DEVICE.into(),
+        ..Default::default()
+    });
+    let gowa = format!("http://{}", sim.spawn(0).await.unwrap());
+    let url = gowa.clone();
+    let h = Harness::start_with(move |s| s.gowa_url = url).await;
+    let accounts = |a: &Answer| a.body["results"]["accounts"].as_array().unwrap().clone();
+    let a = h.get("/otomax/whatsapp").await;
+    a.expect(200, "SUCCESS");
+    let listed = accounts(&a);
+    assert_eq!(listed.len(), 1, "{}", a.body);
+    assert_eq!(listed[0]["account"], json!(wacenter_sim::demo::DEVICE));
+    assert_eq!(listed[0]["logged_in"], json!(true), "{}", a.body);
+    assert_eq!(listed[0]["connected"], json!(true));
+
+    // The phone unlinked the device.
+    reqwest::Client::new()
+        .post(format!("{gowa}/_sim/faults"))
+        .json(&json!({"logged_out": true}))
+        .send()
+        .await
+        .unwrap();
+    let a = h.get("/otomax/whatsapp").await;
+    assert_eq!(accounts(&a)[0]["logged_in"], json!(false), "{}", a.body);
+
+    // GOWA not answering is said per account, not a failed page.
+    let h = Harness::start_with(|s| s.gowa_url = "http://127.0.0.1:9".into()).await;
+    let a = h.get("/otomax/whatsapp").await;
+    a.expect(200, "SUCCESS");
+    let listed = accounts(&a);
+    assert!(
+        listed[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        a.body
+    );
+    assert!(listed[0].get("logged_in").is_none());
+}

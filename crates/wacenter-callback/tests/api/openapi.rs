@@ -79,6 +79,7 @@ fn every_route_is_documented() {
         "GET /otomax/dead-letters",
         "POST /otomax/dead-letters/replay",
         "GET /otomax/figures",
+        "GET /otomax/whatsapp",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
