@@ -68,7 +68,7 @@ impl Trail {
         };
         let payload = serde_json::to_vec(event).expect("trail steps serialize");
         let subject = names::trail_phone_subject(&event.phone);
-        if let Err(e) = client.publish(subject, payload.into()).await {
+        if let Err(e) = publish(client, subject, payload).await {
             tracing::warn!(id = %event.id, step = event.step.as_str(), error = %e, "trail step not recorded");
             metrics::counter!("wacenter_trail_failed_total").increment(1);
         }
@@ -92,10 +92,7 @@ impl Trail {
             at,
         };
         let payload = serde_json::to_vec(&record).expect("trail keys serialize");
-        if let Err(e) = client
-            .publish(names::trail_key_subject(key), payload.into())
-            .await
-        {
+        if let Err(e) = publish(client, names::trail_key_subject(key), payload).await {
             tracing::warn!(key, error = %e, "trail key not recorded");
             metrics::counter!("wacenter_trail_failed_total").increment(1);
         }
@@ -140,6 +137,23 @@ pub fn replayed(letter: &DeadLetter, forced: bool) -> TrailEvent {
     };
     event
 }
+
+/// A core publish that gives up after [`PUBLISH_WAIT`]: while NATS is away the client's buffer
+/// fills and a publish would wait for the reconnect, holding up the message it records.
+async fn publish(
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    match tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload.into())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("NATS did not take it within {PUBLISH_WAIT:?}")),
+    }
+}
+
+/// How long recording a step may hold up the work it records.
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 
 /// One message's steps, oldest first.
 #[derive(Debug, Clone, Serialize)]

@@ -6,6 +6,12 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Registers (and zeroes) the metrics of `service`: `ingress`, `forwarder`, `reply`, `callback`.
 pub fn register(service: &str) {
+    // Every service records trail steps (spec §4); one that could not be recorded is counted.
+    describe_counter!(
+        "wacenter_trail_failed_total",
+        "Trail steps (and keys) that could not be recorded (NATS away): the message went on, its step is missing from the trail"
+    );
+    metrics::counter!("wacenter_trail_failed_total").absolute(0);
     match service {
         "ingress" => {
             describe_counter!("wacenter_ingress_webhooks_total", "Webhooks received, by provider and outcome (accepted, ignored, bad_signature, malformed, disabled, nats_down, …)");
