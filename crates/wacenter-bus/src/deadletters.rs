@@ -191,6 +191,8 @@ pub async fn replay(
                     letter.id
                 ))
             })?;
+        // Stamped now: the replayed message may be forwarded before this step is recorded.
+        let step = crate::trail::replayed(letter, letter.reason == DeadLetterReason::Uncertain);
         let bytes = serde_json::to_vec(&payload).expect("JSON values serialize");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(names::HEADER_WA_MESSAGE_ID, letter.id.as_str());
@@ -206,12 +208,7 @@ pub async fn replay(
             .delete_message(stored.sequence)
             .await
             .map_err(|e| BusError::Setup(e.to_string()))?;
-        bus.trail()
-            .record(&crate::trail::replayed(
-                letter,
-                letter.reason == DeadLetterReason::Uncertain,
-            ))
-            .await;
+        bus.trail().record(&step).await;
         done.push(outcome(ReplayOutcome::Replayed));
     }
     Ok(done)

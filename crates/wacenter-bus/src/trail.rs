@@ -115,6 +115,7 @@ pub fn dead_lettered(letter: &DeadLetter) -> TrailEvent {
         sender => sender,
     };
     let mut event = TrailEvent::new(TrailStep::DeadLettered, letter.id.clone(), phone);
+    event.at = letter.failed_at;
     event.kode_inbox = original.get("kode_inbox").and_then(|v| v.as_i64());
     event.kode = original.get("outbox_kode").and_then(|v| v.as_i64());
     event.otomax = original

@@ -315,6 +315,16 @@ async fn handle(
             ),
         ));
     }
+    // Stamped before the row is queued: the reply service may send it before this is recorded.
+    let mut step = wacenter_proto::TrailEvent::new(
+        wacenter_proto::TrailStep::OutboxReceived,
+        id.as_str(),
+        recipient.as_str(),
+    );
+    step.otomax = out.otomax.clone();
+    step.kode = kode;
+    step.kode_inbox = out.kode_inbox;
+    step.text = wacenter_proto::TrailEvent::shorten(&out.text);
     match me
         .bus
         .publish(
@@ -328,15 +338,6 @@ async fn handle(
         Ok(outcome) => {
             info!(outbox_kode = ?kode, kode_inbox = ?out.kode_inbox, to = %recipient, duplicate = outcome.duplicate, "outbox row queued");
             if !outcome.duplicate {
-                let mut step = wacenter_proto::TrailEvent::new(
-                    wacenter_proto::TrailStep::OutboxReceived,
-                    id.as_str(),
-                    recipient.as_str(),
-                );
-                step.otomax = out.otomax.clone();
-                step.kode = kode;
-                step.kode_inbox = out.kode_inbox;
-                step.text = wacenter_proto::TrailEvent::shorten(&out.text);
                 let trail = me.bus.trail();
                 match kode {
                     Some(k) => {

@@ -388,6 +388,8 @@ impl Ingress {
         if !outcome.duplicate && !msg.from_me {
             let phone = msg.sender.as_deref().unwrap_or("");
             let mut step = TrailEvent::new(TrailStep::Received, msg.dedupe_id().as_str(), phone);
+            // When the webhook came: the forwarder may record its step before this one.
+            step.at = msg.received_at;
             step.otomax = (lane != names::DEFAULT_LANE).then(|| lane.to_string());
             step.text = TrailEvent::shorten(&msg.text);
             if msg.is_group || msg.has_media {

@@ -82,10 +82,23 @@ async fn trace_finds_a_purchase_by_each_kind_of_query() {
         "sent",
         "outbox_status",
     ];
+    // The auto-reply and the outbox row race (the simulator posts the row 300 ms after the
+    // insert): only what must come first is fixed.
+    let sorted = |mut names: Vec<&str>| {
+        names.sort_unstable();
+        names.join(",")
+    };
+    let in_order = |steps: &[Value]| {
+        let names = step_names(steps);
+        names.first() == Some(&"received")
+            && names.get(1) == Some(&"forwarded")
+            && names.last() == Some(&"outbox_status")
+            && sorted(names.clone()) == sorted(expected.to_vec())
+    };
     eventually(
         Duration::from_secs(10),
         "every step on the trail",
-        || async { (step_names(&steps_of(&stack, "TRAIL-1")) == expected).then_some(()) },
+        || async { in_order(&steps_of(&stack, "TRAIL-1")).then_some(()) },
     )
     .await;
     // The same timeline by each kind of query: the phone as a reseller would say it, too.
@@ -98,28 +111,36 @@ async fn trace_finds_a_purchase_by_each_kind_of_query() {
         &kode,
     ] {
         let steps = steps_of(&stack, query);
-        assert_eq!(step_names(&steps), expected, "{query}");
+        assert!(in_order(&steps), "{query}: {:?}", step_names(&steps));
     }
     let steps = steps_of(&stack, "TRAIL-1");
-    assert_eq!(steps[0]["text"], json!("S5.08123456789.1234"));
-    assert_eq!(steps[1]["kode_inbox"].to_string(), kode_inbox);
-    assert_eq!(steps[1]["status"], json!(21));
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == json!(name))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(step("received")["text"], json!("S5.08123456789.1234"));
+    let forwarded = step("forwarded");
+    assert_eq!(forwarded["kode_inbox"].to_string(), kode_inbox);
+    assert_eq!(forwarded["status"], json!(21));
     assert!(
-        steps[1]["reply"]
+        forwarded["reply"]
             .as_str()
             .unwrap()
             .contains("sedang diproses"),
         "{steps:#?}"
     );
     assert!(
-        steps[2]["detail"]
+        step("sent")["detail"]
             .as_str()
             .unwrap()
             .starts_with("provider message id "),
         "{steps:#?}"
     );
-    assert_eq!(steps[3]["kode"].to_string(), kode);
-    assert_eq!(steps[5]["status"], json!(20));
+    assert_eq!(step("outbox_received")["kode"].to_string(), kode);
+    assert_eq!(step("outbox_status")["status"], json!(20));
 
     // The text form: one line per step, the codes an operator asks about.
     let out = trace(&stack, &["TRAIL-1"]);
