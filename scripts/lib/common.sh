@@ -98,6 +98,16 @@ ensure_python_packages() {
   export PATH="$venv/bin:$PATH"
 }
 
+# Installs Debian's package $1 without its recommends (as root), refreshing the package lists
+# once when a fresh machine has none; the output goes to .local/apt-$1.log.
+apt_install() {
+  mkdir -p "$LOCAL"
+  local log="$LOCAL/apt-$1.log"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$1" >"$log" 2>&1 && return
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$1" >>"$log" 2>&1
+}
+
 # Debian's Chromium (apt-get, as root) and playwright-core from tests/browser/package-lock.json
 # (npm ci, never a browser download): what the console's browser tests drive.
 ensure_browser_tools() {
@@ -107,13 +117,7 @@ ensure_browser_tools() {
     [ "$(id -u)" = 0 ] \
       || die "Chromium is not installed: run 'sudo apt-get install -y --no-install-recommends chromium' and retry"
     say "installing Debian's chromium (apt-get; log in .local/apt-chromium.log)"
-    mkdir -p "$LOCAL"
-    local log="$LOCAL/apt-chromium.log"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >"$log" 2>&1; then
-      DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
-        || die "apt-get install chromium failed (see .local/apt-chromium.log)"
-    fi
+    apt_install chromium || die "apt-get install chromium failed (see .local/apt-chromium.log)"
   fi
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
     || die "Node.js and npm are needed for the browser tests: install them (Debian: apt-get install nodejs npm) and retry"

@@ -72,14 +72,8 @@ ensure_prometheus() {
     [ "$(id -u)" = 0 ] \
       || die "prometheus and promtool are not installed: run 'sudo apt-get install -y --no-install-recommends prometheus' and retry"
     say "no prometheus/promtool on PATH: installing Debian's prometheus package (apt-get; log in .local/apt-prometheus.log)"
-    mkdir -p "$LOCAL"
-    local log="$LOCAL/apt-prometheus.log"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >"$log" 2>&1; then
-      # A fresh machine may not have the package lists yet.
-      DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >>"$log" 2>&1 \
-        || die "apt-get install prometheus failed (see .local/apt-prometheus.log); install Debian's prometheus package (or prometheus and promtool on PATH) and retry"
-    fi
+    apt_install prometheus \
+      || die "apt-get install prometheus failed (see .local/apt-prometheus.log); install Debian's prometheus package (or prometheus and promtool on PATH) and retry"
     command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
       || die "the prometheus package is installed but prometheus or promtool is not on PATH; put both on PATH and retry"
   fi
