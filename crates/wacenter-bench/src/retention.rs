@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -140,20 +139,10 @@ pub async fn measure(
     work: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<RetentionSummary> {
-    let mut nats = Nats::start(nats_binary, work, log_dir).await?;
-    let bus =
-        wacenter_bus::Bus::connect(nats.url(), "bench", wacenter_bus::Topology::default()).await?;
-    bus.ensure_topology().await?;
-    bus.drain().await;
-    nats.restart().await?;
-    let settle = || tokio::time::sleep(Duration::from_secs(3));
-    settle().await;
-    let without_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
+    let (mut nats, without_kb) = Nats::fresh_with_topology(nats_binary, work, log_dir).await?;
     let records = records_alive(per_day as f64);
     write_records(nats.url(), &run.templates, &records).await?;
-    nats.restart().await?;
-    settle().await;
-    let with_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
+    let with_kb = nats.restart_settled().await?;
     nats.stop().await;
     Ok(summarize(
         per_day,

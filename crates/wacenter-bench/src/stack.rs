@@ -173,6 +173,30 @@ impl Nats {
         })
     }
 
+    /// A fresh private nats-server with wacenter's topology declared, restarted and settled:
+    /// with its resident memory (KB), the base a measured store is compared with.
+    pub async fn fresh_with_topology(
+        binary: Option<&Path>,
+        work: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<(Self, u64)> {
+        let mut nats = Nats::start(binary, work, log_dir).await?;
+        let bus =
+            wacenter_bus::Bus::connect(nats.url(), "bench", wacenter_bus::Topology::default())
+                .await?;
+        bus.ensure_topology().await?;
+        bus.drain().await;
+        let rss_kb = nats.restart_settled().await?;
+        Ok((nats, rss_kb))
+    }
+
+    /// [`Nats::restart`], then a few seconds to settle: its resident memory (KB) then.
+    pub async fn restart_settled(&mut self) -> anyhow::Result<u64> {
+        self.restart().await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(self.sample().map(|s| s.rss_kb).unwrap_or(0))
+    }
+
     /// Stops the private nats-server (SIGTERM) and starts it again on the same store and
     /// ports: what it holds afterwards is what it keeps, not what a burst left in caches.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

@@ -13,7 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use serde::Serialize;
+use std::future::IntoFuture;
 use wacenter_bus::trail::{self, Lookup};
 use wacenter_proto::{names, TrailEvent, TrailKey, TrailKeyKind, TrailStep, PAYLOAD_VERSION};
 
@@ -120,47 +123,37 @@ pub async fn measure(
     work: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<TrailSummary> {
-    let mut nats = Nats::start(nats_binary, work, log_dir).await?;
-    let bus =
-        wacenter_bus::Bus::connect(nats.url(), "bench", wacenter_bus::Topology::default()).await?;
-    bus.ensure_topology().await?;
-    bus.drain().await;
-    nats.restart().await?;
-    let settle = || tokio::time::sleep(Duration::from_secs(3));
-    settle().await;
-    let without_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
+    let (mut nats, without_kb) = Nats::fresh_with_topology(nats_binary, work, log_dir).await?;
 
     let purchases = per_day * days;
     let client = async_nats::connect(nats.url()).await?;
+    let js = async_nats::jetstream::new(client.clone());
     let now = Utc::now();
+    // As the services' trail writer does: JetStream publishes with a window of acks, so
+    // nothing is dropped however fast this goes.
+    let mut in_flight = FuturesUnordered::new();
     for n in 0..purchases {
         let phone = phone_of(n, phones);
         let (steps, keys) = purchase(n, &phone, now);
+        let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(9);
         for k in &keys {
-            client
-                .publish(
-                    names::trail_key_subject(&k.key),
-                    serde_json::to_vec(k)?.into(),
-                )
-                .await?;
+            messages.push((names::trail_key_subject(&k.key), serde_json::to_vec(k)?));
         }
         for s in &steps {
-            client
-                .publish(
-                    names::trail_phone_subject(&s.phone),
-                    serde_json::to_vec(s)?.into(),
-                )
-                .await?;
+            messages.push((names::trail_phone_subject(&s.phone), serde_json::to_vec(s)?));
         }
-        // Core publishes are not acknowledged: a flush now and then keeps the client's buffer
-        // (and the server's inbound queue) from growing without end.
-        if n % 2_000 == 1_999 {
-            client.flush().await?;
+        for (subject, payload) in messages {
+            while in_flight.len() >= 1024 {
+                in_flight.next().await.transpose()?;
+            }
+            let ack = js.publish(subject, payload.into()).await?;
+            in_flight.push(ack.into_future());
         }
     }
-    client.flush().await?;
+    while let Some(ack) = in_flight.next().await {
+        ack?;
+    }
     // Every step stored before it is measured.
-    let js = async_nats::jetstream::new(client.clone());
     let expected = purchases * (STEPS_PER_PURCHASE + KEYS_PER_PURCHASE);
     let deadline = Instant::now() + Duration::from_secs(120);
     let state = loop {
@@ -177,9 +170,7 @@ pub async fn measure(
         state.messages
     );
     drop(client);
-    nats.restart().await?;
-    settle().await;
-    let with_kb = nats.sample().map(|s| s.rss_kb).unwrap_or(0);
+    let with_kb = nats.restart_settled().await?;
 
     // One purchase from the middle of the week, found the way an operator finds it.
     let bus =

@@ -110,6 +110,7 @@ pub struct Bus {
     js: jetstream::Context,
     topology: Topology,
     ready: Arc<AtomicBool>,
+    trail: crate::trail::Trail,
 }
 
 /// `NATS_URL`: one server or a comma-separated list of them (`nats://a:4222,nats://b:4222`),
@@ -163,11 +164,14 @@ impl Bus {
             .map_err(|e| BusError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(5));
+        let trail =
+            crate::trail::Trail::start((!topology.trail_retention.is_zero()).then(|| js.clone()));
         Ok(Self {
             client,
             js,
             topology,
             ready: Arc::new(AtomicBool::new(false)),
+            trail,
         })
     }
 
@@ -185,9 +189,7 @@ impl Bus {
 
     /// Where this process records the steps it takes (nothing when the trail is off).
     pub fn trail(&self) -> crate::trail::Trail {
-        crate::trail::Trail::new(
-            (!self.topology.trail_retention.is_zero()).then(|| self.client.clone()),
-        )
+        self.trail.clone()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -506,6 +508,8 @@ impl Bus {
     /// a drain would wait for a reconnect forever and the process would never exit.
     pub async fn drain(&self) {
         let close = async {
+            // The steps of the last messages first.
+            self.trail.flush(Duration::from_secs(2)).await;
             let _ = self.client.flush().await;
             let _ = self.client.drain().await;
         };

@@ -1,8 +1,8 @@
 //! The message trail (spec §4): every step of every message, on NATS, kept
 //! `TRAIL_RETENTION_DAYS`, and how to find one message's steps again.
 //!
-//! Writing costs one core-NATS publish per step (no ack awaited: a step is a record of what
-//! happened, never a reason to hold a message up or to fail it). Steps go to one subject per
+//! Writing costs one JetStream publish per step, made by a writer task (see [`Trail`]): a step
+//! is a record of what happened, never a reason to hold a message up or to fail it. Steps go to one subject per
 //! phone number (`wa.trail.p.<digits>`), never one per message: nats-server keeps every
 //! subject's state in memory, and a week of messages would be hundreds of thousands of subjects.
 //! The keys an operator searches by (a WhatsApp message id, a `kode_inbox`, an outbox `kode`)
@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 use wacenter_proto::{
     names, DeadLetter, TrailEvent, TrailKey, TrailKeyKind, TrailStep, PAYLOAD_VERSION,
 };
@@ -40,48 +43,83 @@ pub fn trail_stream(retention: Duration, replicas: usize) -> async_nats::jetstre
     }
 }
 
-/// Records steps. Cheap to clone; does nothing when the trail is off (`TRAIL_RETENTION_DAYS=0`).
+/// Records steps. Cheap to clone (every clone feeds the same writer); does nothing when the trail
+/// is off (`TRAIL_RETENTION_DAYS=0`).
+///
+/// A step is handed to a writer task and the caller goes on at once: recording what happened
+/// never holds the message up, nor fails it. The writer publishes to JetStream and waits for
+/// the acks with up to [`IN_FLIGHT`] publishes outstanding, so a burst is stored, not dropped
+/// (nats-server drops core publishes it cannot ingest fast enough). Only a step that finds the
+/// writer's queue full ([`QUEUED`] steps: NATS away or far behind), or that JetStream refuses,
+/// is lost; it is counted in `wacenter_trail_failed_total` and logged.
 #[derive(Clone)]
 pub struct Trail {
-    client: Option<async_nats::Client>,
+    writer: Option<mpsc::Sender<Command>>,
 }
 
+enum Command {
+    Publish {
+        subject: String,
+        payload: Bytes,
+    },
+    /// Answered once everything queued before it is acknowledged (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Publishes the writer keeps unacknowledged at once.
+const IN_FLIGHT: usize = 256;
+/// Steps waiting for the writer before new ones are dropped.
+const QUEUED: usize = 16_384;
+
 impl Trail {
-    pub(crate) fn new(client: Option<async_nats::Client>) -> Self {
-        Self { client }
+    /// The trail of a process, writing through `js`; `None`: off.
+    pub(crate) fn start(js: Option<async_nats::jetstream::Context>) -> Self {
+        let Some(js) = js else {
+            return Self::off();
+        };
+        let (tx, rx) = mpsc::channel(QUEUED);
+        tokio::spawn(write(js, rx));
+        Self { writer: Some(tx) }
     }
 
     /// A trail that records nothing (for tests of handlers that do not look at it).
     pub fn off() -> Self {
-        Self { client: None }
+        Self { writer: None }
     }
 
     pub fn is_on(&self) -> bool {
-        self.client.is_some()
+        self.writer.is_some()
     }
 
-    /// Records `event` on its phone's subject. Never fails the caller: a step that cannot be
-    /// recorded is counted (`wacenter_trail_failed_total`) and logged.
-    pub async fn record(&self, event: &TrailEvent) {
-        let Some(client) = &self.client else {
+    fn queue(&self, subject: String, payload: Vec<u8>, what: &dyn std::fmt::Display) {
+        let Some(writer) = &self.writer else {
             return;
         };
-        let payload = serde_json::to_vec(event).expect("trail steps serialize");
-        let subject = names::trail_phone_subject(&event.phone);
-        if let Err(e) = publish(client, subject, payload).await {
-            tracing::warn!(id = %event.id, step = event.step.as_str(), error = %e, "trail step not recorded");
+        let command = Command::Publish {
+            subject,
+            payload: payload.into(),
+        };
+        if writer.try_send(command).is_err() {
+            tracing::warn!(%what, "trail step not recorded: the trail writer is full (NATS away or far behind)");
             metrics::counter!("wacenter_trail_failed_total").increment(1);
         }
+    }
+
+    /// Records `event` on its phone's subject.
+    pub async fn record(&self, event: &TrailEvent) {
+        if self.writer.is_none() {
+            return;
+        }
+        let payload = serde_json::to_vec(event).expect("trail steps serialize");
+        let what = format_args!("{} {}", event.step.as_str(), event.id);
+        self.queue(names::trail_phone_subject(&event.phone), payload, &what);
     }
 
     /// Records that `key` (of `kind`) names a message whose steps are on `phone`'s subject from
     /// `at` on.
     pub async fn record_key(&self, key: &str, kind: TrailKeyKind, phone: &str, at: DateTime<Utc>) {
-        let Some(client) = &self.client else {
-            return;
-        };
         let key = key.trim();
-        if key.is_empty() {
+        if self.writer.is_none() || key.is_empty() {
             return;
         }
         let record = TrailKey {
@@ -92,16 +130,64 @@ impl Trail {
             at,
         };
         let payload = serde_json::to_vec(&record).expect("trail keys serialize");
-        if let Err(e) = publish(client, names::trail_key_subject(key), payload).await {
-            tracing::warn!(key, error = %e, "trail key not recorded");
-            metrics::counter!("wacenter_trail_failed_total").increment(1);
-        }
+        let what = format_args!("key {key}");
+        self.queue(names::trail_key_subject(key), payload, &what);
     }
 
     /// Records `event`, and its id's key when the step is the first to know it.
     pub async fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
         self.record_key(key, kind, &event.phone, event.at).await;
         self.record(event).await;
+    }
+
+    /// Waits (at most `limit`) until every step queued so far is stored: before a process
+    /// exits, and in tests that read what they just recorded.
+    pub async fn flush(&self, limit: Duration) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        let (done, wait) = oneshot::channel();
+        if writer.send(Command::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(limit, wait).await;
+        }
+    }
+}
+
+/// The writer: publishes what is queued, with up to [`IN_FLIGHT`] acks outstanding.
+async fn write(js: async_nats::jetstream::Context, mut rx: mpsc::Receiver<Command>) {
+    let mut in_flight = FuturesUnordered::new();
+    let settle = |outcome: Result<(), String>| {
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "trail step not recorded");
+            metrics::counter!("wacenter_trail_failed_total").increment(1);
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => settle(outcome),
+            command = rx.recv(), if in_flight.len() < IN_FLIGHT => match command {
+                None => break,
+                Some(Command::Flush(done)) => {
+                    while let Some(outcome) = in_flight.next().await {
+                        settle(outcome);
+                    }
+                    let _ = done.send(());
+                }
+                Some(Command::Publish { subject, payload }) => {
+                    let js = js.clone();
+                    in_flight.push(async move {
+                        let ack = js
+                            .publish(subject, payload)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        ack.await.map(drop).map_err(|e| e.to_string())
+                    });
+                }
+            },
+        }
+    }
+    while let Some(outcome) = in_flight.next().await {
+        settle(outcome);
     }
 }
 
@@ -138,23 +224,6 @@ pub fn replayed(letter: &DeadLetter, forced: bool) -> TrailEvent {
     };
     event
 }
-
-/// A core publish that gives up after [`PUBLISH_WAIT`]: while NATS is away the client's buffer
-/// fills and a publish would wait for the reconnect, holding up the message it records.
-async fn publish(
-    client: &async_nats::Client,
-    subject: String,
-    payload: Vec<u8>,
-) -> Result<(), String> {
-    match tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload.into())).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("NATS did not take it within {PUBLISH_WAIT:?}")),
-    }
-}
-
-/// How long recording a step may hold up the work it records.
-const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 
 /// One message's steps, oldest first.
 #[derive(Debug, Clone, Serialize)]

@@ -31,7 +31,7 @@ async fn record_purchase(h: &Harness, message_id: &str) {
             RESELLER_PHONE,
         ))
         .await;
-    h.bus.client().flush().await.unwrap();
+    h.bus.trail().flush(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,7 +283,7 @@ async fn dead_letters_are_listed_and_replayed_once() {
         json!(0)
     );
     // Both replays are on the trail.
-    h.bus.client().flush().await.unwrap();
+    h.bus.trail().flush(Duration::from_secs(5)).await;
     let a = h.get(&format!("/otomax/trail?q={RESELLER_PHONE}")).await;
     a.expect(200, "SUCCESS");
     let shown = a.body.to_string();
