@@ -197,6 +197,27 @@ impl Nats {
         Ok(self.sample().map(|s| s.rss_kb).unwrap_or(0))
     }
 
+    /// Bytes the private nats-server's store takes on disk (every file under it, as written:
+    /// after compression), or `None` for an external NATS.
+    pub fn store_bytes(&self) -> Option<u64> {
+        let Nats::Own { _store, .. } = self else {
+            return None;
+        };
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(m) if m.is_dir() => walk(&entry.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        Some(walk(_store.path()))
+    }
+
     /// Stops the private nats-server (SIGTERM) and starts it again on the same store and
     /// ports: what it holds afterwards is what it keeps, not what a burst left in caches.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

@@ -42,8 +42,11 @@ pub struct TrailSummary {
     pub with_trail_rss_mb: f64,
     /// What the week costs in memory, scaled to 100,000 messages a day when `per_day` differs.
     pub memory_mb_per_week_at_100k_day: f64,
-    /// `WA_TRAIL` bytes on disk per purchase (its steps and keys, S2-compressed blocks).
+    /// `WA_TRAIL` bytes per purchase as JetStream counts them (uncompressed messages).
     pub store_kb_per_message: f64,
+    /// What the week adds to nats-server's store on disk, per purchase (S2-compressed blocks
+    /// and indexes, as written).
+    pub disk_kb_per_message: f64,
     /// One lookup on the week's trail, by kind of query, milliseconds.
     pub lookup_ms: BTreeMap<String, f64>,
 }
@@ -124,6 +127,7 @@ pub async fn measure(
     log_dir: &Path,
 ) -> anyhow::Result<TrailSummary> {
     let (mut nats, without_kb) = Nats::fresh_with_topology(nats_binary, work, log_dir).await?;
+    let disk_before = nats.store_bytes().unwrap_or(0);
 
     let purchases = per_day * days;
     let client = async_nats::connect(nats.url()).await?;
@@ -171,6 +175,7 @@ pub async fn measure(
     );
     drop(client);
     let with_kb = nats.restart_settled().await?;
+    let disk = nats.store_bytes().unwrap_or(0).saturating_sub(disk_before);
 
     // One purchase from the middle of the week, found the way an operator finds it.
     let bus =
@@ -220,6 +225,7 @@ pub async fn measure(
         with_trail_rss_mb: round2(with_kb as f64 / 1024.0),
         memory_mb_per_week_at_100k_day: round2(grew_mb * scale),
         store_kb_per_message: round3(state.bytes as f64 / purchases.max(1) as f64 / 1024.0),
+        disk_kb_per_message: round3(disk as f64 / purchases.max(1) as f64 / 1024.0),
         lookup_ms,
     })
 }
