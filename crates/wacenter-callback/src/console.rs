@@ -58,10 +58,13 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// Refuses a request that changes something when a browser says it comes from another site
-/// (`Origin` not this host, or `Sec-Fetch-Site` cross-site): a page elsewhere cannot use the
-/// operator's remembered credentials to replay dead letters or move the callback URL. Requests
-/// without those headers (curl, scripts) are not from a browser page and pass.
-pub async fn same_origin(request: Request, next: Next) -> Response {
+/// (`Origin` not this service, or `Sec-Fetch-Site` cross-site): a page elsewhere cannot use the
+/// operator's remembered credentials to replay dead letters or move the callback URL. This
+/// service is its `Host`, the `X-Forwarded-Host` a reverse proxy sets (a page cannot set it on a
+/// cross-site request without a CORS preflight, which this service never allows) and
+/// `PUBLIC_URL`. Requests without those headers (curl, scripts) are not from a browser page and
+/// pass.
+pub async fn same_origin(State(app): State<Callback>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -69,30 +72,33 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let headers = request.headers();
-    let text = |name: header::HeaderName| {
+    let text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase)
     };
-    let host = text(header::HOST).unwrap_or_default();
-    let from_elsewhere = match text(header::ORIGIN) {
-        Some(origin) => url::Url::parse(&origin).ok().is_none_or(|u| {
-            let authority = match u.port() {
-                Some(port) => format!("{}:{port}", u.host_str().unwrap_or("")),
-                None => u.host_str().unwrap_or("").to_string(),
-            };
-            authority != host
-        }),
-        None => false,
-    } || matches!(
-        text(header::HeaderName::from_static("sec-fetch-site")).as_deref(),
+    let authority = |u: &url::Url| match u.port() {
+        Some(port) => format!("{}:{port}", u.host_str().unwrap_or("")),
+        None => u.host_str().unwrap_or("").to_string(),
+    };
+    let mut own: Vec<String> = ["host", "x-forwarded-host"]
+        .into_iter()
+        .filter_map(text)
+        .collect();
+    own.extend(app.inner.config.public_url.as_ref().map(authority));
+    let from_elsewhere = text("origin").is_some_and(|origin| {
+        url::Url::parse(&origin)
+            .ok()
+            .is_none_or(|u| !own.contains(&authority(&u)))
+    }) || matches!(
+        text("sec-fetch-site").as_deref(),
         Some("cross-site" | "same-site")
     );
     if from_elsewhere {
         tracing::warn!(method = %request.method(), path = %request.uri().path(), "request from another site refused");
         return ApiError::forbidden(
-            "refused: this request comes from another site; changes are only made from wacenter's own console or without a browser (curl)",
+            "refused: this request comes from another site; changes are only made from wacenter's own console (its Host, X-Forwarded-Host or PUBLIC_URL) or without a browser (curl)",
         )
         .into_response();
     }

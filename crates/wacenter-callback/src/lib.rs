@@ -124,7 +124,10 @@ impl Callback {
             .route("/console/", get(console::page))
             .route("/console/app.js", get(console::script))
             .route("/console/app.css", get(console::style))
-            .route_layer(middleware::from_fn(console::same_origin))
+            .route_layer(middleware::from_fn_with_state(
+                self.clone(),
+                console::same_origin,
+            ))
             .route_layer(middleware::from_fn_with_state(
                 self.clone(),
                 auth::require_basic_auth,

@@ -124,6 +124,23 @@ async fn changes_from_another_site_are_refused() {
     .await
     .expect(200, "SUCCESS");
     assert_eq!(h.sim_calls("setoutboxcallback").await, 1);
+    // Behind a reverse proxy the page's origin is PUBLIC_URL or the forwarded host, not Host.
+    for (origin, forwarded) in [
+        (PUBLIC_URL, None),
+        ("https://ops.example.net", Some("ops.example.net")),
+    ] {
+        let mut req = h
+            .http
+            .post(h.url("/otomax/set-callback"))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASS))
+            .header("origin", origin)
+            .header("sec-fetch-site", "same-origin");
+        if let Some(host) = forwarded {
+            req = req.header("x-forwarded-host", host);
+        }
+        answer(req).await.expect(200, "SUCCESS");
+    }
+    assert_eq!(h.sim_calls("setoutboxcallback").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
