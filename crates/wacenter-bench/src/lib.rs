@@ -117,8 +117,8 @@ pub struct BenchArgs {
     /// measures (the figure is reported per 100,000 a day whatever this is).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub retention_per_day: u64,
-    /// Messages a day of the trail phase's week [default: 100,000; 10,000 with --quick]; the
-    /// memory figure is reported per 100,000 a day whatever this is.
+    /// Messages a day of the trail phase's week [default: 100,000; 10,000 with --quick]; its
+    /// memory figure is measured at this rate, not scaled (the target holds at 100,000).
     #[arg(long, value_name = "N")]
     pub trail_per_day: Option<u64>,
     /// Resellers (phone numbers, one trail subject each) the trail phase's messages come from.

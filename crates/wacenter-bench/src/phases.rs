@@ -362,8 +362,8 @@ impl Bench {
         .await
         .context("trail phase")?;
         progress(&format!(
-            "  trail: {:.1} MB of nats-server memory for a week at 100,000 a day, {:.2} KB on disk per message, lookups {:?} ms",
-            tr.memory_mb_per_week_at_100k_day, tr.store_kb_per_message, tr.lookup_ms
+            "  trail: {:.1} MB kept by nats-server for a week at {} a day, {:.2} KB on disk per message, lookups {:?} ms",
+            tr.memory_mb_per_week_at_100k_day, tr.messages_per_day, tr.disk_kb_per_message, tr.lookup_ms
         ));
         Ok(Some(tr))
     }

@@ -311,8 +311,14 @@ impl Report {
             checks.push(Check {
                 target: "a week of trail at 100,000 messages a day: nats-server memory < 32 MB"
                     .into(),
-                measured: format!("{:.1} MB", tr.memory_mb_per_week_at_100k_day),
-                pass: tr.memory_mb_per_week_at_100k_day < 32.0,
+                measured: format!(
+                    "{:.1} MB kept (Go heap after a collection, a week at {} a day); resident {:.1} MB against {:.1} MB without",
+                    tr.memory_mb_per_week_at_100k_day,
+                    tr.messages_per_day,
+                    tr.with_trail_rss_mb,
+                    tr.without_trail_rss_mb
+                ),
+                pass: tr.messages_per_day >= 100_000 && tr.memory_mb_per_week_at_100k_day < 32.0,
             });
             checks.push(Check {
                 target: "trail on disk < 1 KB per message".into(),
@@ -478,13 +484,15 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 t,
-                "  {:<38} {:>8.1} MB   ({} purchases over {} days from {} phones, {} steps; nats-server after a restart {:.1} MB with it, {:.1} MB without; {:.2} KB on disk per message, {:.2} KB uncompressed; lookups: {})",
-                "trail: a week at 100,000 messages a day",
+                "  {:<38} {:>8.1} MB   ({} purchases over {} days from {} phones, {} steps; nats-server's heap after a restart and a collection {:.1} MB with it, {:.1} MB without, resident {:.1} MB and {:.1} MB; {:.2} KB on disk per message, {:.2} KB uncompressed; lookups: {})",
+                "trail: a week, memory kept",
                 tr.memory_mb_per_week_at_100k_day,
                 tr.purchases_written,
                 tr.days,
                 tr.phones,
                 tr.steps_written,
+                tr.with_trail_heap_mb,
+                tr.without_trail_heap_mb,
                 tr.with_trail_rss_mb,
                 tr.without_trail_rss_mb,
                 tr.disk_kb_per_message,

@@ -130,6 +130,8 @@ pub enum Nats {
         url: String,
         /// HTTP monitoring port (`/varz`: message counts).
         monitor_port: u16,
+        /// Go's profiling port (`/debug/pprof/heap`: the memory it keeps, after a collection).
+        profile_port: u16,
         /// How it was started, to start it again on the same store.
         binary: PathBuf,
         args: Vec<String>,
@@ -148,8 +150,8 @@ impl Nats {
             "no nats-server found: put it on PATH, set NATS_SERVER_BIN, run scripts/bench (it installs one), or pass --nats-url",
         )?;
         let store = tempfile::Builder::new().prefix("nats-").tempdir_in(work)?;
-        let ports = free_ports(2)?;
-        let (port, monitor_port) = (ports[0], ports[1]);
+        let ports = free_ports(3)?;
+        let (port, monitor_port, profile_port) = (ports[0], ports[1], ports[2]);
         let args = vec![
             "-a".to_string(),
             "127.0.0.1".into(),
@@ -157,6 +159,8 @@ impl Nats {
             port.to_string(),
             "-m".into(),
             monitor_port.to_string(),
+            "--profile".into(),
+            profile_port.to_string(),
             "-js".into(),
             "-sd".into(),
             store.path().display().to_string(),
@@ -166,6 +170,7 @@ impl Nats {
             proc: Box::new(proc),
             url: format!("nats://127.0.0.1:{port}"),
             monitor_port,
+            profile_port,
             binary: binary.to_path_buf(),
             args,
             log_dir: log_dir.to_path_buf(),
@@ -290,6 +295,33 @@ impl Nats {
             .await
             .ok()?;
         Some((v.get("in_msgs")?.as_u64()?, v.get("out_msgs")?.as_u64()?))
+    }
+
+    /// The Go heap the private nats-server keeps (KB): `HeapAlloc` read right after a forced
+    /// collection (`/debug/pprof/heap?gc=1`), so it is what the server holds on to, not garbage
+    /// nor memory Go has not handed back to the OS yet (which its resident size still counts).
+    pub async fn live_heap_kb(&self, http: &reqwest::Client) -> Option<u64> {
+        let Nats::Own { profile_port, .. } = self else {
+            return None;
+        };
+        let text = http
+            .get(format!(
+                "http://127.0.0.1:{profile_port}/debug/pprof/heap?gc=1&debug=1"
+            ))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let bytes: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# HeapAlloc = "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(bytes / 1024)
     }
 
     /// Stops a nats-server of our own (its store goes when this is dropped).

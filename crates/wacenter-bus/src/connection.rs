@@ -252,11 +252,9 @@ impl Bus {
                 .await?;
         }
         if !self.topology.trail_retention.is_zero() {
-            self.declare_stream(crate::trail::trail_stream(
-                self.topology.trail_retention,
-                replicas,
-            ))
-            .await?;
+            for config in crate::trail::trail_streams(self.topology.trail_retention, replicas) {
+                self.declare_stream(config).await?;
+            }
         }
         // An account's next slot is only ever a second or two ahead; a day-old one is noise.
         self.declare_stream(kv_bucket_stream(

@@ -7,7 +7,7 @@
 //! * one whose record now says `done` (a later delivery finished the work) is never replayed:
 //!   its record is what keeps the work from happening twice.
 
-use wacenter_proto::{names, DeadLetter, DeadLetterReason, InboundMessage, Provider};
+use wacenter_proto::{names, DeadLetter, DeadLetterReason, InboundMessage, Provider, TrailKeyKind};
 
 use crate::claims::{ClaimState, Claims};
 use crate::{Bus, BusError};
@@ -208,7 +208,22 @@ pub async fn replay(
             .delete_message(stored.sequence)
             .await
             .map_err(|e| BusError::Setup(e.to_string()))?;
-        bus.trail().record(&step).await;
+        // Keyed again: what the replayed message does next may be days after its first steps.
+        let trail = bus.trail();
+        match (letter.payload.get("sender").is_some(), step.kode) {
+            (true, _) => {
+                let message_id = letter.id.rsplit(':').next().unwrap_or(&letter.id);
+                trail
+                    .record_with_key(&step, message_id, TrailKeyKind::MessageId)
+                    .await
+            }
+            (false, Some(kode)) => {
+                trail
+                    .record_with_key(&step, &kode.to_string(), TrailKeyKind::Kode)
+                    .await
+            }
+            (false, None) => trail.record(&step).await,
+        }
         done.push(outcome(ReplayOutcome::Replayed));
     }
     Ok(done)

@@ -2,12 +2,18 @@
 //! `TRAIL_RETENTION_DAYS`, and how to find one message's steps again.
 //!
 //! Writing costs one JetStream publish per step, made by a writer task (see [`Trail`]): a step
-//! is a record of what happened, never a reason to hold a message up or to fail it. Steps go to one subject per
-//! phone number (`wa.trail.p.<digits>`), never one per message: nats-server keeps every
-//! subject's state in memory, and a week of messages would be hundreds of thousands of subjects.
+//! is a record of what happened, never a reason to hold a message up or to fail it. Steps go to
+//! one subject per phone number (`wa.trail.p.<digits>` in `WA_TRAIL`), never one per message:
+//! nats-server keeps every subject's state in memory, and a week of messages would be hundreds
+//! of thousands of subjects.
+//!
 //! The keys an operator searches by (a WhatsApp message id, a `kode_inbox`, an outbox `kode`)
-//! go to 256 hash subjects (`wa.trail.k.<xx>`) with the phone and the time, so a lookup reads
-//! 1/256 of the keys and then one phone's steps from that time on.
+//! go to a stream of their own, `WA_TRAIL_KEYS`, on 256 hash subjects (`wa.trail.k.<xx>`), each
+//! with the phone and the `WA_TRAIL` sequence of the step that first knew it. Finding a message
+//! scans the keys (a small fraction of the trail, split across parallel readers), then reads
+//! the phone's steps from that sequence on, for [`Lookup::follow`] of the steps' own time. No
+//! lookup reads the steps stream by time, so none depends on a clock, and none reads a phone's
+//! whole week.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,12 +31,17 @@ use wacenter_proto::{
 
 use crate::{Bus, BusError};
 
-/// The stream that holds the trail, kept `retention`.
-pub fn trail_stream(retention: Duration, replicas: usize) -> async_nats::jetstream::stream::Config {
+/// The streams of the trail, kept `retention`: the steps (`WA_TRAIL`), then the keys
+/// (`WA_TRAIL_KEYS`). In that order: a trail declared before the keys had a stream of their own
+/// took every `wa.trail.>` subject, and must give the keys' up first.
+pub fn trail_streams(
+    retention: Duration,
+    replicas: usize,
+) -> [async_nats::jetstream::stream::Config; 2] {
     use async_nats::jetstream::stream;
-    stream::Config {
-        name: names::TRAIL_STREAM.to_string(),
-        subjects: vec![names::TRAIL_SUBJECTS.to_string()],
+    let config = |name: &str, subjects: &str| stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         num_replicas: replicas,
@@ -40,7 +51,11 @@ pub fn trail_stream(retention: Duration, replicas: usize) -> async_nats::jetstre
         // JSON steps compress well; the trail is written once and read rarely.
         compression: Some(stream::Compression::S2),
         ..Default::default()
-    }
+    };
+    [
+        config(names::TRAIL_STREAM, names::TRAIL_PHONE_SUBJECTS),
+        config(names::TRAIL_KEYS_STREAM, names::TRAIL_KEY_SUBJECTS),
+    ]
 }
 
 /// Records steps. Cheap to clone (every clone feeds the same writer); does nothing when the trail
@@ -61,6 +76,8 @@ enum Command {
     Publish {
         subject: String,
         payload: Bytes,
+        /// Published once the step is stored, with the step's sequence.
+        key: Option<Box<TrailKey>>,
     },
     /// Answered once everything queued before it is acknowledged (or failed).
     Flush(oneshot::Sender<()>),
@@ -91,53 +108,55 @@ impl Trail {
         self.writer.is_some()
     }
 
-    fn queue(&self, subject: String, payload: Vec<u8>, what: &dyn std::fmt::Display) {
+    fn queue(&self, event: &TrailEvent, key: Option<TrailKey>) {
         let Some(writer) = &self.writer else {
             return;
         };
         let command = Command::Publish {
-            subject,
-            payload: payload.into(),
+            subject: names::trail_phone_subject(&event.phone),
+            payload: serde_json::to_vec(event)
+                .expect("trail steps serialize")
+                .into(),
+            key: key.map(Box::new),
         };
         if writer.try_send(command).is_err() {
-            tracing::warn!(%what, "trail step not recorded: the trail writer is full (NATS away or far behind)");
+            tracing::warn!(
+                step = event.step.as_str(),
+                id = %event.id,
+                "trail step not recorded: the trail writer is full (NATS away or far behind)"
+            );
             metrics::counter!("wacenter_trail_failed_total").increment(1);
         }
     }
 
     /// Records `event` on its phone's subject.
     pub async fn record(&self, event: &TrailEvent) {
-        if self.writer.is_none() {
-            return;
-        }
-        let payload = serde_json::to_vec(event).expect("trail steps serialize");
-        let what = format_args!("{} {}", event.step.as_str(), event.id);
-        self.queue(names::trail_phone_subject(&event.phone), payload, &what);
+        self.queue(event, None);
     }
 
-    /// Records that `key` (of `kind`) names a message whose steps are on `phone`'s subject from
-    /// `at` on.
-    pub async fn record_key(&self, key: &str, kind: TrailKeyKind, phone: &str, at: DateTime<Utc>) {
+    /// Records `event`, and `key` (of `kind`) pointing at it: the step that first knows a key.
+    /// A `kode_inbox` key names the message `event` is about; a `kode` key carries the
+    /// `kode_inbox` its row answers, so either finds the whole message.
+    pub async fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
         let key = key.trim();
-        if self.writer.is_none() || key.is_empty() {
-            return;
+        if key.is_empty() {
+            return self.queue(event, None);
         }
         let record = TrailKey {
             version: PAYLOAD_VERSION,
             key: key.to_string(),
             kind,
-            phone: phone.to_string(),
-            at,
+            phone: event.phone.clone(),
+            at: event.at,
+            seq: None,
+            message: (kind == TrailKeyKind::KodeInbox).then(|| event.id.clone()),
+            kode_inbox: if kind == TrailKeyKind::Kode {
+                event.kode_inbox
+            } else {
+                None
+            },
         };
-        let payload = serde_json::to_vec(&record).expect("trail keys serialize");
-        let what = format_args!("key {key}");
-        self.queue(names::trail_key_subject(key), payload, &what);
-    }
-
-    /// Records `event`, and its id's key when the step is the first to know it.
-    pub async fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
-        self.record_key(key, kind, &event.phone, event.at).await;
-        self.record(event).await;
+        self.queue(event, Some(record));
     }
 
     /// Waits (at most `limit`) until every step queued so far is stored: before a process
@@ -173,14 +192,27 @@ async fn write(js: async_nats::jetstream::Context, mut rx: mpsc::Receiver<Comman
                     }
                     let _ = done.send(());
                 }
-                Some(Command::Publish { subject, payload }) => {
+                Some(Command::Publish { subject, payload, key }) => {
                     let js = js.clone();
                     in_flight.push(async move {
+                        let err = |e: &dyn std::fmt::Display| e.to_string();
                         let ack = js
                             .publish(subject, payload)
                             .await
-                            .map_err(|e| e.to_string())?;
-                        ack.await.map(drop).map_err(|e| e.to_string())
+                            .map_err(|e| err(&e))?
+                            .await
+                            .map_err(|e| err(&e))?;
+                        let Some(mut key) = key else {
+                            return Ok(());
+                        };
+                        key.seq = Some(ack.sequence);
+                        let payload = serde_json::to_vec(&key).expect("trail keys serialize");
+                        js.publish(names::trail_key_subject(&key.key), payload.into())
+                            .await
+                            .map_err(|e| err(&e))?
+                            .await
+                            .map(drop)
+                            .map_err(|e| err(&e))
                     });
                 }
             },
@@ -259,6 +291,11 @@ impl Default for Lookup {
 /// The timelines `query` names: a WhatsApp message id (or a whole inbound id), a phone number
 /// (its recent messages), a `kode_inbox` or an outbox `kode`. Newest first; empty when nothing
 /// matches.
+///
+/// A key is found by one scan of `WA_TRAIL_KEYS` (split between parallel readers); the keys it
+/// leads to (a row's `kode_inbox`, that message's id) were recorded shortly before it, and are
+/// found by reading backwards from it in chunks. Then the phone's steps are read from each
+/// key's sequence for [`Lookup::follow`].
 pub async fn find(
     bus: &Bus,
     query: &str,
@@ -269,36 +306,335 @@ pub async fn find(
     if query.is_empty() {
         return Ok(Vec::new());
     }
+    let reader = Reader::open(bus).await?;
     // "gowa:<account>:<message id>" is searched by its message id.
     let key = query.rsplit(':').next().unwrap_or(query).trim();
-    let mut timelines: BTreeMap<String, Timeline> = BTreeMap::new();
-    let keys: Vec<TrailKey> = read(bus, &names::trail_key_subject(key), None)
-        .await?
-        .into_iter()
-        .filter_map(|(payload, _)| serde_json::from_slice::<TrailKey>(&payload).ok())
-        .filter(|k| k.key == key)
-        .collect();
-    for k in &keys {
-        let since = k.at - chrono::Duration::seconds(5);
-        let until = k.at + chrono::Duration::from_std(lookup.follow).unwrap_or_default();
-        let steps = steps_of(bus, &k.phone, since, Some(until)).await?;
-        for timeline in group(steps) {
-            if matches(&timeline, key, k.kind) {
-                timelines.insert(timeline.id.clone(), timeline);
+    // A number can be a phone as well as a kode: its recent messages are read meanwhile.
+    let recent = async {
+        match phone_of(query, country_code) {
+            Some(phone) => {
+                let since = Utc::now()
+                    - chrono::Duration::from_std(lookup.phone_window).unwrap_or_default();
+                reader.recent(&phone, since, lookup.limit.max(1)).await
             }
+            None => Ok(Vec::new()),
         }
-    }
-    if let Some(phone) = phone_of(query, country_code) {
-        let since =
-            Utc::now() - chrono::Duration::from_std(lookup.phone_window).unwrap_or_default();
-        for timeline in group(steps_of(bus, &phone, since, None).await?) {
-            timelines.entry(timeline.id.clone()).or_insert(timeline);
-        }
+    };
+    let (keyed, recent) = tokio::join!(keyed(&reader, key, lookup), recent);
+    let mut timelines: BTreeMap<String, Timeline> =
+        keyed?.into_iter().map(|t| (t.id.clone(), t)).collect();
+    for timeline in recent? {
+        timelines.entry(timeline.id.clone()).or_insert(timeline);
     }
     let mut out: Vec<Timeline> = timelines.into_values().collect();
     out.sort_by_key(|t| std::cmp::Reverse(t.started));
     out.truncate(lookup.limit.max(1));
     Ok(out)
+}
+
+/// The timelines of the messages `key` names.
+async fn keyed(reader: &Reader, key: &str, lookup: Lookup) -> Result<Vec<Timeline>, BusError> {
+    let follow = chrono::Duration::from_std(lookup.follow).unwrap_or_default();
+    let mut kinds = Vec::new();
+    // Per phone: the first sequence to read from, and the time to read until (a message's
+    // keys all point at the same phone, close together: one read covers them).
+    let mut windows: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+    for found in reader.keys(key, Scan::All).await? {
+        kinds.push(found.key.kind);
+        for start in reader.starts(&found).await? {
+            let until = start.at + follow;
+            let window = windows.entry(start.phone).or_insert((start.seq, until));
+            *window = (window.0.min(start.seq), window.1.max(until));
+        }
+    }
+    let mut steps: BTreeMap<u64, TrailEvent> = BTreeMap::new();
+    for (phone, (seq, until)) in windows {
+        reader.steps_after(&phone, seq, until, &mut steps).await?;
+    }
+    Ok(group(steps.into_values().collect())
+        .into_iter()
+        .filter(|t| kinds.iter().any(|kind| matches(t, key, *kind)))
+        .collect())
+}
+
+/// A key as found in `WA_TRAIL_KEYS`, with its sequence there.
+struct FoundKey {
+    key: TrailKey,
+    seq: u64,
+}
+
+/// Where a message's steps start on its phone's subject.
+struct Start {
+    phone: String,
+    seq: u64,
+    at: DateTime<Utc>,
+}
+
+/// Which part of `WA_TRAIL_KEYS` a key is looked for in.
+#[derive(Clone, Copy)]
+enum Scan {
+    /// All of it: the key could be from any time.
+    All,
+    /// Before this sequence, nearest first: a key recorded before one that is known (the
+    /// message a row answers was forwarded before the row came).
+    Before(u64),
+}
+
+/// Readers parallel to each other for a scan of every key: nats-server filters each on its
+/// own core.
+const SCAN_READERS: u64 = 2;
+/// Keys read by the first backwards chunk; each next chunk is four times larger.
+const BACK_CHUNK: u64 = 4_096;
+/// At most this many of one phone's steps are read per start (a runaway phone).
+const STEPS_PER_START: usize = 2_000;
+
+/// The trail's two streams, for one lookup.
+struct Reader {
+    steps: async_nats::jetstream::stream::Stream,
+    keys: Option<async_nats::jetstream::stream::Stream>,
+}
+
+fn lookup_error(what: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Setup(format!("reading the trail ({what}): {e}"))
+}
+
+impl Reader {
+    async fn open(bus: &Bus) -> Result<Self, BusError> {
+        let js = bus.jetstream();
+        let steps = js
+            .get_stream(names::TRAIL_STREAM)
+            .await
+            .map_err(|e| lookup_error(names::TRAIL_STREAM, e))?;
+        // A trail written before the keys had their own stream has no keys stream yet.
+        let keys = js.get_stream(names::TRAIL_KEYS_STREAM).await.ok();
+        Ok(Self { steps, keys })
+    }
+
+    /// The records of `key` in `scan`.
+    async fn keys(&self, key: &str, scan: Scan) -> Result<Vec<FoundKey>, BusError> {
+        let Some(stream) = &self.keys else {
+            return Ok(Vec::new());
+        };
+        let subject = names::trail_key_subject(key);
+        let state = stream
+            .get_info()
+            .await
+            .map_err(|e| lookup_error(names::TRAIL_KEYS_STREAM, e))?
+            .state;
+        let (first, last) = (state.first_sequence.max(1), state.last_sequence);
+        if state.messages == 0 || last < first {
+            return Ok(Vec::new());
+        }
+        match scan {
+            Scan::All => {
+                let span = (last - first) / SCAN_READERS + 1;
+                let parts = (0..SCAN_READERS).map(|i| {
+                    let start = first + i * span;
+                    let end = (start + span - 1).min(last);
+                    let subject = subject.clone();
+                    async move {
+                        let mut found = Vec::new();
+                        if start <= last {
+                            read_range(stream, &subject, start, end, collect_key(key, &mut found))
+                                .await?;
+                        }
+                        Ok::<_, BusError>(found)
+                    }
+                });
+                let parts = futures::future::try_join_all(parts).await?;
+                Ok(parts.into_iter().flatten().collect())
+            }
+            Scan::Before(before) => {
+                let mut end = before.saturating_sub(1).min(last);
+                let mut chunk = BACK_CHUNK;
+                let mut found = Vec::new();
+                while end >= first && found.is_empty() {
+                    let start = end.saturating_sub(chunk - 1).max(first);
+                    read_range(stream, &subject, start, end, collect_key(key, &mut found)).await?;
+                    if start == first {
+                        break;
+                    }
+                    end = start - 1;
+                    chunk = chunk.saturating_mul(4);
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// Where the steps of the message `found` names start: from its received step when the
+    /// trail has it, and from the step `found` points at.
+    async fn starts(&self, found: &FoundKey) -> Result<Vec<Start>, BusError> {
+        let own = |k: &TrailKey| {
+            k.seq.map(|seq| Start {
+                phone: k.phone.clone(),
+                seq,
+                at: k.at,
+            })
+        };
+        let mut starts: Vec<Start> = own(&found.key).into_iter().collect();
+        let mut message = found.key.message.clone();
+        let mut before = found.seq;
+        if found.key.kind == TrailKeyKind::Kode {
+            // The row's kode_inbox was recorded when its message was forwarded, before the row.
+            if let Some(kode_inbox) = found.key.kode_inbox {
+                let forwarded = self
+                    .keys(&kode_inbox.to_string(), Scan::Before(found.seq))
+                    .await?
+                    .into_iter()
+                    .find(|k| k.key.kind == TrailKeyKind::KodeInbox);
+                if let Some(k) = forwarded {
+                    starts.extend(own(&k.key));
+                    message = k.key.message.clone();
+                    before = k.seq;
+                }
+            }
+        }
+        if let Some(message) = message {
+            let bare = message.rsplit(':').next().unwrap_or(&message).to_string();
+            let received = self
+                .keys(&bare, Scan::Before(before))
+                .await?
+                .into_iter()
+                .find(|k| k.key.kind == TrailKeyKind::MessageId);
+            if let Some(k) = received {
+                starts.extend(own(&k.key));
+            }
+        }
+        Ok(starts)
+    }
+
+    /// `phone`'s steps from `WA_TRAIL` sequence `seq` on, until one later than `until`.
+    async fn steps_after(
+        &self,
+        phone: &str,
+        seq: u64,
+        until: DateTime<Utc>,
+        into: &mut BTreeMap<u64, TrailEvent>,
+    ) -> Result<(), BusError> {
+        let subject = names::trail_phone_subject(phone);
+        let mut taken = 0;
+        read_range(&self.steps, &subject, seq, u64::MAX, |seq, payload| {
+            let Ok(step) = serde_json::from_slice::<TrailEvent>(payload) else {
+                return true;
+            };
+            if step.at > until {
+                return false;
+            }
+            into.insert(seq, step);
+            taken += 1;
+            taken < STEPS_PER_START
+        })
+        .await
+    }
+
+    /// `phone`'s newest `limit` messages since `since`: read backwards from its last step in
+    /// growing chunks, so a busy phone costs a few reads and a quiet one no more than its day.
+    async fn recent(
+        &self,
+        phone: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Timeline>, BusError> {
+        let subject = names::trail_phone_subject(phone);
+        let Ok(last) = self.steps.get_last_raw_message_by_subject(&subject).await else {
+            return Ok(Vec::new());
+        };
+        let first = self
+            .steps
+            .get_info()
+            .await
+            .map_err(|e| lookup_error(names::TRAIL_STREAM, e))?
+            .state
+            .first_sequence
+            .max(1);
+        let mut steps: BTreeMap<u64, TrailEvent> = BTreeMap::new();
+        let mut end = last.sequence;
+        let mut chunk = BACK_CHUNK;
+        loop {
+            let start = end.saturating_sub(chunk - 1).max(first);
+            let mut older = false;
+            read_range(&self.steps, &subject, start, end, |seq, payload| {
+                if let Ok(step) = serde_json::from_slice::<TrailEvent>(payload) {
+                    older |= step.at < since;
+                    steps.insert(seq, step);
+                }
+                true
+            })
+            .await?;
+            let messages = steps
+                .values()
+                .filter(|s| s.step == TrailStep::Received && s.at >= since)
+                .count();
+            if older || messages >= limit || start == first {
+                break;
+            }
+            end = start - 1;
+            chunk = chunk.saturating_mul(4);
+        }
+        let mut out: Vec<Timeline> = group(steps.into_values().collect())
+            .into_iter()
+            .filter(|t| t.started >= since)
+            .collect();
+        out.sort_by_key(|t| std::cmp::Reverse(t.started));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+/// A reader's `take` that keeps the records of `key` (its hash subject holds others).
+fn collect_key<'a>(
+    key: &'a str,
+    found: &'a mut Vec<FoundKey>,
+) -> impl FnMut(u64, &Bytes) -> bool + 'a {
+    move |seq, payload| {
+        if let Ok(k) = serde_json::from_slice::<TrailKey>(payload) {
+            if k.key == key {
+                found.push(FoundKey { key: k, seq });
+            }
+        }
+        true
+    }
+}
+
+/// Reads `subject`'s messages of `stream` from sequence `start` to `end`, handing each to
+/// `take` until it answers `false`.
+async fn read_range(
+    stream: &async_nats::jetstream::stream::Stream,
+    subject: &str,
+    start: u64,
+    end: u64,
+    mut take: impl FnMut(u64, &Bytes) -> bool,
+) -> Result<(), BusError> {
+    let err = |e: &dyn std::fmt::Display| lookup_error(subject, e);
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(&e))?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer.messages().await.map_err(|e| err(&e))?;
+    while let Some(next) = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .map_err(|_| err(&"no answer from NATS within 5 s"))?
+    {
+        let msg = next.map_err(|e| err(&e))?;
+        let info = msg.info().map_err(|e| err(&e))?;
+        if info.stream_sequence > end || !take(info.stream_sequence, &msg.payload) {
+            break;
+        }
+        if info.pending == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// `query` as a phone number's digits, when it reads as one.
@@ -378,70 +714,42 @@ fn group(steps: Vec<TrailEvent>) -> Vec<Timeline> {
     out
 }
 
-/// `phone`'s steps from `since` (until `until`, when given).
-async fn steps_of(
-    bus: &Bus,
-    phone: &str,
-    since: DateTime<Utc>,
-    until: Option<DateTime<Utc>>,
-) -> Result<Vec<TrailEvent>, BusError> {
-    let subject = names::trail_phone_subject(phone);
-    Ok(read(bus, &subject, Some((since, until)))
-        .await?
-        .into_iter()
-        .filter_map(|(payload, _)| serde_json::from_slice::<TrailEvent>(&payload).ok())
-        .collect())
-}
-
-/// Every message on `subject` (from a time, up to another), with its stream time.
-async fn read(
+/// Every message on `subject` of `WA_TRAIL` from `since` on.
+async fn read_since(
     bus: &Bus,
     subject: &str,
-    window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
-) -> Result<Vec<(bytes::Bytes, DateTime<Utc>)>, BusError> {
-    let err = |e: String| BusError::Setup(format!("reading the trail ({subject}): {e}"));
+    since: DateTime<Utc>,
+) -> Result<Vec<bytes::Bytes>, BusError> {
+    let err = |e: &dyn std::fmt::Display| lookup_error(subject, e);
     let stream = bus
         .jetstream()
         .get_stream(names::TRAIL_STREAM)
         .await
-        .map_err(|e| err(e.to_string()))?;
-    let deliver_policy = match window {
-        Some((since, _)) => DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                since.timestamp_nanos_opt().unwrap_or(0).into(),
-            )
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        },
-        None => DeliverPolicy::All,
-    };
-    let until = window.and_then(|(_, until)| until);
+        .map_err(|e| err(&e))?;
+    let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(
+        since.timestamp_nanos_opt().unwrap_or(0).into(),
+    )
+    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: subject.to_string(),
-            deliver_policy,
+            deliver_policy: DeliverPolicy::ByStartTime { start_time },
             ..Default::default()
         })
         .await
-        .map_err(|e| err(e.to_string()))?;
-    let pending = consumer.cached_info().num_pending;
+        .map_err(|e| err(&e))?;
     let mut out = Vec::new();
-    if pending == 0 {
+    if consumer.cached_info().num_pending == 0 {
         return Ok(out);
     }
-    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(&e))?;
     while let Some(next) = tokio::time::timeout(Duration::from_secs(5), messages.next())
         .await
-        .map_err(|_| err("no answer from NATS within 5 s".into()))?
+        .map_err(|_| err(&"no answer from NATS within 5 s"))?
     {
-        let msg = next.map_err(|e| err(e.to_string()))?;
-        let info = msg.info().map_err(|e| err(e.to_string()))?;
-        let at =
-            DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos() as i64);
-        let last = info.pending == 0;
-        if until.is_some_and(|u| at > u) {
-            break;
-        }
-        out.push((msg.payload.clone(), at));
+        let msg = next.map_err(|e| err(&e))?;
+        let last = msg.info().map_err(|e| err(&e))?.pending == 0;
+        out.push(msg.payload.clone());
         if last {
             break;
         }
@@ -470,7 +778,7 @@ pub struct Tally {
 /// Counts every step since `since`.
 pub async fn tally(bus: &Bus, since: DateTime<Utc>) -> Result<Tally, BusError> {
     let mut t = Tally::default();
-    for (payload, _) in read(bus, names::TRAIL_PHONE_SUBJECTS, Some((since, None))).await? {
+    for payload in read_since(bus, names::TRAIL_PHONE_SUBJECTS, since).await? {
         let Ok(step) = serde_json::from_slice::<TrailEvent>(&payload) else {
             continue;
         };

@@ -141,10 +141,13 @@ pub const HEADER_WA_MESSAGE_ID: &str = "Wa-Message-Id";
 
 /// The message trail (spec §4): every step of every message, kept `TRAIL_RETENTION_DAYS`.
 pub const TRAIL_STREAM: &str = "WA_TRAIL";
-pub const TRAIL_SUBJECTS: &str = "wa.trail.>";
 /// Every step about one phone number: `wa.trail.p.<digits>` (`unknown` when there is none).
 pub const TRAIL_PHONE_SUBJECTS: &str = "wa.trail.p.>";
-/// Keys that find a phone's steps: `wa.trail.k.<00..ff>`.
+/// The keys that find a message's steps, in a stream of their own: a lookup scans the keys,
+/// which are a small fraction of the trail's bytes, then reads the steps from the sequence a
+/// key points at.
+pub const TRAIL_KEYS_STREAM: &str = "WA_TRAIL_KEYS";
+/// Keys: `wa.trail.k.<00..ff>`.
 pub const TRAIL_KEY_SUBJECTS: &str = "wa.trail.k.>";
 
 /// The subject of the steps about `phone`. One subject per phone number, not per message:

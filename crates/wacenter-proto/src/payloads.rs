@@ -308,8 +308,9 @@ pub enum TrailKeyKind {
     Kode,
 }
 
-/// Where to find the steps of the message `key` names: the phone subject and when. Subject
-/// `wa.trail.k.<hash of key>` (see `names::trail_key_subject`).
+/// Where to find the steps of the message `key` names: the phone subject, when, and the
+/// sequence in `WA_TRAIL` of the step that first knew the key. Subject
+/// `wa.trail.k.<hash of key>` (see `names::trail_key_subject`), stream `WA_TRAIL_KEYS`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrailKey {
     pub version: u32,
@@ -317,4 +318,16 @@ pub struct TrailKey {
     pub kind: TrailKeyKind,
     pub phone: String,
     pub at: DateTime<Utc>,
+    /// `WA_TRAIL`'s sequence of the step this key was recorded with: a lookup reads the
+    /// phone's steps from there, not from a time (no clock to trust, no scan of what came
+    /// before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The id of the inbound message the key belongs to (a `kode_inbox` key: the message that
+    /// InsertInbox answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The `kode_inbox` an outbox row answers (a `kode` key), to find the message it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kode_inbox: Option<i64>,
 }

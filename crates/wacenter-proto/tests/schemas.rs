@@ -857,11 +857,36 @@ fn trail_steps_and_keys_match_the_schema() {
             kind,
             phone: "628987654321".into(),
             at: at(31, 0),
+            seq: Some(48_213),
+            message: (kind == TrailKeyKind::KodeInbox)
+                .then(|| "gowa:628111222333@s.whatsapp.net:3EB0C1".to_string()),
+            kode_inbox: (kind == TrailKeyKind::Kode).then_some(218_223),
         };
         let doc = assert_round_trip(&v, &key, &format!("key {kind:?}"));
-        assert_fields_match(TRAIL_KEY, &doc, &doc, &[]);
         assert_violations_rejected::<TrailKey>(TRAIL_KEY, &doc, &["kind"], &["at"], true);
     }
+    let full = TrailKey {
+        version: PAYLOAD_VERSION,
+        key: "218223".into(),
+        kind: TrailKeyKind::KodeInbox,
+        phone: "628987654321".into(),
+        at: at(31, 0),
+        seq: Some(48_213),
+        message: Some("gowa:628111222333@s.whatsapp.net:3EB0C1".into()),
+        kode_inbox: Some(218_223),
+    };
+    let minimal = TrailKey {
+        seq: None,
+        message: None,
+        kode_inbox: None,
+        ..full.clone()
+    };
+    assert_fields_match(
+        TRAIL_KEY,
+        &assert_round_trip(&v, &full, "full key"),
+        &assert_round_trip(&v, &minimal, "minimal key"),
+        &[],
+    );
     assert_eq!(
         schemas::for_subject(&names::trail_phone_subject("628987654321")),
         Some(schemas::TRAIL_EVENT)
