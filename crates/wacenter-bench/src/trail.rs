@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use std::future::IntoFuture;
 use wacenter_bus::trail::{self, Lookup};
-use wacenter_proto::{names, TrailEvent, TrailKey, TrailKeyKind, TrailStep, PAYLOAD_VERSION};
+use wacenter_proto::{names, TrailEvent, TrailKey, TrailKeyKind, TrailStep};
 
 use crate::report::{round2, round3};
 use crate::stack::Nats;
@@ -111,20 +111,7 @@ fn purchase(
     status.status = Some(20);
     status.detail = "UpdateStatusOutbox 20 reported to OtomaX".into();
     // As `Trail::record_with_key` makes them.
-    let key = |key: String, kind, of: &TrailEvent| TrailKey {
-        version: PAYLOAD_VERSION,
-        key,
-        kind,
-        phone: phone.to_string(),
-        at: of.at,
-        seq: None,
-        message: (kind == TrailKeyKind::KodeInbox).then(|| of.id.clone()),
-        kode_inbox: if kind == TrailKeyKind::Kode {
-            of.kode_inbox
-        } else {
-            None
-        },
-    };
+    let key = |key: String, kind, of: &TrailEvent| TrailKey::for_step(of, key, kind);
     let keys = vec![
         (key(message_id, TrailKeyKind::MessageId, &received), 0),
         (

@@ -25,9 +25,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use wacenter_proto::{
-    names, DeadLetter, TrailEvent, TrailKey, TrailKeyKind, TrailStep, PAYLOAD_VERSION,
-};
+use wacenter_proto::{names, DeadLetter, TrailEvent, TrailKey, TrailKeyKind, TrailStep};
 
 use crate::{Bus, BusError};
 
@@ -142,20 +140,7 @@ impl Trail {
         if key.is_empty() {
             return self.queue(event, None);
         }
-        let record = TrailKey {
-            version: PAYLOAD_VERSION,
-            key: key.to_string(),
-            kind,
-            phone: event.phone.clone(),
-            at: event.at,
-            seq: None,
-            message: (kind == TrailKeyKind::KodeInbox).then(|| event.id.clone()),
-            kode_inbox: if kind == TrailKeyKind::Kode {
-                event.kode_inbox
-            } else {
-                None
-            },
-        };
+        let record = TrailKey::for_step(event, key, kind);
         self.queue(event, Some(record));
     }
 

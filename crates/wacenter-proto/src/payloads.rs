@@ -331,3 +331,25 @@ pub struct TrailKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kode_inbox: Option<i64>,
 }
+
+impl TrailKey {
+    /// `key` (of `kind`) as recorded with `step`, the step that first knows it: on its phone, at
+    /// its time, a `kode_inbox` key naming the message, a `kode` key carrying the row's
+    /// `kode_inbox`. `seq` is filled in once the step is stored.
+    pub fn for_step(step: &TrailEvent, key: impl Into<String>, kind: TrailKeyKind) -> Self {
+        Self {
+            version: crate::PAYLOAD_VERSION,
+            key: key.into(),
+            kind,
+            phone: step.phone.clone(),
+            at: step.at,
+            seq: None,
+            message: (kind == TrailKeyKind::KodeInbox).then(|| step.id.clone()),
+            kode_inbox: if kind == TrailKeyKind::Kode {
+                step.kode_inbox
+            } else {
+                None
+            },
+        }
+    }
+}
