@@ -324,6 +324,19 @@ impl Nats {
         Some(bytes / 1024)
     }
 
+    /// [`Nats::live_heap_kb`] once nats-server's block caches have expired: the least of
+    /// samples every 10 s over `over` (a restart and any read load whole blocks, which it
+    /// keeps a while and then lets go).
+    pub async fn settled_heap_kb(&self, http: &reqwest::Client, over: Duration) -> Option<u64> {
+        let until = std::time::Instant::now() + over;
+        let mut least = self.live_heap_kb(http).await?;
+        while std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            least = least.min(self.live_heap_kb(http).await?);
+        }
+        Some(least)
+    }
+
     /// Stops a nats-server of our own (its store goes when this is dropped).
     pub async fn stop(&mut self) -> Option<ProcSample> {
         match self {

@@ -25,6 +25,9 @@ use wacenter_proto::{names, TrailEvent, TrailKey, TrailKeyKind, TrailStep};
 use crate::report::{round2, round3};
 use crate::stack::Nats;
 
+/// How long nats-server's heap is watched after a restart for what it keeps.
+const HEAP_SETTLE: Duration = Duration::from_secs(60);
+
 /// Steps and keys one purchase leaves on the trail.
 pub const STEPS_PER_PURCHASE: u64 = 6;
 pub const KEYS_PER_PURCHASE: u64 = 3;
@@ -44,7 +47,8 @@ pub struct TrailSummary {
     pub without_trail_rss_mb: f64,
     pub with_trail_rss_mb: f64,
     /// nats-server's Go heap after a forced collection, MB, without and with the week's trail:
-    /// what the server keeps.
+    /// what the server keeps (the least of samples over a minute after the restart, once the
+    /// blocks the restart loaded have left its caches).
     pub without_trail_heap_mb: f64,
     pub with_trail_heap_mb: f64,
     /// What the week makes nats-server keep (heap growth), measured at `messages_per_day`
@@ -164,7 +168,7 @@ async fn write_purchase(
         key.seq = Some(seqs[step]);
         let ack = js
             .publish(
-                names::trail_key_subject(&key.key),
+                names::trail_key_subject(&key.key, key.at.date_naive()),
                 serde_json::to_vec(&key)?.into(),
             )
             .await?;
@@ -207,7 +211,7 @@ pub async fn measure(
 ) -> anyhow::Result<TrailSummary> {
     let http = reqwest::Client::new();
     let (mut nats, without_kb) = Nats::fresh_with_topology(nats_binary, work, log_dir).await?;
-    let without_heap_kb = nats.live_heap_kb(&http).await.unwrap_or(0);
+    let without_heap_kb = nats.settled_heap_kb(&http, HEAP_SETTLE).await.unwrap_or(0);
     let disk_before = nats.store_bytes().unwrap_or(0);
 
     let purchases = per_day * days;
@@ -233,7 +237,7 @@ pub async fn measure(
     let keys_state = stored(&js, names::TRAIL_KEYS_STREAM, purchases * KEYS_PER_PURCHASE).await?;
     drop(client);
     let with_kb = nats.restart_settled().await?;
-    let with_heap_kb = nats.live_heap_kb(&http).await.unwrap_or(0);
+    let with_heap_kb = nats.settled_heap_kb(&http, HEAP_SETTLE).await.unwrap_or(0);
     let disk = nats.store_bytes().unwrap_or(0).saturating_sub(disk_before);
 
     // One purchase from the middle of the week, found the way an operator finds it.

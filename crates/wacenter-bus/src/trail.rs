@@ -192,7 +192,8 @@ async fn write(js: async_nats::jetstream::Context, mut rx: mpsc::Receiver<Comman
                         };
                         key.seq = Some(ack.sequence);
                         let payload = serde_json::to_vec(&key).expect("trail keys serialize");
-                        js.publish(names::trail_key_subject(&key.key), payload.into())
+                        let subject = names::trail_key_subject(&key.key, key.at.date_naive());
+                        js.publish(subject, payload.into())
                             .await
                             .map_err(|e| err(&e))?
                             .await
@@ -294,9 +295,19 @@ pub async fn find(
     let reader = Reader::open(bus).await?;
     // "gowa:<account>:<message id>" is searched by its message id.
     let key = query.rsplit(':').next().unwrap_or(query).trim();
-    // A number can be a phone as well as a kode: its recent messages are read meanwhile.
+    // A number can be a phone as well as a kode: its recent messages are read meanwhile. One
+    // written as a phone (0…, +…, or the country code and ten digits or more) is only a phone.
+    let phone = phone_of(query, country_code);
+    let only_phone = phone.is_some() && written_as_phone(query, country_code);
+    let keyed = async {
+        if only_phone {
+            Ok(Vec::new())
+        } else {
+            keyed(&reader, key, lookup).await
+        }
+    };
     let recent = async {
-        match phone_of(query, country_code) {
+        match phone {
             Some(phone) => {
                 let since = Utc::now()
                     - chrono::Duration::from_std(lookup.phone_window).unwrap_or_default();
@@ -305,7 +316,7 @@ pub async fn find(
             None => Ok(Vec::new()),
         }
     };
-    let (keyed, recent) = tokio::join!(keyed(&reader, key, lookup), recent);
+    let (keyed, recent) = tokio::join!(keyed, recent);
     let mut timelines: BTreeMap<String, Timeline> =
         keyed?.into_iter().map(|t| (t.id.clone(), t)).collect();
     for timeline in recent? {
@@ -365,9 +376,8 @@ enum Scan {
     Before(u64),
 }
 
-/// Readers parallel to each other for a scan of every key: nats-server filters each on its
-/// own core.
-const SCAN_READERS: u64 = 2;
+/// Days of keys read at once: nats-server filters each on its own core.
+const SCAN_READERS: usize = 2;
 /// Keys read by the first backwards chunk; each next chunk is four times larger.
 const BACK_CHUNK: u64 = 4_096;
 /// At most this many of one phone's steps are read per start (a runaway phone).
@@ -400,37 +410,47 @@ impl Reader {
         let Some(stream) = &self.keys else {
             return Ok(Vec::new());
         };
-        let subject = names::trail_key_subject(key);
-        let state = stream
-            .get_info()
-            .await
-            .map_err(|e| lookup_error(names::TRAIL_KEYS_STREAM, e))?
-            .state;
-        let (first, last) = (state.first_sequence.max(1), state.last_sequence);
-        if state.messages == 0 || last < first {
-            return Ok(Vec::new());
-        }
         match scan {
             Scan::All => {
-                let span = (last - first) / SCAN_READERS + 1;
-                let parts = (0..SCAN_READERS).map(|i| {
-                    let start = first + i * span;
-                    let end = (start + span - 1).min(last);
-                    let subject = subject.clone();
-                    async move {
+                // The days that hold the key's bucket, newest first, two read at once; the
+                // first days that hold the key end the search (a replay's key leads on to the
+                // older ones, see `starts`).
+                let mut days: Vec<String> = stream
+                    .info_with_subjects(names::trail_key_days(key))
+                    .await
+                    .map_err(|e| lookup_error(names::TRAIL_KEYS_STREAM, e))?
+                    .filter_map(|s| async move { s.ok().map(|(subject, _)| subject) })
+                    .collect()
+                    .await;
+                days.sort_unstable_by(|a, b| b.cmp(a));
+                for pair in days.chunks(SCAN_READERS) {
+                    let reads = pair.iter().map(|subject| async move {
                         let mut found = Vec::new();
-                        if start <= last {
-                            read_range(stream, &subject, start, end, collect_key(key, &mut found))
-                                .await?;
-                        }
+                        read_range(stream, subject, 1, u64::MAX, collect_key(key, &mut found))
+                            .await?;
                         Ok::<_, BusError>(found)
+                    });
+                    let found: Vec<FoundKey> = futures::future::try_join_all(reads)
+                        .await?
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    if !found.is_empty() {
+                        return Ok(found);
                     }
-                });
-                let parts = futures::future::try_join_all(parts).await?;
-                Ok(parts.into_iter().flatten().collect())
+                }
+                Ok(Vec::new())
             }
             Scan::Before(before) => {
-                let mut end = before.saturating_sub(1).min(last);
+                let subject = names::trail_key_days(key);
+                let first = stream
+                    .get_info()
+                    .await
+                    .map_err(|e| lookup_error(names::TRAIL_KEYS_STREAM, e))?
+                    .state
+                    .first_sequence
+                    .max(1);
+                let mut end = before.saturating_sub(1);
                 let mut chunk = BACK_CHUNK;
                 let mut found = Vec::new();
                 while end >= first && found.is_empty() {
@@ -620,6 +640,16 @@ async fn read_range(
         }
     }
     Ok(())
+}
+
+/// Whether `query` is written the way phone numbers are and OtomaX's sequential codes are not:
+/// in local form (`0…`), with a `+`, or starting with the country code with ten digits or more.
+fn written_as_phone(query: &str, country_code: &str) -> bool {
+    let query = query.trim_start();
+    let digits = query.chars().filter(char::is_ascii_digit).count();
+    query.starts_with('0')
+        || query.starts_with('+')
+        || (!country_code.is_empty() && query.starts_with(country_code) && digits >= 10)
 }
 
 /// `query` as a phone number's digits, when it reads as one.
@@ -888,5 +918,11 @@ mod tests {
             Some("628123456789")
         );
         assert_eq!(phone_of("3EB0C1", "62"), None);
+        // Searched as a phone only; a number OtomaX could have given is searched as a key too.
+        assert!(written_as_phone("0812-3456-789", "62"));
+        assert!(written_as_phone("+62 812 3456 789", "62"));
+        assert!(written_as_phone("628123456789", "62"));
+        assert!(!written_as_phone("218223", "62"));
+        assert!(!written_as_phone("9000350000", "62"));
     }
 }

@@ -32,7 +32,7 @@ pub mod schemas {
 
     /// [`crate::TrailEvent`] on `wa.trail.p.<phone>`.
     pub const TRAIL_EVENT: &str = include_str!("../../../proto/schemas/trail-event.v1.json");
-    /// [`crate::TrailKey`] on `wa.trail.k.<hash>`.
+    /// [`crate::TrailKey`] on `wa.trail.k.<day>.<hash>`.
     pub const TRAIL_KEY: &str = include_str!("../../../proto/schemas/trail-key.v1.json");
 
     /// Every schema with its file name under `proto/schemas/`.

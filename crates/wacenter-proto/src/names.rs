@@ -147,7 +147,7 @@ pub const TRAIL_PHONE_SUBJECTS: &str = "wa.trail.p.>";
 /// which are a small fraction of the trail's bytes, then reads the steps from the sequence a
 /// key points at.
 pub const TRAIL_KEYS_STREAM: &str = "WA_TRAIL_KEYS";
-/// Keys: `wa.trail.k.<00..ff>`.
+/// Keys: `wa.trail.k.<yyyymmdd>.<00..ff>`.
 pub const TRAIL_KEY_SUBJECTS: &str = "wa.trail.k.>";
 
 /// The subject of the steps about `phone`. One subject per phone number, not per message:
@@ -166,15 +166,31 @@ pub fn trail_phone_subject(phone: &str) -> String {
     }
 }
 
-/// The subject that holds `key` (a WhatsApp message id, a `kode_inbox`, an outbox `kode`): one of
-/// 256, by FNV-1a of the key, so a lookup reads 1/256 of the keys and the subjects stay few.
-pub fn trail_key_subject(key: &str) -> String {
+/// `key`'s bucket (a WhatsApp message id, a `kode_inbox`, an outbox `kode`): one of 256, by
+/// FNV-1a of the key, so a lookup reads 1/256 of the keys and the subjects stay few.
+fn trail_key_bucket(key: &str) -> String {
     let mut hash: u32 = 0x811c_9dc5;
     for b in key.trim().bytes() {
         hash ^= u32::from(b);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    format!("wa.trail.k.{:02x}", hash & 0xff)
+    format!("{:02x}", hash & 0xff)
+}
+
+/// The subject that holds `key`, recorded on `day` (UTC): `wa.trail.k.<yyyymmdd>.<bucket>`.
+/// By day, so nats-server's per-subject index (first and last block of each subject) lets a
+/// lookup read one day's keys without touching the others' blocks, newest day first.
+pub fn trail_key_subject(key: &str, day: chrono::NaiveDate) -> String {
+    format!(
+        "wa.trail.k.{}.{}",
+        day.format("%Y%m%d"),
+        trail_key_bucket(key)
+    )
+}
+
+/// Every day's subject of `key`'s bucket: `wa.trail.k.*.<bucket>`.
+pub fn trail_key_days(key: &str) -> String {
+    format!("wa.trail.k.*.{}", trail_key_bucket(key))
 }
 
 /// A KV key for any id: characters outside `[A-Za-z0-9-]` are written as `_XX` (hex), so keys
@@ -258,14 +274,17 @@ mod tests {
         );
         assert_eq!(trail_phone_subject(""), "wa.trail.p.unknown");
         assert_eq!(trail_phone_subject("12.3 *>"), "wa.trail.p.123");
-        let a = trail_key_subject("3EB0C1");
-        assert_eq!(a, trail_key_subject(" 3EB0C1 "));
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let a = trail_key_subject("3EB0C1", day);
+        assert_eq!(a, trail_key_subject(" 3EB0C1 ", day));
         assert!(
-            a.starts_with("wa.trail.k.") && a.len() == "wa.trail.k.00".len(),
+            a.starts_with("wa.trail.k.20261203.") && a.len() == "wa.trail.k.20261203.00".len(),
             "{a}"
         );
+        let bucket = a.rsplit('.').next().unwrap();
+        assert_eq!(trail_key_days("3EB0C1"), format!("wa.trail.k.*.{bucket}"));
         let buckets: std::collections::HashSet<String> = (0..10_000)
-            .map(|n| trail_key_subject(&n.to_string()))
+            .map(|n| trail_key_subject(&n.to_string(), day))
             .collect();
         assert_eq!(buckets.len(), 256);
     }

@@ -310,7 +310,7 @@ pub enum TrailKeyKind {
 
 /// Where to find the steps of the message `key` names: the phone subject, when, and the
 /// sequence in `WA_TRAIL` of the step that first knew the key. Subject
-/// `wa.trail.k.<hash of key>` (see `names::trail_key_subject`), stream `WA_TRAIL_KEYS`.
+/// `wa.trail.k.<day>.<hash of key>` (see `names::trail_key_subject`), stream `WA_TRAIL_KEYS`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrailKey {
     pub version: u32,
@@ -324,7 +324,7 @@ pub struct TrailKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     /// The id of the inbound message the key belongs to (a `kode_inbox` key: the message that
-    /// InsertInbox answered).
+    /// InsertInbox answered; a key recorded by a replay: the replayed message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The `kode_inbox` an outbox row answers (a `kode` key), to find the message it belongs to.
@@ -344,7 +344,15 @@ impl TrailKey {
             phone: step.phone.clone(),
             at: step.at,
             seq: None,
-            message: (kind == TrailKeyKind::KodeInbox).then(|| step.id.clone()),
+            // A message id keyed again by a replay names the replayed message: its first keys
+            // are older, and a lookup goes on to them.
+            message: match kind {
+                TrailKeyKind::KodeInbox => Some(step.id.clone()),
+                TrailKeyKind::MessageId if step.step == TrailStep::Replayed => {
+                    Some(step.id.clone())
+                }
+                _ => None,
+            },
             kode_inbox: if kind == TrailKeyKind::Kode {
                 step.kode_inbox
             } else {

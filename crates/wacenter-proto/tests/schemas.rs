@@ -892,7 +892,10 @@ fn trail_steps_and_keys_match_the_schema() {
         Some(schemas::TRAIL_EVENT)
     );
     assert_eq!(
-        schemas::for_subject(&names::trail_key_subject("218223")),
+        schemas::for_subject(&names::trail_key_subject(
+            "218223",
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap()
+        )),
         Some(schemas::TRAIL_KEY)
     );
 }
