@@ -8,9 +8,9 @@
 //! of thousands of subjects.
 //!
 //! The keys an operator searches by (a WhatsApp message id, a `kode_inbox`, an outbox `kode`)
-//! go to a stream of their own, `WA_TRAIL_KEYS`, on 256 hash subjects (`wa.trail.k.<xx>`), each
-//! with the phone and the `WA_TRAIL` sequence of the step that first knew it. Finding a message
-//! scans the keys (a small fraction of the trail, split across parallel readers), then reads
+//! go to a stream of their own, `WA_TRAIL_KEYS`, on a subject per day and hash bucket
+//! (`wa.trail.k.<yyyymmdd>.<xx>`), each with the phone and the `WA_TRAIL` sequence of the step
+//! that first knew it. Finding a message reads the key's bucket day by day, newest first, then
 //! the phone's steps from that sequence on, for [`Lookup::follow`] of the steps' own time. No
 //! lookup reads the steps stream by time, so none depends on a clock, and none reads a phone's
 //! whole week.
@@ -278,10 +278,10 @@ impl Default for Lookup {
 /// (its recent messages), a `kode_inbox` or an outbox `kode`. Newest first; empty when nothing
 /// matches.
 ///
-/// A key is found by one scan of `WA_TRAIL_KEYS` (split between parallel readers); the keys it
-/// leads to (a row's `kode_inbox`, that message's id) were recorded shortly before it, and are
-/// found by reading backwards from it in chunks. Then the phone's steps are read from each
-/// key's sequence for [`Lookup::follow`].
+/// A key is found in `WA_TRAIL_KEYS` day by day, newest first; the keys it leads to (a row's
+/// `kode_inbox`, that message's id) were recorded before it, and are found by reading
+/// backwards from it in chunks. Then the phone's steps are read from the keys' sequences for
+/// [`Lookup::follow`].
 pub async fn find(
     bus: &Bus,
     query: &str,
@@ -369,7 +369,7 @@ struct Start {
 /// Which part of `WA_TRAIL_KEYS` a key is looked for in.
 #[derive(Clone, Copy)]
 enum Scan {
-    /// All of it: the key could be from any time.
+    /// Every day, newest first, up to the first that holds the key: it could be from any time.
     All,
     /// Before this sequence, nearest first: a key recorded before one that is known (the
     /// message a row answers was forwarded before the row came).
