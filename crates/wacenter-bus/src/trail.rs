@@ -442,26 +442,23 @@ impl Reader {
                 Ok(Vec::new())
             }
             Scan::Before(before) => {
-                let subject = names::trail_key_days(key);
-                let first = stream
-                    .get_info()
-                    .await
-                    .map_err(|e| lookup_error(names::TRAIL_KEYS_STREAM, e))?
-                    .state
-                    .first_sequence
-                    .max(1);
-                let mut end = before.saturating_sub(1);
-                let mut chunk = BACK_CHUNK;
                 let mut found = Vec::new();
-                while end >= first && found.is_empty() {
-                    let start = end.saturating_sub(chunk - 1).max(first);
-                    read_range(stream, &subject, start, end, collect_key(key, &mut found)).await?;
-                    if start == first {
-                        break;
-                    }
-                    end = start - 1;
-                    chunk = chunk.saturating_mul(4);
-                }
+                read_backwards(
+                    stream,
+                    names::TRAIL_KEYS_STREAM,
+                    &names::trail_key_days(key),
+                    before.saturating_sub(1),
+                    |chunk| {
+                        {
+                            let mut take = collect_key(key, &mut found);
+                            for (seq, payload) in chunk {
+                                take(*seq, payload);
+                            }
+                        }
+                        !found.is_empty()
+                    },
+                )
+                .await?;
                 Ok(found)
             }
         }
@@ -545,38 +542,28 @@ impl Reader {
         let Ok(last) = self.steps.get_last_raw_message_by_subject(&subject).await else {
             return Ok(Vec::new());
         };
-        let first = self
-            .steps
-            .get_info()
-            .await
-            .map_err(|e| lookup_error(names::TRAIL_STREAM, e))?
-            .state
-            .first_sequence
-            .max(1);
         let mut steps: BTreeMap<u64, TrailEvent> = BTreeMap::new();
-        let mut end = last.sequence;
-        let mut chunk = BACK_CHUNK;
-        loop {
-            let start = end.saturating_sub(chunk - 1).max(first);
-            let mut older = false;
-            read_range(&self.steps, &subject, start, end, |seq, payload| {
-                if let Ok(step) = serde_json::from_slice::<TrailEvent>(payload) {
-                    older |= step.at < since;
-                    steps.insert(seq, step);
+        read_backwards(
+            &self.steps,
+            names::TRAIL_STREAM,
+            &subject,
+            last.sequence,
+            |chunk| {
+                let mut older = false;
+                for (seq, payload) in chunk {
+                    if let Ok(step) = serde_json::from_slice::<TrailEvent>(payload) {
+                        older |= step.at < since;
+                        steps.insert(*seq, step);
+                    }
                 }
-                true
-            })
-            .await?;
-            let messages = steps
-                .values()
-                .filter(|s| s.step == TrailStep::Received && s.at >= since)
-                .count();
-            if older || messages >= limit || start == first {
-                break;
-            }
-            end = start - 1;
-            chunk = chunk.saturating_mul(4);
-        }
+                let messages = steps
+                    .values()
+                    .filter(|s| s.step == TrailStep::Received && s.at >= since)
+                    .count();
+                older || messages >= limit
+            },
+        )
+        .await?;
         let mut out: Vec<Timeline> = group(steps.into_values().collect())
             .into_iter()
             .filter(|t| t.started >= since)
@@ -585,6 +572,43 @@ impl Reader {
         out.truncate(limit);
         Ok(out)
     }
+}
+
+/// Reads `subject` of `stream` (named `name`) backwards from sequence `end`, in chunks that grow
+/// fourfold from [`BACK_CHUNK`], each read forwards and handed to `enough`, until `enough` says
+/// so or the stream's first message is read: what was recorded shortly before is found in one
+/// small read, what is far back in a few.
+async fn read_backwards(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    subject: &str,
+    end: u64,
+    mut enough: impl FnMut(&[(u64, Bytes)]) -> bool,
+) -> Result<(), BusError> {
+    let first = stream
+        .get_info()
+        .await
+        .map_err(|e| lookup_error(name, e))?
+        .state
+        .first_sequence
+        .max(1);
+    let mut end = end;
+    let mut chunk = BACK_CHUNK;
+    while end >= first {
+        let start = end.saturating_sub(chunk - 1).max(first);
+        let mut read = Vec::new();
+        read_range(stream, subject, start, end, |seq, payload| {
+            read.push((seq, payload.clone()));
+            true
+        })
+        .await?;
+        if enough(&read) || start == first {
+            break;
+        }
+        end = start - 1;
+        chunk = chunk.saturating_mul(4);
+    }
+    Ok(())
 }
 
 /// A reader's `take` that keeps the records of `key` (its hash subject holds others).
