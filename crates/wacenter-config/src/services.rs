@@ -334,8 +334,9 @@ pub struct ReplyConfig {
     /// the server it came from); `None` when OtomaX or `OTOMAX_OUTBOX_ACK` is off.
     pub outbox_ack: Option<RoutingTable>,
     /// `OTOMAX_FORWARD_OUTGOING` (with OtomaX on): echoes of our sends reach the forwarder, so
-    /// each send is fingerprinted before it leaves.
-    pub fingerprint_sends: bool,
+    /// each send is fingerprinted before it leaves and its provider id recorded after; off, the
+    /// forwarder never looks, and neither is written.
+    pub record_own_sends: bool,
     /// Every server's lane: the reply service consumes each with its own `concurrency`. Also
     /// each account's own `send_rate`.
     pub lanes: Lanes,
@@ -373,7 +374,7 @@ impl ReplyConfig {
             port: port("REPLY_PORT", s.reply_port)?,
             send,
             outbox_ack,
-            fingerprint_sends: s.otomax_enabled && s.otomax_forward_outgoing,
+            record_own_sends: s.otomax_enabled && s.otomax_forward_outgoing,
             lanes: Lanes::from_settings(s)?,
             send_rate: s.wa_send_rate,
             concurrency: nonzero("REPLY_CONCURRENCY", s.reply_concurrency)?,

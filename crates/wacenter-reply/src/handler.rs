@@ -34,8 +34,9 @@ struct Inner {
     replied: Claims,
     own_messages: OwnMessages,
     /// `OTOMAX_FORWARD_OUTGOING`: echoes of our sends reach the forwarder, so each send is
-    /// fingerprinted before it leaves.
-    fingerprint_sends: bool,
+    /// fingerprinted before it leaves and its provider id recorded after. Off, nothing reads
+    /// those records, so none is written: a JetStream write per send saved.
+    record_own_sends: bool,
     sender: Sender,
     default_account: String,
     /// A client per OtomaX server that outbox rows are reported to, by name; empty when
@@ -95,7 +96,7 @@ impl Replier {
                 pacer: Pacer::new(bus.bucket(names::PACING_BUCKET).await?),
                 trail: bus.trail(),
                 send_rate: config.send_rate,
-                fingerprint_sends: config.fingerprint_sends,
+                record_own_sends: config.record_own_sends,
                 bus,
                 sender,
                 default_account,
@@ -248,7 +249,7 @@ impl Replier {
         }
         // With outgoing forwarding on, what is about to be sent is recorded first: if the
         // send's answer is lost its id is never known, and its echo may come back before it.
-        if me.fingerprint_sends {
+        if me.record_own_sends {
             if let Err(e) = me
                 .own_messages
                 .record_sending(account, to, text, out.id.as_str())
@@ -287,7 +288,7 @@ impl Replier {
                 step.text = TrailEvent::shorten(text);
                 me.trail.record(&step).await;
                 // Recorded first: the provider may already be echoing it back to ingress.
-                if !sent.provider_message_id.is_empty() {
+                if me.record_own_sends && !sent.provider_message_id.is_empty() {
                     me.own_messages
                         .record_sent(&sent.provider_message_id, out.id.as_str())
                         .await;

@@ -51,6 +51,11 @@ async fn otomax(reports: Arc<Mutex<Vec<(i64, i64)>>>) -> String {
 }
 
 async fn world() -> World {
+    world_with(|_| {}).await
+}
+
+/// A world whose settings `tweak` changes from the demo's.
+async fn world_with(tweak: impl FnOnce(&mut Settings)) -> World {
     let nats = NatsServer::start();
     let wa = WhatsappSim::new(WhatsappSimConfig {
         webhook_url: None,
@@ -62,11 +67,12 @@ async fn world() -> World {
     });
     let wa_url = format!("http://{}", wa.spawn(0).await.unwrap());
     let reports = Arc::new(Mutex::new(Vec::new()));
-    let settings = Settings {
+    let mut settings = Settings {
         gowa_url: wa_url.clone(),
         otomax_api_url: otomax(reports.clone()).await,
         ..wacenter_sim::demo::settings(&nats.url())
     };
+    tweak(&mut settings);
     let config = ReplyConfig::from_settings(&settings).unwrap();
     let bus = Bus::connect(&nats.url(), "reply-test", Topology::default())
         .await
@@ -132,6 +138,30 @@ impl World {
     fn reports(&self) -> Vec<(i64, i64)> {
         self.reports.lock().unwrap().clone()
     }
+
+    /// Records in the own-messages bucket (provider ids and fingerprints of our sends).
+    async fn own_message_records(&self) -> u64 {
+        let stream = format!("KV_{}", names::OWN_MESSAGES_BUCKET);
+        let mut info = self.bus.jetstream().get_stream(&stream).await.unwrap();
+        info.info().await.unwrap().state.messages
+    }
+}
+
+#[tokio::test]
+async fn what_it_sends_is_remembered_only_when_outgoing_forwarding_can_need_it() {
+    // Off (the default), no forwarder ever looks for an echo: nothing is written for it.
+    let world = world().await;
+    let (d, out) = world.queue_outbox_row(9101, "SUKSES S5.08123456789").await;
+    assert!(matches!(world.handle(&d, &out).await, Disposition::Ack));
+    assert_eq!(world.sent().await.len(), 1);
+    assert_eq!(world.own_message_records().await, 0);
+
+    // On, the send's fingerprint (before) and its provider id (after) are both there.
+    let world = world_with(|s| s.otomax_forward_outgoing = true).await;
+    let (d, out) = world.queue_outbox_row(9102, "SUKSES S5.08123456789").await;
+    assert!(matches!(world.handle(&d, &out).await, Disposition::Ack));
+    assert_eq!(world.sent().await.len(), 1);
+    assert_eq!(world.own_message_records().await, 2);
 }
 
 #[tokio::test]
