@@ -5,9 +5,12 @@
 //! client library and calls: published with a `Nats-Msg-Id` to a file-backed work-queue stream;
 //! pulled by a durable consumer, claimed in a KV bucket (create-if-absent), its outcome recorded
 //! (an update on the claim's revision), an answer published to a second work-queue stream, the
-//! delivery acked; the answer pulled by a second consumer, claimed in another bucket, an id put
-//! in a third, the outcome recorded, acked. Same number of messages in flight as the full-speed
-//! run, on the same nats-server, from one connection. The pipeline does all of this and its HTTP
+//! delivery acked; the answer pulled by a second consumer, claimed in another bucket, the outcome
+//! recorded, acked. Beside its way, as the services' trail writers do, the message's trail: a
+//! step where it arrives (with its message-id key), one where it is forwarded (with its
+//! `kode_inbox` key) and one where it is sent, each key written after its step's ack. Same
+//! number of messages in flight as the full-speed run, on the same nats-server, from one
+//! connection. The pipeline does all of this and its HTTP
 //! work on top, on the same cores, so this run's CPU per message and the HTTP work's added
 //! together bound the ratio pipeline / baseline (`report::ratio_ceiling`).
 
@@ -20,24 +23,30 @@ use async_nats::jetstream::{self, consumer, kv, stream, Message};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-/// The acknowledged JetStream writes of one WhatsApp message that gets an auto-reply:
+/// The acknowledged JetStream writes on the way of one WhatsApp message that gets an
+/// auto-reply:
 /// 1. ingress publishes the inbound message;
 /// 2. the forwarder claims it (`in_progress`), 3. records the outcome (`done`),
 /// 4. publishes the auto-reply;
-/// 5. the reply service claims that (`in_progress`), 6. records the provider's message id as
-///    one of ours, 7. records the outcome (`done`).
+/// 5. the reply service claims that (`in_progress`), 6. records the outcome (`done`).
 ///
-/// Besides them each message is delivered twice (pulled by a consumer) and acked twice.
-pub const DURABLE_WRITES_PER_MESSAGE: u32 = 7;
+/// (The provider's message id of the send is recorded too only with `OTOMAX_FORWARD_OUTGOING`
+/// on, which the bench leaves off.) Besides them each message is delivered twice (pulled by a
+/// consumer) and acked twice.
+pub const DURABLE_WRITES_PER_MESSAGE: u32 = 6;
+
+/// The acknowledged trail writes beside its way: three steps (received, forwarded, sent) and
+/// two keys (message id, `kode_inbox`).
+pub const TRAIL_WRITES_PER_MESSAGE: u32 = 5;
 
 const IN_STREAM: &str = "BENCH_FLOOR_IN";
 const OUT_STREAM: &str = "BENCH_FLOOR_OUT";
-/// The claim buckets of each side and the own-message ids, as in the pipeline.
-const BUCKETS: [&str; 3] = [
-    "bench_floor_forwarded",
-    "bench_floor_delivered",
-    "bench_floor_own",
-];
+const TRAIL_STREAM: &str = "BENCH_FLOOR_TRAIL";
+const TRAIL_KEYS_STREAM: &str = "BENCH_FLOOR_TRAIL_KEYS";
+/// The claim buckets of each side, as in the pipeline.
+const BUCKETS: [&str; 2] = ["bench_floor_forwarded", "bench_floor_delivered"];
+/// Trail subjects are per phone, as the pipeline's: this many phones.
+const PHONES: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct FloorResult {
@@ -50,18 +59,21 @@ pub struct FloorResult {
 struct Side {
     js: jetstream::Context,
     claims: kv::Store,
-    own_ids: Option<kv::Store>,
     /// Where the answer goes (the forwarder's auto-reply); `None` on the last side.
     publish_to: Option<&'static str>,
+    /// The side's trail step carries a key (the forwarder's `kode_inbox`).
+    trail_key: bool,
     tally: Arc<Tally>,
 }
 
 /// Messages leaving the run, through the last side or by failing anywhere; each frees its place
-/// in the window.
+/// in the window. Trail writes are counted apart: they hold no message up.
 struct Tally {
     done: AtomicU64,
     failed: AtomicU64,
     slots: Semaphore,
+    trail_pending: AtomicU64,
+    trail_failed: AtomicU64,
 }
 
 impl Tally {
@@ -89,25 +101,27 @@ pub async fn run(
     let js = jetstream::new(client);
     remove_topology(&js).await;
     let (inbound, outbound, buckets) = declare_topology(&js, window).await?;
-    let [forwarded, delivered, own] = buckets;
+    let [forwarded, delivered] = buckets;
 
     let tally = Arc::new(Tally {
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         slots: Semaphore::new(window),
+        trail_pending: AtomicU64::new(0),
+        trail_failed: AtomicU64::new(0),
     });
     let forwarder = Arc::new(Side {
         js: js.clone(),
         claims: forwarded,
-        own_ids: None,
         publish_to: Some("bench.floor.out"),
+        trail_key: true,
         tally: tally.clone(),
     });
     let reply = Arc::new(Side {
         js: js.clone(),
         claims: delivered,
-        own_ids: Some(own),
         publish_to: None,
+        trail_key: false,
         tally: tally.clone(),
     });
     let consumers = [
@@ -133,13 +147,17 @@ pub async fn run(
             let published = acked_publish(&js, subject, headers, payload).await;
             if published.is_err() {
                 tally.leave(&published);
+            } else {
+                record_trail(&js, &tally, sent, true);
             }
         });
         sent += 1;
     }
     // Every message through both sides, or failed.
     let all_back = tokio::time::timeout(Duration::from_secs(30), async {
-        while tally.done.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < sent {
+        while tally.done.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < sent
+            || tally.trail_pending.load(Ordering::Relaxed) > 0
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -156,6 +174,11 @@ pub async fn run(
     anyhow::ensure!(
         failed == 0,
         "{failed} messages' writes were not acknowledged by JetStream"
+    );
+    let trail_failed = tally.trail_failed.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        trail_failed == 0,
+        "{trail_failed} trail writes were not acknowledged by JetStream"
     );
     anyhow::ensure!(
         all_back.is_ok(),
@@ -180,7 +203,7 @@ async fn declare_topology(
 ) -> anyhow::Result<(
     consumer::PullConsumer,
     consumer::PullConsumer,
-    [kv::Store; 3],
+    [kv::Store; 2],
 )> {
     let mut consumers = Vec::new();
     for (name, subjects) in [
@@ -205,6 +228,19 @@ async fn declare_topology(
             .with_context(|| format!("cannot create the consumer on {name}"))?,
         );
     }
+    let [steps, keys] = wacenter_bus::trail::trail_streams(LEFTOVERS_AGE, 1);
+    for (config, name, subjects) in [
+        (steps, TRAIL_STREAM, "bench.floor.trail.p.>"),
+        (keys, TRAIL_KEYS_STREAM, "bench.floor.trail.k.>"),
+    ] {
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            ..config
+        })
+        .await
+        .with_context(|| format!("cannot create the {name} stream"))?;
+    }
     let mut stores = Vec::new();
     for bucket in BUCKETS {
         js.create_stream(stream::Config {
@@ -217,14 +253,14 @@ async fn declare_topology(
     }
     let outbound = consumers.pop().expect("two consumers");
     let inbound = consumers.pop().expect("two consumers");
-    let stores: [kv::Store; 3] = stores
+    let stores: [kv::Store; 2] = stores
         .try_into()
-        .map_err(|_| anyhow::anyhow!("three buckets"))?;
+        .map_err(|_| anyhow::anyhow!("two buckets"))?;
     Ok((inbound, outbound, stores))
 }
 
 async fn remove_topology(js: &jetstream::Context) {
-    for name in [IN_STREAM, OUT_STREAM] {
+    for name in [IN_STREAM, OUT_STREAM, TRAIL_STREAM, TRAIL_KEYS_STREAM] {
         let _ = js.delete_stream(name).await;
     }
     for bucket in BUCKETS {
@@ -257,7 +293,8 @@ async fn consume(consumer: consumer::PullConsumer, window: usize, side: Arc<Side
     }
 }
 
-/// Claim, (answer | own id), outcome, ack: the writes a handler makes around its HTTP call.
+/// Claim, outcome, (answer), ack: the writes a handler makes around its HTTP call, and its
+/// trail step beside them.
 async fn handle(side: &Side, msg: &Message) -> anyhow::Result<()> {
     let n = msg.subject.rsplit('.').next().unwrap_or("0").to_string();
     let record = msg.payload.clone();
@@ -266,21 +303,56 @@ async fn handle(side: &Side, msg: &Message) -> anyhow::Result<()> {
         .create(&n, record.clone())
         .await
         .map_err(|e| anyhow::anyhow!("claim: {e}"))?;
-    if let Some(own) = &side.own_ids {
-        own.put(format!("own{n}"), record.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("own id: {e}"))?;
-    }
     side.claims
         .update(&n, record.clone(), revision)
         .await
         .map_err(|e| anyhow::anyhow!("outcome: {e}"))?;
+    record_trail(
+        &side.js,
+        &side.tally,
+        n.parse().unwrap_or(0),
+        side.trail_key,
+    );
     if let Some(prefix) = side.publish_to {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("out-{n}").as_str());
         acked_publish(&side.js, format!("{prefix}.{n}"), headers, record).await?;
     }
     msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))
+}
+
+/// A trail step on its phone's subject and, with `key`, a key written after the step's ack (it
+/// carries the step's sequence): off the message's way, as the services' trail writers do.
+fn record_trail(js: &jetstream::Context, tally: &Arc<Tally>, n: u64, key: bool) {
+    tally.trail_pending.fetch_add(1, Ordering::Relaxed);
+    let (js, tally) = (js.clone(), tally.clone());
+    tokio::spawn(async move {
+        let step = bytes::Bytes::from(vec![b's'; 350]); // about a step's JSON
+        let written = async {
+            let subject = format!("bench.floor.trail.p.62812{:07}", n % PHONES);
+            let ack = js
+                .publish(subject, step)
+                .await
+                .map_err(|e| anyhow::anyhow!("trail step: {e}"))?
+                .await
+                .map_err(|e| anyhow::anyhow!("trail step ack: {e}"))?;
+            if key {
+                let record = format!("{{\"key\":\"{n}\",\"seq\":{}}}{:>100}", ack.sequence, "");
+                let subject = format!("bench.floor.trail.k.{:02x}", n % 256);
+                js.publish(subject, record.into())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("trail key: {e}"))?
+                    .await
+                    .map_err(|e| anyhow::anyhow!("trail key ack: {e}"))?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if written.is_err() {
+            tally.trail_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        tally.trail_pending.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 async fn acked_publish(

@@ -117,6 +117,11 @@ impl IsolationSummary {
     }
 }
 
+/// The fixed-rate runs' highest rate (`--rate` when lower): half the main fixed-rate run's, so
+/// that the side load and a server's retries fit on two cores and a difference is the other
+/// server's doing.
+pub const FIXED_RATE: u32 = 500;
+
 pub const BOTH_FIXED: &str = "both healthy, fixed rate";
 pub const BOTH_WINDOW: &str = "both healthy, full speed";
 pub const DOWN_FIXED: &str = "makmur down, fixed rate";

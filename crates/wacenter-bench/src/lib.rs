@@ -2,26 +2,30 @@
 //! drives WhatsApp messages through the whole pipeline (signed webhook → ingress → forwarder →
 //! OtomaX simulator → auto-reply → reply service → WhatsApp simulator) and measures:
 //!
-//! * **fixed rate** (`--rate`, default 500/s, open loop): end-to-end latency (webhook sent →
+//! * **fixed rate** (`--rate`, default 1,000/s, open loop): end-to-end latency (webhook sent →
 //!   reply recorded by the WhatsApp simulator) and ingress acknowledgement latency, peak RSS and
 //!   CPU of every process;
 //! * **full speed** (closed loop, `--window` messages in flight end to end): sustained
 //!   end-to-end messages per second;
 //! * **baseline**: the same number of messages, same window, sent straight to the simulators
 //!   (InsertInbox, then the auto-reply to `/send/message`), no bus; the ratio pipeline / baseline;
-//! * **the bus alone**: the same messages making only the pipeline's NATS traffic (its seven
-//!   acknowledged writes, two deliveries and two acks), no service logic, no HTTP. With the
-//!   baseline's CPU per message it bounds the ratio: everything shares the same cores, so a
-//!   pipeline cannot pass cores ÷ (CPU it must spend per message), and it must spend at least
-//!   its three HTTP requests and this;
+//! * **the bus alone**: the same messages making only the pipeline's NATS traffic (its six
+//!   acknowledged writes, five trail writes, two deliveries and two acks), no service logic, no
+//!   HTTP. With the baseline's CPU per message it bounds the ratio: everything shares the same
+//!   cores, so a pipeline cannot pass cores ÷ (CPU it must spend per message), and it must
+//!   spend at least its three HTTP requests and this (`floor_ratio`: how close it comes);
+//! * **durable**: the pipeline again on a nats-server that syncs every write to disk before
+//!   acknowledging it (`sync_interval: always`): throughput and latency;
+//! * **without the trail**: the pipeline again with `TRAIL_RETENTION_DAYS=0`: what the trail
+//!   costs;
 //! * **trail**: a week of the message trail at 100,000 messages a day on a fresh nats-server:
 //!   its memory after a restart, its bytes on disk per message, and one lookup by each kind of
 //!   query;
 //! * **retention**: nats-server memory for the idempotency records alive at 100,000 messages a
 //!   day (built from the run's own records on a fresh server, measured after a restart), and
 //!   the store per message;
-//! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2 and 4
-//!   forwarder processes, each run on a fresh nats-server.
+//! * **scale-out**: OtomaX answering in 100 ms, `FORWARDER_CONCURRENCY=8`, msgs/s with 1, 2, 4
+//!   and 8 forwarder processes, each run on a fresh nats-server.
 //!
 //! Results go to `--out` (JSON) and a table on stdout (also saved next to the JSON as `.txt`).
 //! Every service, nats-server and (by default) each simulator is its own process, so memory and
@@ -58,9 +62,9 @@ pub struct BenchArgs {
     /// Short runs: the whole bench finishes in under a minute.
     #[arg(long)]
     pub quick: bool,
-    /// Messages per second of the fixed-rate run (its latency is the one reported as
-    /// `latency_ms`).
-    #[arg(long, default_value_t = 500, value_name = "MSGS_PER_S")]
+    /// Messages per second of the fixed-rate runs (their latency is the one reported as
+    /// `latency_ms`, and as `latency_ms_at_1000` at 1000).
+    #[arg(long, default_value_t = 1000, value_name = "MSGS_PER_S")]
     pub rate: u32,
     /// Length of the fixed-rate and of the full-speed run [default: 20, 5 with --quick].
     #[arg(long, value_name = "SECONDS")]
@@ -75,7 +79,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,4",
+        default_value = "1,2,4,8",
         value_name = "N,N,…"
     )]
     pub scale_out: Vec<usize>,

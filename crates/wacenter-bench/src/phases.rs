@@ -1,7 +1,7 @@
 //! The bench's phases, in the order they run: set-up, warm-up, fixed rate, full speed,
-//! retention, baseline, the bus alone, isolation, a large routing table, scale-out, and the
-//! report. Each phase is one method of
-//! [`Bench`], which holds what they share (NATS, the simulators, the load target, notes).
+//! retention, trail, baseline, the bus alone, durable, without the trail, isolation, a large
+//! routing table, scale-out, and the report. Each phase is one method of [`Bench`], which holds
+//! what they share (NATS, the simulators, the load target, notes).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,11 +13,11 @@ use crate::baseline::BaselineResult;
 use crate::isolation::{self, IsolationRun, IsolationSummary, ServerEntry, TableScaleSummary};
 use crate::load::{self, RunResult, RunSpec, Sequence, Shape, Target};
 use crate::report::{
-    ratio_ceiling, round2, round3, BaselineSummary, FloorSummary, Machine, Report, RunSummary,
-    ScaleOutConfig, ScalePoint,
+    ratio_ceiling, round2, round3, BaselineSummary, FloorSummary, InOut, Machine, Report,
+    RunSummary, ScaleOutConfig, ScalePoint, VariantSummary,
 };
 use crate::retention::{self, RetentionSummary};
-use crate::stack::{self, Binaries, Nats, Sims, Stack, StackConfig};
+use crate::stack::{self, Binaries, Fsync, Nats, Sims, Stack, StackConfig};
 use crate::trail::{self, TrailSummary};
 use crate::{
     baseline, cpu_delta, cpu_ms_per_msg, floor, machine, measured_run, other_cores, per_msg,
@@ -77,17 +77,57 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let count = full.0.replied.max(1000);
     let baseline = b.baseline(count).await?;
     let floor = b.bus_alone(count, &baseline).await?;
+    let durable = b.variant(Variant::Durable).await?;
+    let without_trail = b.variant(Variant::WithoutTrail).await?;
     let isolation = b.isolation().await?;
     let routing_scale = b.routing_scale().await?;
     let scale_out = b.scale_out().await?;
-    b.report(
+    b.report(Results {
         fixed,
         full,
         baseline,
         floor,
-        (retention, trail, isolation, routing_scale),
+        retention,
+        trail,
+        durable,
+        without_trail,
+        isolation,
+        routing_scale,
         scale_out,
-    )
+    })
+}
+
+/// What every phase found, for the report.
+struct Results {
+    fixed: Measured,
+    full: Measured,
+    baseline: Baseline,
+    floor: FloorSummary,
+    retention: Option<RetentionSummary>,
+    trail: Option<TrailSummary>,
+    durable: Option<VariantSummary>,
+    without_trail: Option<VariantSummary>,
+    isolation: IsolationSummary,
+    routing_scale: TableScaleSummary,
+    scale_out: ScaleOut,
+}
+
+/// The pipeline run again with one thing changed.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    /// nats-server syncs every write to disk before acknowledging it.
+    Durable,
+    /// `TRAIL_RETENTION_DAYS=0`.
+    WithoutTrail,
+}
+
+impl Variant {
+    fn config(self) -> &'static str {
+        match self {
+            Self::Durable => "durable: sync_interval always",
+            Self::WithoutTrail => "without the trail",
+        }
+    }
 }
 
 impl Bench {
@@ -418,8 +458,9 @@ impl Bench {
     /// The pipeline's NATS traffic alone for `count` messages: no services, no HTTP.
     async fn bus_alone(&mut self, count: u64, baseline: &Baseline) -> anyhow::Result<FloorSummary> {
         progress(&format!(
-            "the bus alone: {count} messages x {} acknowledged JetStream writes, 2 deliveries and 2 acks, {} in flight, no services",
+            "the bus alone: {count} messages x {} acknowledged JetStream writes and {} trail writes, 2 deliveries and 2 acks, {} in flight, no services",
             floor::DURABLE_WRITES_PER_MESSAGE,
+            floor::TRAIL_WRITES_PER_MESSAGE,
             self.args.window
         ));
         let counts0 = self.nats.message_counts(&self.http).await;
@@ -441,6 +482,7 @@ impl Bench {
         let cpu = cpu_ms_per_msg(&before, &after, run.messages);
         Ok(FloorSummary {
             writes_per_message: floor::DURABLE_WRITES_PER_MESSAGE,
+            trail_writes_per_message: floor::TRAIL_WRITES_PER_MESSAGE,
             messages: run.messages,
             seconds: round2(run.seconds),
             window: self.args.window,
@@ -455,6 +497,103 @@ impl Bench {
             nats_in_msgs_per_msg: per_msg(counts, run.messages, |c| c.0),
             nats_out_msgs_per_msg: per_msg(counts, run.messages, |c| c.1),
         })
+    }
+
+    /// The pipeline on a fresh nats-server, changed as `variant` says: a fixed-rate run and a
+    /// full-speed run, each half as long as the main ones. `None` on an external NATS (its
+    /// configuration is not ours to change).
+    async fn variant(&mut self, variant: Variant) -> anyhow::Result<Option<VariantSummary>> {
+        if !matches!(self.nats, Nats::Own { .. }) {
+            self.notes.push(format!(
+                "{} not measured on an external NATS",
+                variant.config()
+            ));
+            return Ok(None);
+        }
+        let (fsync, env) = match variant {
+            Variant::Durable => (Fsync::Always, None),
+            Variant::WithoutTrail => (Fsync::Default, Some(("TRAIL_RETENTION_DAYS", "0"))),
+        };
+        self.nats.stop().await;
+        self.nats = Nats::start_with(
+            self.bins.nats_server.as_deref(),
+            self.work.path(),
+            &self.log_dir,
+            fsync,
+        )
+        .await?;
+        let sync_always = self.nats.syncs_always(&self.http).await;
+        self.sims.reset(&self.http).await?;
+        let mut config = StackConfig {
+            nats_url: self.nats.url().to_string(),
+            ..self.services.clone()
+        };
+        config
+            .extra_env
+            .extend(env.map(|(k, v)| (k.to_string(), v.to_string())));
+        let started = Stack::start(&self.bins, &config, &self.log_dir).await;
+        let mut services = started.map_err(|e| with_nats_log(e, &mut self.nats))?;
+        let target = Target {
+            webhook_url: format!("{}/webhook/gowa", services.ingress_url),
+            ..self.target.clone()
+        };
+        let warm = RunSpec::warm_up(16, Duration::from_secs(1));
+        load::drive(&target, &self.seqs, &warm, 0, || services.check_alive()).await?;
+        let half = (self.plan.duration / 2).max(Duration::from_secs(2));
+        let mut runs = Vec::new();
+        for (label, shape) in [
+            (
+                "fixed-rate",
+                Shape::FixedRate {
+                    rate: self.args.rate,
+                },
+            ),
+            (
+                "full-speed",
+                Shape::Window {
+                    window: self.args.window,
+                },
+            ),
+        ] {
+            let spec = RunSpec {
+                label: format!("{}, {label}", variant.config()),
+                shape,
+                duration: half,
+                warmup: self.plan.warmup,
+                drain: Duration::from_secs(15),
+                quiet: false,
+            };
+            let announce = format!("{}: {label} run for {} s", variant.config(), half.as_secs());
+            runs.push(
+                measured_run(
+                    &announce,
+                    &spec,
+                    &self.http,
+                    &target,
+                    &self.seqs,
+                    (&mut services, &mut self.nats, &mut self.sims),
+                )
+                .await?,
+            );
+        }
+        services.stop().await;
+        let [(fixed, _), (full, full_summary)] =
+            <[Measured; 2]>::try_from(runs).map_err(|_| anyhow::anyhow!("two runs"))?;
+        Ok(Some(VariantSummary {
+            config: variant.config().into(),
+            sync_always,
+            e2e_msgs_per_s: round2(full.sustained_msgs_per_s),
+            latency_ms: fixed.e2e_ms,
+            rate: self.args.rate,
+            full_speed_latency_ms: full.e2e_ms,
+            nats_msgs_per_message: InOut::of(&full_summary),
+            rss_mb: full_summary
+                .rss_mb
+                .into_iter()
+                .filter(|(k, _)| stack::SERVICE_NAMES.contains(&k.as_str()))
+                .collect(),
+            lost: fixed.lost + full.lost,
+        }))
     }
 
     /// A fresh nats-server (when the bench runs its own): no backlog, consumer state or stream
@@ -527,12 +666,13 @@ impl Bench {
             .start_with_table("isolation.toml", &servers, &accounts)
             .await?;
         let seconds = self.plan.duration.as_secs();
+        let rate = self.args.rate.min(isolation::FIXED_RATE);
         progress(&format!(
             "isolation: servers default and {} ({} msgs/s offered to {} throughout); {} msgs/s, then {} in flight, {seconds} s each; both healthy, then {} down",
             isolation::OTHER_SERVER,
             isolation::SIDE_LOAD_PER_S,
             isolation::OTHER_SERVER,
-            self.args.rate,
+            rate,
             self.args.window,
             isolation::OTHER_SERVER
         ));
@@ -553,12 +693,7 @@ impl Bench {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for (label, shape) in [
-                (
-                    fixed_label,
-                    Shape::FixedRate {
-                        rate: self.args.rate,
-                    },
-                ),
+                (fixed_label, Shape::FixedRate { rate }),
                 (
                     window_label,
                     Shape::Window {
@@ -613,7 +748,7 @@ impl Bench {
             }
         }
         services.stop().await;
-        let summary = IsolationSummary::of(runs, self.args.rate, self.args.window, seconds);
+        let summary = IsolationSummary::of(runs, rate, self.args.window, seconds);
         progress(&format!(
             "  isolation: the healthy server's p99 {:.2}x and throughput {:.2}x of the all-healthy runs",
             summary.p99_ratio, summary.throughput_ratio
@@ -792,20 +927,20 @@ impl Bench {
     }
 
     /// `--out` (JSON), the table next to it and on stdout.
-    fn report(
-        mut self,
-        (fixed, fixed_summary): Measured,
-        (full, full_summary): Measured,
-        baseline: Baseline,
-        floor: FloorSummary,
-        (retention, trail, isolation, routing_scale): (
-            Option<RetentionSummary>,
-            Option<TrailSummary>,
-            IsolationSummary,
-            TableScaleSummary,
-        ),
-        scale_out: ScaleOut,
-    ) -> anyhow::Result<()> {
+    fn report(mut self, results: Results) -> anyhow::Result<()> {
+        let Results {
+            fixed: (fixed, fixed_summary),
+            full: (full, full_summary),
+            baseline,
+            floor,
+            retention,
+            trail,
+            durable,
+            without_trail,
+            isolation,
+            routing_scale,
+            scale_out,
+        } = results;
         self.machine.load_1m_end = load_average();
         let points = &scale_out.points;
         let scale_out_efficiency = match (points.first(), points.last()) {
@@ -814,13 +949,7 @@ impl Bench {
             )),
             _ => None,
         };
-        let service_names = [
-            "ingress",
-            "forwarder",
-            "reply",
-            "callback",
-            stack::ONE_PROCESS,
-        ];
+        let service_names = stack::SERVICE_NAMES;
         let pick = |m: &BTreeMap<String, f64>| {
             m.iter()
                 .filter(|(k, _)| service_names.contains(&k.as_str()))
@@ -856,14 +985,21 @@ impl Bench {
             .map(|(_, v)| v)
             .sum();
         let args = &self.args;
+        // Unrounded: the floor ratio divides it.
+        let ratio = if base.msgs_per_s > 0.0 {
+            e2e / base.msgs_per_s
+        } else {
+            0.0
+        };
         let mut report = Report {
             e2e_msgs_per_s: e2e,
             baseline_msgs_per_s: round2(base.msgs_per_s),
-            ratio: if base.msgs_per_s > 0.0 {
-                round2(e2e / base.msgs_per_s)
-            } else {
-                0.0
-            },
+            ratio: round2(ratio),
+            floor_ratio: (floor.ratio_ceiling > 0.0).then(|| round2(ratio / floor.ratio_ceiling)),
+            nats_msgs_per_message: InOut::of(&full_summary),
+            latency_ms_at_1000: (args.rate == 1000).then_some(fixed.e2e_ms),
+            durable,
+            without_trail,
             latency_ms: fixed.e2e_ms,
             ingress_ack_ms: fixed.ack_ms,
             rss_mb: pick(&fixed_summary.rss_mb),

@@ -105,6 +105,10 @@ pub enum Service {
     Callback,
 }
 
+/// The names processes of the services are sampled under (the others are nats-server, the
+/// simulators and the load generator).
+pub const SERVICE_NAMES: [&str; 5] = ["ingress", "forwarder", "reply", "callback", ONE_PROCESS];
+
 pub const SERVICES: [Service; 4] = [
     Service::Ingress,
     Service::Forwarder,
@@ -144,15 +148,34 @@ pub enum Nats {
     },
 }
 
+/// When a private nats-server makes JetStream's writes durable on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// nats-server's default: the store is synced every 2 minutes, so an OS crash or power loss
+    /// can lose what it acknowledged since.
+    Default,
+    /// `sync_interval: always`: every write is on disk before it is acknowledged.
+    Always,
+}
+
 impl Nats {
     pub async fn start(binary: Option<&Path>, work: &Path, log_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, work, log_dir, Fsync::Default).await
+    }
+
+    pub async fn start_with(
+        binary: Option<&Path>,
+        work: &Path,
+        log_dir: &Path,
+        fsync: Fsync,
+    ) -> anyhow::Result<Self> {
         let binary = binary.context(
             "no nats-server found: put it on PATH, set NATS_SERVER_BIN, run scripts/bench (it installs one), or pass --nats-url",
         )?;
         let store = tempfile::Builder::new().prefix("nats-").tempdir_in(work)?;
         let ports = free_ports(3)?;
         let (port, monitor_port, profile_port) = (ports[0], ports[1], ports[2]);
-        let args = vec![
+        let mut args = vec![
             "-a".to_string(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -165,6 +188,13 @@ impl Nats {
             "-sd".into(),
             store.path().display().to_string(),
         ];
+        if fsync == Fsync::Always {
+            // No command-line flag sets it; the options above still apply on top of the file.
+            let conf = store.path().with_extension("conf");
+            std::fs::write(&conf, "jetstream {\n  sync_interval: always\n}\n")
+                .with_context(|| format!("cannot write {}", conf.display()))?;
+            args.extend(["-c".into(), conf.display().to_string()]);
+        }
         let proc = spawn_nats(binary, &args, log_dir, port).await?;
         Ok(Nats::Own {
             proc: Box::new(proc),
@@ -295,6 +325,28 @@ impl Nats {
             .await
             .ok()?;
         Some((v.get("in_msgs")?.as_u64()?, v.get("out_msgs")?.as_u64()?))
+    }
+
+    /// Whether the private nats-server syncs every write before acknowledging it, as it says
+    /// itself (`/varz` `jetstream.config.sync_always`).
+    pub async fn syncs_always(&self, http: &reqwest::Client) -> Option<bool> {
+        let Nats::Own { monitor_port, .. } = self else {
+            return None;
+        };
+        let v: Value = http
+            .get(format!("http://127.0.0.1:{monitor_port}/varz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(
+            v["jetstream"]["config"]["sync_always"]
+                .as_bool()
+                .unwrap_or(false),
+        )
     }
 
     /// The Go heap the private nats-server keeps (KB): `HeapAlloc` read right after a forced

@@ -320,6 +320,10 @@ fn bench_runs_every_phase_and_writes_its_results() {
             "2",
             "--retention-per-day",
             "2000",
+            "--trail-per-day",
+            "2000",
+            "--trail-phones",
+            "50",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -379,6 +383,34 @@ fn bench_runs_every_phase_and_writes_its_results() {
         let c = ceiling.as_f64().unwrap_or(0.0);
         assert!(c > 0.0 && c < 1.0, "ratio ceiling {c}: {r:#}");
     }
+    // NATS traffic per message, as shipped and with the trail off: the trail's steps and keys
+    // are NATS messages too, so turning it off must show fewer.
+    let msgs = |v: &serde_json::Value, dir: &str| v[dir].as_f64().unwrap_or(0.0);
+    let shipped = &r["nats_msgs_per_message"];
+    let untrailed = &r["without_trail"]["nats_msgs_per_message"];
+    for dir in ["in", "out"] {
+        assert!(
+            msgs(shipped, dir) > 0.0,
+            "nats_msgs_per_message.{dir}: {r:#}"
+        );
+        assert!(
+            msgs(untrailed, dir) > 0.0 && msgs(untrailed, dir) < msgs(shipped, dir),
+            "without_trail.nats_msgs_per_message.{dir}: {r:#}"
+        );
+    }
+    assert!(r["floor_ratio"].as_f64().unwrap_or(0.0) > 0.0, "{r:#}");
+    // Not run at 1,000 msgs/s here: said so, not made up.
+    assert!(r["latency_ms_at_1000"].is_null(), "{r:#}");
+    // The durable phase ran against a nats-server that syncs every write, every message back.
+    let durable = &r["durable"];
+    assert!(
+        durable["e2e_msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r:#}"
+    );
+    assert!(durable["latency_ms"]["p99"].is_number(), "{r:#}");
+    assert_eq!(durable["lost"], 0, "{r:#}");
+    assert_eq!(durable["sync_always"], true, "{r:#}");
+    assert_eq!(r["without_trail"]["sync_always"], false, "{r:#}");
     assert_eq!(r["scale_out"][0]["replicas"], 1, "{r:#}");
     let table = std::fs::read_to_string(dir.path().join("results.txt")).unwrap();
     assert!(
