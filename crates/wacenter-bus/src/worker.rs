@@ -187,6 +187,19 @@ pub fn decode<J: Job>(d: &Delivery, role: &str) -> Result<J, Disposition> {
     Ok(job)
 }
 
+/// Replicas of one service a lane's consumer has room for.
+pub const REPLICAS_PER_LANE: usize = 16;
+
+/// What a lane's consumer lets out at once. Every replica binds the same consumer, so this is
+/// the sum of their shares: [`REPLICAS_PER_LANE`] replicas each handling `concurrency` messages,
+/// and as many again on their way back (acks in flight, deliveries not yet pulled in). One
+/// replica's share capped the consumer at four replicas' worth (the bench's scale-out stopped
+/// at 4). A replica still never handles more than `concurrency` at once, and an OtomaX call's
+/// retries happen inside its handler, so a slow lane does not pull more of its backlog.
+pub fn max_ack_pending(concurrency: usize) -> usize {
+    concurrency.saturating_mul(REPLICAS_PER_LANE * 2)
+}
+
 /// Binds the role's consumer (retrying until it binds), then runs until `shutdown` becomes
 /// true, finishes in-flight work and returns. Each message is decoded as `J` ([`decode`]) and
 /// handed to `handler` with its delivery.
@@ -200,8 +213,7 @@ pub async fn run<J, H, Fut>(
     H: Fn(Delivery, J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Disposition> + Send + 'static,
 {
-    // Room for acks in flight beyond the messages being handled, so pulling never stalls on them.
-    let max_ack_pending = i64::try_from(config.concurrency * 4).unwrap_or(i64::MAX);
+    let max_ack_pending = i64::try_from(max_ack_pending(config.concurrency)).unwrap_or(i64::MAX);
     let waits = Waits::default();
     let Some(consumer) = bus
         .bind_consumer(

@@ -323,3 +323,55 @@ async fn a_payload_that_is_not_the_job_is_dead_lettered_invalid() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// Replicas add up: every replica of a service binds the same consumer, so what the consumer
+/// lets out at once (its max ack pending) must not be one replica's share. Eight replicas of
+/// concurrency 1 work on eight messages at the same time.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_sharing_a_consumer_work_side_by_side() {
+    const REPLICAS: usize = 8;
+    let nats = NatsServer::start();
+    let bus = bus(&nats, 5).await;
+    for i in 0..2 * REPLICAS {
+        publish_one(&bus, &format!("side-by-side-{i}")).await;
+    }
+    let (now, most) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..REPLICAS {
+        let (now, most) = (now.clone(), most.clone());
+        let handler = move |_d, _: Hello| {
+            let (now, most) = (now.clone(), most.clone());
+            async move {
+                let working = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(working, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Disposition::Ack
+            }
+        };
+        let config = WorkerConfig {
+            concurrency: 1,
+            ..config()
+        };
+        tasks.push(tokio::spawn(worker::run(
+            bus.clone(),
+            config,
+            handler,
+            shutdown.clone(),
+        )));
+    }
+    eventually(Duration::from_secs(20), "every message handled", || async {
+        (inbound_left(&bus).await == 0).then_some(())
+    })
+    .await;
+    stop.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        REPLICAS as i64,
+        "messages handled at once by {REPLICAS} replicas of concurrency 1"
+    );
+}
