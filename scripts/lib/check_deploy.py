@@ -383,6 +383,19 @@ def check_compose(report: Report) -> dict:
     for flag in ("-js", "-sd", "-m"):
         if flag not in ncmd:
             report.fail(f"{where}: service nats", f"command lacks {flag}")
+    # Durable by default: the mounted config makes every write reach the disk before its ack.
+    if "-c" in ncmd:
+        conf = ncmd[ncmd.index("-c") + 1] if ncmd.index("-c") + 1 < len(ncmd) else ""
+        mounted = [str(v).split(":") for v in as_list(nats.get("volumes")) if ":" in str(v)]
+        source = next((m[0] for m in mounted if len(m) > 1 and m[1] == conf), None)
+        if source is None:
+            report.fail(f"{where}: service nats", f"-c {conf}: no volume mounts that file")
+        else:
+            text = (ROOT / source).read_text() if (ROOT / source).is_file() else ""
+            if not re.search(r"^\s*sync_interval\s*:\s*always\s*$", text, re.M):
+                report.fail(f"{where}: service nats", f"{source} should set sync_interval: always inside jetstream {{}}")
+    else:
+        report.fail(f"{where}: service nats", "command lacks -c with the mounted deploy/nats/nats.conf (sync_interval: always)")
     test = " ".join(command_list((nats.get("healthcheck") or {}).get("test")))
     if "healthz" not in test or "wget" not in test:
         report.fail(f"{where}: service nats", "healthcheck should wget the monitoring /healthz")

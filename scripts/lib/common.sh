@@ -15,7 +15,8 @@ require_cargo() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not installed: install Rust from https://rustup.rs, then run this again"
 }
 
-# Oldest nats-server wacenter is tested against: what docker-compose.yml deploys (nats:2.10).
+# Oldest nats-server wacenter supports (docker-compose.yml deploys nats:2.12; the tests fetch 2.12.8
+# when PATH has nothing this recent).
 NATS_SERVER_MIN_VERSION="2.10"
 
 # True when the nats-server at $1 is at least NATS_SERVER_MIN_VERSION.
