@@ -312,41 +312,35 @@ impl Nats {
     /// publish, KV write, ack and API request counts, so the difference over a run divided by
     /// the messages of the run is the NATS traffic one WhatsApp message causes.
     pub async fn message_counts(&self, http: &reqwest::Client) -> Option<(u64, u64)> {
-        let Nats::Own { monitor_port, .. } = self else {
-            return None;
-        };
-        let v: Value = http
-            .get(format!("http://127.0.0.1:{monitor_port}/varz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = self.varz(http).await?;
         Some((v.get("in_msgs")?.as_u64()?, v.get("out_msgs")?.as_u64()?))
     }
 
     /// Whether the private nats-server syncs every write before acknowledging it, as it says
     /// itself (`/varz` `jetstream.config.sync_always`).
     pub async fn syncs_always(&self, http: &reqwest::Client) -> Option<bool> {
+        let v = self.varz(http).await?;
+        Some(
+            v["jetstream"]["config"]["sync_always"]
+                .as_bool()
+                .unwrap_or(false),
+        )
+    }
+
+    /// The private nats-server's `/varz` (`None` for an external NATS, or when it does not
+    /// answer).
+    async fn varz(&self, http: &reqwest::Client) -> Option<Value> {
         let Nats::Own { monitor_port, .. } = self else {
             return None;
         };
-        let v: Value = http
-            .get(format!("http://127.0.0.1:{monitor_port}/varz"))
+        http.get(format!("http://127.0.0.1:{monitor_port}/varz"))
             .timeout(Duration::from_secs(2))
             .send()
             .await
             .ok()?
             .json()
             .await
-            .ok()?;
-        Some(
-            v["jetstream"]["config"]["sync_always"]
-                .as_bool()
-                .unwrap_or(false),
-        )
+            .ok()
     }
 
     /// The Go heap the private nats-server keeps (KB): `HeapAlloc` read right after a forced
