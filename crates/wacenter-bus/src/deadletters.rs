@@ -213,16 +213,12 @@ pub async fn replay(
         match (letter.payload.get("sender").is_some(), step.kode) {
             (true, _) => {
                 let message_id = letter.id.rsplit(':').next().unwrap_or(&letter.id);
-                trail
-                    .record_with_key(&step, message_id, TrailKeyKind::MessageId)
-                    .await
+                trail.record_with_key(&step, message_id, TrailKeyKind::MessageId)
             }
             (false, Some(kode)) => {
-                trail
-                    .record_with_key(&step, &kode.to_string(), TrailKeyKind::Kode)
-                    .await
+                trail.record_with_key(&step, &kode.to_string(), TrailKeyKind::Kode)
             }
-            (false, None) => trail.record(&step).await,
+            (false, None) => trail.record(&step),
         }
         done.push(outcome(ReplayOutcome::Replayed));
     }

@@ -127,15 +127,15 @@ impl Trail {
         }
     }
 
-    /// Records `event` on its phone's subject.
-    pub async fn record(&self, event: &TrailEvent) {
+    /// Records `event` on its phone's subject: queues it for the writer and returns at once.
+    pub fn record(&self, event: &TrailEvent) {
         self.queue(event, None);
     }
 
     /// Records `event`, and `key` (of `kind`) pointing at it: the step that first knows a key.
     /// A `kode_inbox` key names the message `event` is about; a `kode` key carries the
     /// `kode_inbox` its row answers, so either finds the whole message.
-    pub async fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
+    pub fn record_with_key(&self, event: &TrailEvent, key: &str, kind: TrailKeyKind) {
         let key = key.trim();
         if key.is_empty() {
             return self.queue(event, None);

@@ -472,9 +472,7 @@ async fn handle<J, H, Fut>(
             match wacenter_trace::carry_on(incoming, write).await {
                 Ok(()) => {
                     metrics::counter!("wacenter_dead_letters_total", "worker" => config.name, "otomax" => config.lane.clone(), "reason" => reason.as_str()).increment(1);
-                    bus.trail()
-                        .record(&crate::trail::dead_lettered(&letter))
-                        .await;
+                    bus.trail().record(&crate::trail::dead_lettered(&letter));
                     msg.ack_with(AckKind::Term).await
                 }
                 Err(e) => {

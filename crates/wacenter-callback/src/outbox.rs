@@ -340,16 +340,12 @@ async fn handle(
             if !outcome.duplicate {
                 let trail = me.bus.trail();
                 match kode {
-                    Some(k) => {
-                        trail
-                            .record_with_key(
-                                &step,
-                                &k.to_string(),
-                                wacenter_proto::TrailKeyKind::Kode,
-                            )
-                            .await
-                    }
-                    None => trail.record(&step).await,
+                    Some(k) => trail.record_with_key(
+                        &step,
+                        &k.to_string(),
+                        wacenter_proto::TrailKeyKind::Kode,
+                    ),
+                    None => trail.record(&step),
                 }
             }
             Ok((

@@ -169,7 +169,7 @@ impl Forwarder {
             if !msg.from_me {
                 let mut step = trail_step(&msg, None, TrailStep::Skipped);
                 step.detail = format!("not forwarded: {reason}");
-                me.trail.record(&step).await;
+                me.trail.record(&step);
             }
             return Disposition::Ack;
         }
@@ -320,7 +320,7 @@ impl Forwarder {
                 warn!(error = %e, reason = reason.as_str(), "InsertInbox failed");
                 let mut step = trail_step(&msg, Some(route.server), TrailStep::OtomaxFailed);
                 step.detail = format!("{} ({}): {e}", reason.as_str(), e.kind());
-                me.trail.record(&step).await;
+                me.trail.record(&step);
                 metrics::counter!("wacenter_forwarder_failed_total", "kind" => e.kind(), "otomax" => route.server.to_string())
                     .increment(1);
                 // It reached us in time and OtomaX never had it: the sender is told, or they
@@ -389,9 +389,8 @@ impl Forwarder {
                 Some(kode) => {
                     me.trail
                         .record_with_key(&step, &kode.to_string(), TrailKeyKind::KodeInbox)
-                        .await
                 }
-                None => me.trail.record(&step).await,
+                None => me.trail.record(&step),
             }
         }
         let forwarded = |auto_reply: &str| {
@@ -406,7 +405,7 @@ impl Forwarder {
             forwarded("disabled");
             return Disposition::Ack;
         }
-        let Some(text) = result.auto_reply_text() else {
+        let Some(text) = reply_text else {
             forwarded("none for this status");
             metrics::counter!("wacenter_forwarder_auto_replies_total", "outcome" => "none", "otomax" => server.to_string())
                 .increment(1);
@@ -474,7 +473,7 @@ impl Forwarder {
                 let mut step = trail_step(msg, Some(server), TrailStep::NoticeQueued);
                 step.detail = format!("{class} notice queued");
                 step.reply = TrailEvent::shorten(text);
-                me.trail.record(&step).await;
+                me.trail.record(&step);
                 metrics::counter!("wacenter_forwarder_notices_total", "class" => class, "otomax" => server.to_string()).increment(1);
                 Ok(())
             }

@@ -400,8 +400,7 @@ impl Ingress {
             self.inner
                 .bus
                 .trail()
-                .record_with_key(&step, &msg.message_id, TrailKeyKind::MessageId)
-                .await;
+                .record_with_key(&step, &msg.message_id, TrailKeyKind::MessageId);
         }
         metrics::counter!("wacenter_ingress_published_total", "provider" => msg.provider.as_str(), "duplicate" => outcome.duplicate.to_string()).increment(1);
         Ok(outcome.duplicate)

@@ -286,7 +286,7 @@ impl Replier {
                     None => format!("provider message id {}", sent.provider_message_id),
                 };
                 step.text = TrailEvent::shorten(text);
-                me.trail.record(&step).await;
+                me.trail.record(&step);
                 // Recorded first: the provider may already be echoing it back to ingress.
                 if me.record_own_sends && !sent.provider_message_id.is_empty() {
                     me.own_messages
@@ -370,7 +370,7 @@ impl Replier {
                 warn!(error = %e, class = label, "send failed for good");
                 let mut step = trail_step(out, TrailStep::SendFailed);
                 step.detail = format!("{label}: {e}");
-                self.inner.trail.record(&step).await;
+                self.inner.trail.record(&step);
                 let mut record = ClaimRecord::new(ClaimState::Failed, d.stream_sequence);
                 record.detail = json!({"error": e.to_string()});
                 self.claims(out)
@@ -490,7 +490,7 @@ impl Replier {
                 let mut step = trail_step(out, TrailStep::OutboxStatus);
                 step.status = Some(status);
                 step.detail = format!("UpdateStatusOutbox {status} reported to OtomaX");
-                self.inner.trail.record(&step).await;
+                self.inner.trail.record(&step);
                 metrics::counter!("wacenter_outbox_acks_total", "status" => status.to_string(), "outcome" => "ok", "otomax" => server.to_string()).increment(1);
                 Ok(())
             }

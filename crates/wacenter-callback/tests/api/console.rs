@@ -14,23 +14,17 @@ async fn record_purchase(h: &Harness, message_id: &str) {
     let id = format!("gowa:628987654321@s.whatsapp.net:{message_id}");
     let mut received = TrailEvent::new(TrailStep::Received, &id, RESELLER_PHONE);
     received.text = "<script>alert(1)</script> S5.0812.1234".into();
-    trail
-        .record_with_key(&received, message_id, TrailKeyKind::MessageId)
-        .await;
+    trail.record_with_key(&received, message_id, TrailKeyKind::MessageId);
     let mut forwarded = TrailEvent::new(TrailStep::Forwarded, &id, RESELLER_PHONE);
     forwarded.kode_inbox = Some(4242);
     forwarded.status = Some(21);
     forwarded.reply = "diproses".into();
-    trail
-        .record_with_key(&forwarded, "4242", TrailKeyKind::KodeInbox)
-        .await;
-    trail
-        .record(&TrailEvent::new(
-            TrailStep::Sent,
-            format!("autoreply:{id}"),
-            RESELLER_PHONE,
-        ))
-        .await;
+    trail.record_with_key(&forwarded, "4242", TrailKeyKind::KodeInbox);
+    trail.record(&TrailEvent::new(
+        TrailStep::Sent,
+        format!("autoreply:{id}"),
+        RESELLER_PHONE,
+    ));
     h.bus.trail().flush(Duration::from_secs(5)).await;
 }
 
